@@ -1,0 +1,85 @@
+//! The library's one error type: every failure kopsci can report, with the
+//! file, line and column where the input was wrong.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every error the library returns. Messages are lowercase and never contain
+/// values read from inputs beyond names and locations: values may hold
+/// secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A filesystem operation failed on `path`.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A YAML input did not parse, or parsed to the wrong shape.
+    #[error("{origin}:{line}:{column}: {message}")]
+    Yaml {
+        origin: String,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+
+    /// Writing a value as YAML failed.
+    #[error("cannot write YAML: {0}")]
+    YamlWrite(String),
+
+    /// A `--set` / `--set-string` expression did not parse.
+    #[error("invalid {flag} `{expr}`: {message}")]
+    SetValue {
+        flag: &'static str,
+        expr: String,
+        message: String,
+    },
+
+    /// A values layer is not usable (wrong top-level type, conflicting
+    /// `clusterName`, …).
+    #[error("{origin}: {message}")]
+    Values { origin: String, message: String },
+
+    /// A template failed to parse or render. `location` is `file:line` when known.
+    #[error("{location}: {message}")]
+    Template { location: String, message: String },
+
+    /// A rendered document is not valid YAML.
+    #[error("{template}: document {index}: line {line}, column {column}: {message}")]
+    RenderedYaml {
+        template: String,
+        index: usize,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+
+    /// The fleet file is invalid.
+    #[error("{origin}: {message}")]
+    Fleet { origin: String, message: String },
+
+    /// A cluster named on the command line is not in the fleet.
+    #[error("unknown cluster `{name}` (the fleet has: {known})")]
+    UnknownCluster { name: String, known: String },
+
+    /// The command was used in a way that cannot work (missing inputs,
+    /// conflicting options). The binary maps this to the usage exit code.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
