@@ -68,6 +68,40 @@ pub enum Error {
     #[error("unknown cluster `{name}` (the fleet has: {known})")]
     UnknownCluster { name: String, known: String },
 
+    /// A failure while working on one cluster of the fleet.
+    #[error("cluster `{cluster}`: {source}")]
+    Cluster {
+        cluster: String,
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A state store URL is not one kopsci can read.
+    #[error("invalid state store `{url}`: {message}")]
+    StateUrl { url: String, message: String },
+
+    /// An object key of a state store would land outside the snapshot
+    /// directory, or cannot be a file path at all.
+    #[error("refusing object key `{key}`: {reason}")]
+    UnsafeKey { key: String, reason: &'static str },
+
+    /// A request to an S3 state store failed (after the SDK's retries).
+    #[error("{context}: {message}")]
+    S3 { context: String, message: String },
+
+    /// A snapshot cannot be taken or verified as asked.
+    #[error("{0}")]
+    Snapshot(String),
+
+    /// A snapshot record (`.kopsci-snapshot.json`) is missing or invalid.
+    #[error("{}: {message}", path.display())]
+    SnapshotRecord { path: PathBuf, message: String },
+
+    /// The command was stopped by a signal; whatever it had started was
+    /// cleaned up.
+    #[error("interrupted by {name}")]
+    Interrupted { name: &'static str, signal: i32 },
+
     /// The command was used in a way that cannot work (missing inputs,
     /// conflicting options). The binary maps this to the usage exit code.
     #[error("{0}")]

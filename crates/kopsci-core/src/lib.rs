@@ -2,7 +2,12 @@
 //! that return [`Error`]s instead of exiting.
 
 pub mod errors;
+pub mod fleet;
 pub mod fsutil;
+pub mod render;
+pub mod state;
+pub mod toolbox;
+pub mod values;
 pub mod yaml;
 
 pub use errors::{Error, Result};

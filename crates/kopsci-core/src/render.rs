@@ -1,0 +1,1532 @@
+//! The render engine: Jinja templates and snippets (minijinja) rendered with
+//! a values map into kOps manifests, with the document handling of
+//! `kops toolbox template`, and errors that name file, line and expression
+//! but never a value.
+//!
+//! Semantics, in kOps' terms:
+//!
+//! * Templates render in the given order (directories walked recursively in
+//!   lexical order, hidden entries skipped). Each output is split on `---\n`;
+//!   pieces that are blank once trimmed are dropped; the documents of all
+//!   templates are joined with `---\n`. Templates keep their final newline,
+//!   like Go templates. One deliberate difference from kOps: a document that
+//!   does not end in a newline gets one before the next `---\n`, where kOps
+//!   would glue the separator onto its last line and silently corrupt it.
+//! * Snippets live in a flat namespace by file basename
+//!   (`snippets/a/b/docker.options` is `docker.options`); two files with the
+//!   same basename are an error. `include(name)` renders a snippet with the
+//!   root values, `include(name, ctx)` with the mapping `ctx`; the result is a
+//!   string, so `{{ include("unit") | nindent(4) }}` works. The tags
+//!   `{% include %}` and `{% import %}` also find snippets by basename.
+//! * Strict mode (`fail_on_missing`) fails on any use of an undefined value
+//!   except `is defined`, `default` and `required`; lenient mode prints
+//!   undefined values as nothing.
+//! * Every output document must parse as YAML; with `format_yaml` each one is
+//!   parsed and written back (documents that hold only comments are dropped,
+//!   as kOps does).
+//! * `{{ value }}` prints YAML-friendly text rather than minijinja's
+//!   Python-style text: `true`/`false`, nothing for `none`, compact JSON for
+//!   lists and maps. The added filters and functions are in the `functions`
+//!   module.
+//!
+//! Rendering never touches the network or the kops binary: kOps' `Channel*`
+//! functions do not exist here.
+
+pub(crate) mod functions;
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Rest, Value, ValueKind};
+use minijinja::{AutoEscape, Environment, ErrorKind, State, UndefinedBehavior};
+
+use crate::errors::{Error, Result};
+use crate::values::Map;
+
+/// How one render behaves; the flags of `kops toolbox template`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Fail on any use of an undefined value (`--fail-on-missing`, default
+    /// true). When false, undefined values print as nothing.
+    pub fail_on_missing: bool,
+    /// Parse every document and write it back normalised (`--format-yaml`).
+    pub format_yaml: bool,
+}
+
+impl Default for RenderOptions {
+    /// kOps' defaults: strict, not reformatted.
+    fn default() -> Self {
+        RenderOptions {
+            fail_on_missing: true,
+            format_yaml: false,
+        }
+    }
+}
+
+/// How deep `include` may nest before the render fails: deep enough for
+/// any real snippet tree, shallow enough that a snippet that includes itself
+/// fails fast with a clear message instead of exhausting memory.
+pub const MAX_INCLUDE_DEPTH: usize = 64;
+
+/// A set of templates and snippets, read and parsed once, then rendered any
+/// number of times, from any number of threads, with different values.
+pub struct TemplateSet {
+    /// Both environments hold the same compiled templates (cloning shares
+    /// them); minijinja's undefined behaviour is a per-environment setting.
+    strict: Environment<'static>,
+    lenient: Environment<'static>,
+    templates: Vec<PathBuf>,
+    /// The environment name of each entry of `templates`: its displayed path.
+    template_names: Vec<String>,
+    snippets: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for TemplateSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemplateSet")
+            .field("templates", &self.templates)
+            .field("snippets", &self.snippets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TemplateSet {
+    /// Reads and parses templates and snippets. Each path is a file or a
+    /// directory (walked recursively in lexical order, hidden entries
+    /// skipped). Syntax errors in any file, including snippets that no
+    /// template uses, fail here with `file:line`.
+    pub fn load(templates: &[PathBuf], snippets: &[PathBuf]) -> Result<TemplateSet> {
+        let template_files = crate::values::expand_paths(templates)?;
+        let snippet_files = crate::values::expand_paths(snippets)?;
+
+        let mut env = Environment::new();
+        // Debug info would render the values of nearby variables into error
+        // messages; values may be secrets. Spans are kept without it.
+        env.set_debug(false);
+        // minijinja would JSON-escape `{{ x }}` in `*.yaml` templates by
+        // default; kOps templates are plain text substitution.
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        let syntax = SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .map_err(|e| Error::Template {
+                location: "<syntax>".to_string(),
+                message: e.to_string(),
+            })?;
+        env.set_syntax(syntax);
+        functions::register(&mut env);
+
+        // Snippets: basename → environment name (the displayed path).
+        let mut by_basename: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
+        let mut snippet_paths = Vec::new();
+        for path in &snippet_files {
+            let basename = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string());
+            if let Some((first, _)) = by_basename.get(&basename) {
+                if same_file(first, path) {
+                    continue;
+                }
+                return Err(Error::Template {
+                    location: path.display().to_string(),
+                    message: format!(
+                        "snippet `{basename}` is defined twice: {} and {} (snippet names are file basenames and must be unique)",
+                        first.display(),
+                        path.display()
+                    ),
+                });
+            }
+            let name = path.display().to_string();
+            add_template(&mut env, &name, path)?;
+            by_basename.insert(basename, (path.clone(), name));
+            snippet_paths.push(path.clone());
+        }
+        let snippet_names: Arc<BTreeMap<String, String>> = Arc::new(
+            by_basename
+                .into_iter()
+                .map(|(base, (_, name))| (base, name))
+                .collect(),
+        );
+
+        let names = Arc::clone(&snippet_names);
+        // The context is taken as a raw rest argument: an `Option<Value>`
+        // argument would turn an undefined context into "no context" and
+        // silently render with the root values.
+        env.add_function(
+            "include",
+            move |state: &State, name: Cow<'_, str>, rest: Rest<Value>| {
+                if rest.len() > 1 {
+                    return Err(minijinja::Error::new(
+                        ErrorKind::TooManyArguments,
+                        "include takes a snippet name and an optional context",
+                    ));
+                }
+                include(state, &names, &name, rest.first().cloned())
+            },
+        );
+        let names = Arc::clone(&snippet_names);
+        env.set_path_join_callback(move |name, _parent| match names.get(name) {
+            Some(path_name) => Cow::Owned(path_name.clone()),
+            None => Cow::Borrowed(name),
+        });
+
+        let mut template_names = Vec::with_capacity(template_files.len());
+        for path in &template_files {
+            let name = path.display().to_string();
+            if env.get_template(&name).is_err() {
+                add_template(&mut env, &name, path)?;
+            }
+            template_names.push(name);
+        }
+
+        let mut strict = env;
+        strict.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut lenient = strict.clone();
+        lenient.set_undefined_behavior(UndefinedBehavior::Lenient);
+
+        Ok(TemplateSet {
+            strict,
+            lenient,
+            templates: template_files,
+            template_names,
+            snippets: snippet_paths,
+        })
+    }
+
+    /// The template files, in render order (directories expanded).
+    pub fn template_paths(&self) -> &[PathBuf] {
+        &self.templates
+    }
+
+    /// The snippet files (directories expanded, duplicates of one file
+    /// listed once).
+    pub fn snippet_paths(&self) -> &[PathBuf] {
+        &self.snippets
+    }
+
+    /// Renders every template with `values` and returns the joined
+    /// manifest: documents separated by `---\n`.
+    pub fn render(&self, values: &Map, opts: &RenderOptions) -> Result<String> {
+        let env = if opts.fail_on_missing {
+            &self.strict
+        } else {
+            &self.lenient
+        };
+        let root = functions::map_to_value(values);
+        let _frame = RenderFrame::enter(root.clone());
+
+        let mut documents: Vec<String> = Vec::new();
+        for name in &self.template_names {
+            let rendered = env
+                .get_template(name)
+                .and_then(|t| t.render(root.clone()))
+                .map_err(|e| template_error(&e, env, &root, name))?;
+            for (i, doc) in split_documents(&rendered).enumerate() {
+                documents.push(check_document(name, i + 1, doc, opts.format_yaml)?);
+            }
+        }
+        Ok(join_documents(
+            documents
+                .iter()
+                .filter(|d| !d.is_empty())
+                .map(String::as_str),
+        ))
+    }
+}
+
+/// Adds one file to the environment under `name`, turning a syntax error
+/// into `file:line: syntax error: …`.
+fn add_template(env: &mut Environment<'static>, name: &str, path: &Path) -> Result<()> {
+    let source = crate::fsutil::read_to_string(path)?;
+    env.add_template_owned(name.to_string(), source)
+        .map_err(|e| {
+            let (location, message) = describe(&e, None, &Value::UNDEFINED, name);
+            Error::Template { location, message }
+        })
+}
+
+/// Whether two paths name the same file (the same snippet reached through
+/// two `--snippets` arguments is not a duplicate).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Splits one template's output into documents the way kOps does: on
+/// `---\n`, dropping pieces that are blank once trimmed.
+fn split_documents(rendered: &str) -> impl Iterator<Item = &str> {
+    rendered
+        .split("---\n")
+        .filter(|piece| !piece.trim().is_empty())
+}
+
+/// Joins documents with `---\n`, ending a document with a newline first
+/// when it lacks one (kOps would corrupt its last line instead).
+fn join_documents<'a>(documents: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for (i, doc) in documents.enumerate() {
+        if i > 0 {
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str("---\n");
+        }
+        out.push_str(doc);
+    }
+    out
+}
+
+/// Checks that a document parses as YAML and returns what goes into the
+/// output: the document itself, or with `format` its normalised form (empty
+/// when it holds no data, so the caller drops it). `index` is 1-based among
+/// the template's documents.
+fn check_document(template: &str, index: usize, doc: &str, format: bool) -> Result<String> {
+    let located = |line: u64, column: u64, message: &str| Error::RenderedYaml {
+        template: template.to_string(),
+        index,
+        line,
+        column,
+        message: yaml_message(message),
+    };
+    let parsed: serde_json::Value = crate::yaml::from_str(doc, template).map_err(|e| match e {
+        Error::Yaml {
+            line,
+            column,
+            message,
+            ..
+        } => located(line, column, &message),
+        _ => located(0, 0, ""),
+    })?;
+    if !format {
+        return Ok(doc.to_string());
+    }
+    if parsed.is_null() {
+        return Ok(String::new());
+    }
+    crate::yaml::to_string(&parsed).map_err(|e| located(0, 0, &e.to_string()))
+}
+
+/// Reduces a YAML parser message to its kind. A rendered document holds
+/// values, and parser messages quote pieces of it (`duplicate mapping key:
+/// <key>`), so everything after the first `: ` and anything quoted goes; the
+/// line and column are reported separately.
+fn yaml_message(message: &str) -> String {
+    if message.starts_with("multiple YAML documents") {
+        // kOps splits only on `---\n`; `---\r\n` or `--- text` stay inside.
+        return "more than one YAML document: documents are split only on a line that is exactly `---` ending in `\\n` (check for `\\r\\n` line endings or text after `---`)".to_string();
+    }
+    let mut text = message.split(": ").next().unwrap_or_default();
+    if let Some(at) = text.find(" at line ") {
+        text = &text[..at];
+    }
+    if let Some(quote) = text.find(['`', '"', '\'']) {
+        text = &text[..quote];
+    }
+    let text = text.trim().trim_end_matches([',', ';', ':']);
+    if text.is_empty() {
+        "not valid YAML".to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// include
+
+thread_local! {
+    /// The root values of the render running on this thread, for
+    /// `include(name)` without a context. minijinja gives functions no access
+    /// to the initial context, and a nested render starts a fresh state, so
+    /// the render frame lives here for the duration of `TemplateSet::render`.
+    static ROOT: RefCell<Option<Value>> = const { RefCell::new(None) };
+    /// How many `include` calls are active on this thread.
+    static INCLUDE_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Installs the root values for one render and restores the previous frame
+/// (normally none) when dropped, also on error.
+struct RenderFrame {
+    previous_root: Option<Value>,
+    previous_depth: usize,
+}
+
+impl RenderFrame {
+    fn enter(root: Value) -> RenderFrame {
+        RenderFrame {
+            previous_root: ROOT.with(|r| r.replace(Some(root))),
+            previous_depth: INCLUDE_DEPTH.with(|d| d.replace(0)),
+        }
+    }
+}
+
+impl Drop for RenderFrame {
+    fn drop(&mut self) {
+        let root = self.previous_root.take();
+        ROOT.with(|r| *r.borrow_mut() = root);
+        INCLUDE_DEPTH.with(|d| d.set(self.previous_depth));
+    }
+}
+
+/// One level of `include` nesting; released when dropped.
+struct IncludeLevel;
+
+impl IncludeLevel {
+    fn enter(name: &str) -> std::result::Result<IncludeLevel, minijinja::Error> {
+        INCLUDE_DEPTH.with(|d| {
+            let depth = d.get();
+            if depth >= MAX_INCLUDE_DEPTH {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!(
+                        "include nesting deeper than {MAX_INCLUDE_DEPTH} levels while including `{name}` (does a snippet include itself?)"
+                    ),
+                ));
+            }
+            d.set(depth + 1);
+            Ok(IncludeLevel)
+        })
+    }
+}
+
+impl Drop for IncludeLevel {
+    fn drop(&mut self) {
+        INCLUDE_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+/// `include(name[, ctx])`: renders the snippet with basename `name` with the
+/// root values, or with the mapping `ctx`, and returns its text.
+fn include(
+    state: &State,
+    snippets: &BTreeMap<String, String>,
+    name: &str,
+    ctx: Option<Value>,
+) -> std::result::Result<String, minijinja::Error> {
+    let Some(template_name) = snippets.get(name) else {
+        let known = if snippets.is_empty() {
+            "no snippets were given".to_string()
+        } else {
+            let names: Vec<&str> = snippets.keys().map(String::as_str).collect();
+            format!("known snippets: {}", names.join(", "))
+        };
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("unknown snippet `{name}` ({known})"),
+        ));
+    };
+    let ctx = match ctx {
+        None => ROOT.with(|r| r.borrow().clone()).unwrap_or_else(empty_map),
+        Some(ctx) => match ctx.kind() {
+            ValueKind::Map => ctx,
+            ValueKind::Undefined if state.undefined_behavior() == UndefinedBehavior::Strict => {
+                return Err(minijinja::Error::from(ErrorKind::UndefinedError));
+            }
+            ValueKind::Undefined | ValueKind::None => empty_map(),
+            other => {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("include: the context must be a map, got a {other}"),
+                ));
+            }
+        },
+    };
+    let _level = IncludeLevel::enter(name)?;
+    state
+        .env()
+        .get_template(template_name)
+        .and_then(|t| t.render(ctx.clone()))
+        .map_err(|e| {
+            // Resolve the failure now, while the snippet's context is at
+            // hand; the outer template's error only adds where it was called.
+            let failure = match find_include_failure(&e) {
+                Some(inner) => {
+                    let mut failure = inner.clone();
+                    failure.included_from.push(location_of(&e, template_name));
+                    failure
+                }
+                None => {
+                    let (location, message) = describe(&e, Some(state.env()), &ctx, template_name);
+                    IncludeFailure {
+                        location,
+                        message,
+                        included_from: Vec::new(),
+                    }
+                }
+            };
+            minijinja::Error::new(ErrorKind::InvalidOperation, "the included snippet failed")
+                .with_source(failure)
+        })
+}
+
+fn empty_map() -> Value {
+    Value::from(indexmap::IndexMap::<Value, Value>::new())
+}
+
+/// A failure inside an included snippet, already described: where it
+/// happened, what went wrong, and the `include` calls that led there,
+/// innermost first.
+#[derive(Debug, Clone)]
+struct IncludeFailure {
+    location: String,
+    message: String,
+    included_from: Vec<String>,
+}
+
+impl std::fmt::Display for IncludeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+impl std::error::Error for IncludeFailure {}
+
+fn find_include_failure(err: &minijinja::Error) -> Option<&IncludeFailure> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = current {
+        if let Some(failure) = e.downcast_ref::<IncludeFailure>() {
+            return Some(failure);
+        }
+        current = e.source();
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// errors
+
+/// How many `include` call sites an error lists before eliding the rest.
+const MAX_LISTED_INCLUDES: usize = 4;
+
+/// Turns a minijinja error from rendering template `name` with `root` into
+/// an [`Error::Template`] located at the innermost template (a snippet, when
+/// the failure happened in one).
+fn template_error(
+    err: &minijinja::Error,
+    env: &Environment<'_>,
+    root: &Value,
+    name: &str,
+) -> Error {
+    if let Some(failure) = find_include_failure(err) {
+        let mut chain = failure.included_from.clone();
+        chain.push(location_of(err, name));
+        let listed = if chain.len() > MAX_LISTED_INCLUDES {
+            let skipped = chain.len() - MAX_LISTED_INCLUDES;
+            let mut shown: Vec<String> = chain[..MAX_LISTED_INCLUDES - 1].to_vec();
+            shown.push(format!("… {skipped} more"));
+            shown.push(chain[chain.len() - 1].clone());
+            shown
+        } else {
+            chain
+        };
+        return Error::Template {
+            location: failure.location.clone(),
+            message: format!("{} (included from {})", failure.message, listed.join(", ")),
+        };
+    }
+    let (location, message) = describe(err, Some(env), root, name);
+    Error::Template { location, message }
+}
+
+/// `file:line` of an error, falling back to `fallback` for the file.
+fn location_of(err: &minijinja::Error, fallback: &str) -> String {
+    let name = err.name().unwrap_or(fallback);
+    match err.line() {
+        Some(line) => format!("{name}:{line}"),
+        None => name.to_string(),
+    }
+}
+
+/// Describes a minijinja error as `(location, message)` from its kind, its
+/// detail and the template source at its span. minijinja's own rendering of
+/// the error is not used: without debug info it cannot name the undefined
+/// expression, and with debug info it prints values.
+fn describe(
+    err: &minijinja::Error,
+    env: Option<&Environment<'_>>,
+    ctx: &Value,
+    fallback: &str,
+) -> (String, String) {
+    let location = location_of(err, fallback);
+    let detail = err.detail();
+    let message = match err.kind() {
+        ErrorKind::UndefinedError => {
+            let source = err
+                .name()
+                .and_then(|n| env.and_then(|env| env.get_template(n).ok()))
+                .map(|t| t.source().to_string());
+            let expr = match (source, err.range()) {
+                (Some(source), Some(range)) => undefined_expression(&source, range, ctx),
+                _ => None,
+            };
+            match expr {
+                Some(expr) => format!("undefined variable `{expr}`"),
+                None => "undefined variable".to_string(),
+            }
+        }
+        ErrorKind::UnknownFunction => {
+            let name = detail
+                .and_then(|d| d.strip_suffix(" is unknown"))
+                .unwrap_or("?");
+            format!("unknown function `{name}`{}", unknown_hint(name))
+        }
+        ErrorKind::UnknownFilter => {
+            let name = detail
+                .and_then(|d| d.strip_prefix("filter "))
+                .and_then(|d| d.strip_suffix(" is unknown"))
+                .unwrap_or("?");
+            format!("unknown filter `{name}`{}", unknown_hint(name))
+        }
+        ErrorKind::InvalidOperation => match detail {
+            Some(detail) => detail.to_string(),
+            None => err.kind().to_string(),
+        },
+        kind => match detail {
+            Some(detail) => format!("{kind}: {detail}"),
+            None => kind.to_string(),
+        },
+    };
+    (location, message)
+}
+
+/// The hint for an unknown function or filter: kOps' channel functions are
+/// not available offline; Sprig names point at their kopsci spelling.
+fn unknown_hint(name: &str) -> String {
+    if name.starts_with("Channel") {
+        " (kOps channel functions need the kops binary and network access: kopsci renders offline; set the version or image in your values instead)".to_string()
+    } else if let Some(hint) = functions::sprig_hint(name) {
+        format!(" (did you mean `{hint}`?)")
+    } else {
+        String::new()
+    }
+}
+
+/// Names the undefined expression behind an error at `range` of `source`.
+///
+/// minijinja points at the instruction that failed, which is not always the
+/// whole expression (`.foo.bar` of `spec.foo.bar`, the filter name of
+/// `spec.foo | upper`). So the span is widened to the enclosing variable
+/// path, or to the whole tag when it points at a filter; the variable paths
+/// in that text are then resolved against `ctx` to find the first prefix
+/// that is missing (`spec.foo` of `spec.foo.bar`). Paths whose first name is
+/// not in `ctx` (loop variables, `set` variables) are named whole. Only
+/// template text is returned, never a value.
+fn undefined_expression(source: &str, range: Range<usize>, ctx: &Value) -> Option<String> {
+    source.get(range.clone())?;
+    let bytes = source.as_bytes();
+    let mut start = range.start;
+    // Widen left over the rest of a variable path: `spec` of `.foo.bar`.
+    while start > 0 {
+        let c = bytes[start - 1];
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' {
+            start -= 1;
+        } else if c == b']' {
+            match source[..start - 1].rfind('[') {
+                Some(open) => start = open,
+                None => break,
+            }
+        } else {
+            break;
+        }
+    }
+    // A filter name: take the whole tag up to the filter.
+    if source[..start].trim_end().ends_with('|') {
+        let open = source[..start]
+            .rfind("{{")
+            .into_iter()
+            .chain(source[..start].rfind("{%"))
+            .max();
+        if let Some(open) = open {
+            start = open + 2;
+        }
+    }
+    let text = source.get(start..range.end)?;
+    let mut unknown_head: Option<String> = None;
+    for path in variable_paths(text) {
+        match resolve(ctx, &path.segments) {
+            Resolution::Defined => {}
+            Resolution::MissingAt(n) => return Some(path.text(text, n)),
+            Resolution::HeadNotInContext => {
+                if unknown_head.is_none() {
+                    unknown_head = Some(path.text(text, path.segments.len()));
+                }
+            }
+        }
+    }
+    unknown_head.or_else(|| {
+        let trimmed = text.trim().trim_start_matches(['{', '%', '-', '+']).trim();
+        (!trimmed.is_empty()).then(|| trimmed.to_string())
+    })
+}
+
+/// One segment of a variable path.
+#[derive(Debug, PartialEq)]
+enum Segment {
+    /// `name` or `.name`.
+    Name(String),
+    /// `[0]` or `.0`.
+    Index(i64),
+    /// `["key"]`.
+    Key(String),
+}
+
+/// A variable path found in template text: its segments and where each
+/// ends in the text, so a prefix can be quoted as written.
+#[derive(Debug)]
+struct VariablePath {
+    start: usize,
+    segments: Vec<Segment>,
+    ends: Vec<usize>,
+}
+
+impl VariablePath {
+    /// The text of the first `segments` segments (at least one).
+    fn text(&self, source: &str, segments: usize) -> String {
+        let last = segments.clamp(1, self.ends.len().max(1)) - 1;
+        let end = self.ends.get(last).copied().unwrap_or(self.start);
+        source.get(self.start..end).unwrap_or_default().to_string()
+    }
+}
+
+enum Resolution {
+    Defined,
+    /// The first `n` segments name a missing value.
+    MissingAt(usize),
+    HeadNotInContext,
+}
+
+fn resolve(ctx: &Value, segments: &[Segment]) -> Resolution {
+    let mut current = match segments.first() {
+        Some(Segment::Name(head)) => match ctx.get_attr(head) {
+            Ok(v) if !v.is_undefined() => v,
+            _ => return Resolution::HeadNotInContext,
+        },
+        _ => return Resolution::HeadNotInContext,
+    };
+    for (i, segment) in segments.iter().enumerate().skip(1) {
+        let next = match segment {
+            Segment::Name(name) => current.get_attr(name),
+            Segment::Index(idx) => current.get_item(&Value::from(*idx)),
+            Segment::Key(key) => current.get_item(&Value::from(key.as_str())),
+        };
+        match next {
+            Ok(v) if !v.is_undefined() => current = v,
+            _ => return Resolution::MissingAt(i + 1),
+        }
+    }
+    Resolution::Defined
+}
+
+/// Words that are never variables in an expression.
+const KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "not",
+    "in",
+    "is",
+    "if",
+    "else",
+    "elif",
+    "endif",
+    "for",
+    "endfor",
+    "set",
+    "endset",
+    "true",
+    "false",
+    "none",
+    "True",
+    "False",
+    "None",
+    "recursive",
+    "with",
+    "without",
+    "context",
+    "import",
+    "from",
+    "as",
+    "include",
+    "extends",
+    "block",
+    "macro",
+    "call",
+    "filter",
+];
+
+/// Finds the variable paths (`a`, `a.b[0]["c"]`) in a piece of template
+/// text, skipping string literals, keywords, filter and test names, function
+/// and method calls and keyword-argument names.
+fn variable_paths(text: &str) -> Vec<VariablePath> {
+    let bytes = text.as_bytes();
+    let mut paths = Vec::new();
+    let mut i = 0;
+    // The previous significant token: a punctuation byte, or `b'w'` for a
+    // word, with the word itself kept for `is` / `not`.
+    let mut prev_punct: u8 = 0;
+    let mut prev_word = String::new();
+    let mut after_is = false;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'\'' || c == b'"' {
+            i = skip_string(bytes, i);
+            prev_punct = b's';
+            continue;
+        }
+        if c.is_ascii_digit() {
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.') {
+                i += 1;
+            }
+            prev_punct = b'n';
+            continue;
+        }
+        if !(c.is_ascii_alphabetic() || c == b'_') {
+            if !c.is_ascii_whitespace() {
+                prev_punct = c;
+                prev_word.clear();
+            }
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let word_end = scan_word(bytes, i);
+        let word = &text[start..word_end];
+        let mut path = VariablePath {
+            start,
+            segments: vec![Segment::Name(word.to_string())],
+            ends: vec![word_end],
+        };
+        i = word_end;
+        loop {
+            if i + 1 < bytes.len() && bytes[i] == b'.' {
+                let next = bytes[i + 1];
+                if next.is_ascii_alphabetic() || next == b'_' {
+                    let end = scan_word(bytes, i + 1);
+                    path.segments
+                        .push(Segment::Name(text[i + 1..end].to_string()));
+                    path.ends.push(end);
+                    i = end;
+                    continue;
+                }
+                if next.is_ascii_digit() {
+                    let end = scan_digits(bytes, i + 1);
+                    match text[i + 1..end].parse() {
+                        Ok(n) => path.segments.push(Segment::Index(n)),
+                        Err(_) => break,
+                    }
+                    path.ends.push(end);
+                    i = end;
+                    continue;
+                }
+                break;
+            }
+            if bytes.get(i) == Some(&b'[')
+                && let Some((segment, end)) = subscript(text, i)
+            {
+                path.segments.push(segment);
+                path.ends.push(end);
+                i = end;
+                continue;
+            }
+            break;
+        }
+        let next = text[i..].trim_start();
+        let is_call = next.starts_with('(');
+        let is_kwarg = next.starts_with('=') && !next.starts_with("==");
+        let is_filter_or_test = prev_punct == b'|' || after_is;
+        let is_attribute_of_something_else = prev_punct == b'.' || prev_punct == b')';
+        let single_word = path.segments.len() == 1;
+        let is_keyword = single_word && KEYWORDS.contains(&word);
+        after_is = matches!(word, "is") || (word == "not" && prev_word == "is");
+        if !(is_call
+            || is_kwarg
+            || is_filter_or_test
+            || is_attribute_of_something_else
+            || is_keyword)
+        {
+            paths.push(path);
+        }
+        prev_punct = b'w';
+        prev_word = word.to_string();
+    }
+    paths
+}
+
+fn scan_word(bytes: &[u8], mut i: usize) -> usize {
+    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+        i += 1;
+    }
+    i
+}
+
+fn scan_digits(bytes: &[u8], mut i: usize) -> usize {
+    while i < bytes.len() && bytes[i].is_ascii_digit() {
+        i += 1;
+    }
+    i
+}
+
+/// Skips a string literal starting at `i` (a quote); returns the index
+/// after its closing quote.
+fn skip_string(bytes: &[u8], i: usize) -> usize {
+    let quote = bytes[i];
+    let mut j = i + 1;
+    while j < bytes.len() {
+        match bytes[j] {
+            b'\\' => j += 2,
+            c if c == quote => return j + 1,
+            _ => j += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// Parses a literal subscript `[0]`, `["key"]` or `['key']` at `i`.
+fn subscript(text: &str, i: usize) -> Option<(Segment, usize)> {
+    let bytes = text.as_bytes();
+    let inner_start = i + 1;
+    let first = *bytes.get(inner_start)?;
+    if first == b'\'' || first == b'"' {
+        let close = skip_string(bytes, inner_start);
+        if bytes.get(close) != Some(&b']') || close < inner_start + 2 {
+            return None;
+        }
+        let key = text.get(inner_start + 1..close - 1)?;
+        if key.contains('\\') {
+            return None;
+        }
+        return Some((Segment::Key(key.to_string()), close + 1));
+    }
+    let end = scan_digits(bytes, inner_start);
+    if end > inner_start && bytes.get(end) == Some(&b']') {
+        let n = text[inner_start..end].parse().ok()?;
+        return Some((Segment::Index(n), end + 1));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A scratch fleet directory with `templates/` and `snippets/`.
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn file(&self, rel: &str, text: &str) -> PathBuf {
+            let path = self.dir.path().join(rel);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, text).unwrap();
+            path
+        }
+
+        fn path(&self, rel: &str) -> PathBuf {
+            self.dir.path().join(rel)
+        }
+
+        fn name(&self, rel: &str) -> String {
+            self.path(rel).display().to_string()
+        }
+    }
+
+    fn values(json: serde_json::Value) -> Map {
+        match json {
+            serde_json::Value::Object(map) => map,
+            _ => panic!("values must be a map"),
+        }
+    }
+
+    const STRICT: RenderOptions = RenderOptions {
+        fail_on_missing: true,
+        format_yaml: false,
+    };
+    const LENIENT: RenderOptions = RenderOptions {
+        fail_on_missing: false,
+        format_yaml: false,
+    };
+
+    /// Renders one template (with the fixture's snippets dir when present).
+    fn render_one(
+        fx: &Fixture,
+        template: &str,
+        vals: serde_json::Value,
+        opts: &RenderOptions,
+    ) -> Result<String> {
+        let t = fx.file("templates/t.yaml", template);
+        let snippets: Vec<PathBuf> = if fx.path("snippets").exists() {
+            vec![fx.path("snippets")]
+        } else {
+            vec![]
+        };
+        TemplateSet::load(&[t], &snippets)?.render(&values(vals), opts)
+    }
+
+    fn template_err(result: Result<String>) -> (String, String) {
+        match result {
+            Err(Error::Template { location, message }) => (location, message),
+            other => panic!("expected a template error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn documents_are_split_joined_and_blank_ones_skipped() {
+        let fx = Fixture::new();
+        let a = fx.file(
+            "templates/a.yaml",
+            "---\nkind: A\n---\n\n  \n---\nkind: B\n",
+        );
+        let b = fx.file("templates/b.yaml", "kind: C\n---\n");
+        let set = TemplateSet::load(&[a, b], &[]).unwrap();
+        let out = set.render(&Map::new(), &STRICT).unwrap();
+        assert_eq!(out, "kind: A\n---\nkind: B\n---\nkind: C\n");
+    }
+
+    #[test]
+    fn directories_render_in_lexical_order_skipping_hidden_files() {
+        let fx = Fixture::new();
+        fx.file("templates/b/ig.yaml", "kind: IG\n");
+        fx.file("templates/a-cluster.yaml", "kind: Cluster\n");
+        fx.file("templates/.swap.yaml", "{{ broken\n");
+        let set = TemplateSet::load(&[fx.path("templates")], &[]).unwrap();
+        assert_eq!(
+            set.template_paths(),
+            [
+                fx.path("templates/a-cluster.yaml"),
+                fx.path("templates/b/ig.yaml")
+            ]
+        );
+        let out = set.render(&Map::new(), &STRICT).unwrap();
+        assert_eq!(out, "kind: Cluster\n---\nkind: IG\n");
+    }
+
+    #[test]
+    fn trailing_newline_is_kept() {
+        let fx = Fixture::new();
+        let out = render_one(&fx, "a: {{ x }}\n", serde_json::json!({"x": 1}), &STRICT).unwrap();
+        assert_eq!(out, "a: 1\n");
+        let out = render_one(&fx, "a: {{ x }}", serde_json::json!({"x": 1}), &STRICT).unwrap();
+        assert_eq!(out, "a: 1");
+    }
+
+    #[test]
+    fn a_document_without_final_newline_is_not_glued_to_the_separator() {
+        let fx = Fixture::new();
+        let a = fx.file("templates/a.yaml", "a: 1");
+        let b = fx.file("templates/b.yaml", "b: 2\n");
+        let out = TemplateSet::load(&[a, b], &[])
+            .unwrap()
+            .render(&Map::new(), &STRICT)
+            .unwrap();
+        assert_eq!(out, "a: 1\n---\nb: 2\n");
+    }
+
+    #[test]
+    fn yaml_templates_are_not_auto_escaped() {
+        let fx = Fixture::new();
+        let out = render_one(
+            &fx,
+            "a: {{ s }}\n",
+            serde_json::json!({"s": "x<y & \"z\""}),
+            &STRICT,
+        )
+        .unwrap();
+        assert_eq!(out, "a: x<y & \"z\"\n");
+    }
+
+    #[test]
+    fn values_keep_their_order_and_types() {
+        let fx = Fixture::new();
+        let out = render_one(
+            &fx,
+            "{% for k, v in m | items %}{{ k }}={{ v }} {% endfor %}\n",
+            serde_json::json!({"m": {"z": 1, "a": true, "m": "s"}}),
+            &STRICT,
+        )
+        .unwrap();
+        assert_eq!(out, "z=1 a=true m=s \n");
+    }
+
+    #[test]
+    fn snippets_by_basename_with_and_without_context() {
+        let fx = Fixture::new();
+        fx.file(
+            "snippets/a/b/docker.options",
+            "logDriver: {{ log }}\nbridge: none\n",
+        );
+        fx.file("snippets/unit", "name: {{ name }}\n");
+        let template = "\
+spec:
+  docker:
+    {{ include(\"docker.options\") | indent(4) }}
+  unit:{{ include(\"unit\", {\"name\": \"kubelet\"}) | nindent(4) }}
+  again: {{ include(\"unit\", {\"name\": \"x\"}) | trim | quote }}
+";
+        let out = render_one(
+            &fx,
+            template,
+            serde_json::json!({"log": "json-file"}),
+            &STRICT,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "spec:\n  docker:\n    logDriver: json-file\n    bridge: none\n  unit:\n    name: kubelet\n\n  again: \"name: x\"\n"
+        );
+    }
+
+    #[test]
+    fn include_tag_and_import_find_snippets_by_basename() {
+        let fx = Fixture::new();
+        fx.file(
+            "snippets/macros.j2",
+            "{% macro label(k, v) %}{{ k }}: {{ v }}{% endmacro %}",
+        );
+        fx.file("snippets/deep/part.yaml", "part: {{ x }}\n");
+        let template =
+            "{% import \"macros.j2\" as m %}{{ m.label(\"a\", x) }}\n{% include \"part.yaml\" %}";
+        let out = render_one(&fx, template, serde_json::json!({"x": 7}), &STRICT).unwrap();
+        assert_eq!(out, "a: 7\npart: 7\n");
+    }
+
+    #[test]
+    fn duplicate_snippet_basenames_are_an_error_naming_both() {
+        let fx = Fixture::new();
+        let first = fx.file("snippets/a/docker.options", "x\n");
+        let second = fx.file("snippets/b/docker.options", "y\n");
+        let t = fx.file("templates/t.yaml", "a: 1\n");
+        let err = TemplateSet::load(&[t], &[fx.path("snippets")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("`docker.options` is defined twice"), "{text}");
+        assert!(text.contains(&first.display().to_string()), "{text}");
+        assert!(text.contains(&second.display().to_string()), "{text}");
+    }
+
+    #[test]
+    fn the_same_snippet_given_twice_is_not_a_duplicate() {
+        let fx = Fixture::new();
+        let file = fx.file("snippets/unit", "u\n");
+        let t = fx.file("templates/t.yaml", "a: {{ include('unit') | trim }}\n");
+        let set = TemplateSet::load(&[t], &[fx.path("snippets"), file.clone()]).unwrap();
+        assert_eq!(set.snippet_paths(), [file]);
+        assert_eq!(set.render(&Map::new(), &STRICT).unwrap(), "a: u\n");
+    }
+
+    #[test]
+    fn unknown_snippet_lists_the_known_ones() {
+        let fx = Fixture::new();
+        fx.file("snippets/b", "b\n");
+        fx.file("snippets/a", "a\n");
+        let (location, message) = template_err(render_one(
+            &fx,
+            "x: 1\ny: {{ include('nope') }}\n",
+            serde_json::json!({}),
+            &STRICT,
+        ));
+        assert_eq!(location, format!("{}:2", fx.name("templates/t.yaml")));
+        assert_eq!(message, "unknown snippet `nope` (known snippets: a, b)");
+    }
+
+    #[test]
+    fn include_recursion_is_limited() {
+        let fx = Fixture::new();
+        fx.file("snippets/loop", "x{{ include('loop') }}");
+        let (location, message) = template_err(render_one(
+            &fx,
+            "a: {{ include('loop') }}\n",
+            serde_json::json!({}),
+            &STRICT,
+        ));
+        assert_eq!(location, format!("{}:1", fx.name("snippets/loop")));
+        assert!(
+            message.starts_with("include nesting deeper than 64 levels while including `loop`"),
+            "{message}"
+        );
+        assert!(message.contains("more"), "{message}");
+        assert!(
+            message.ends_with(&format!("{}:1)", fx.name("templates/t.yaml"))),
+            "{message}"
+        );
+        // The depth counter is released after a failed render.
+        fx.file("snippets/ok", "fine");
+        let out = render_one(
+            &fx,
+            "a: {{ include('ok') }}\n",
+            serde_json::json!({}),
+            &STRICT,
+        )
+        .unwrap();
+        assert_eq!(out, "a: fine\n");
+    }
+
+    #[test]
+    fn strict_fails_on_missing_and_lenient_prints_nothing() {
+        let fx = Fixture::new();
+        let t = "a: \"{{ missing }}\"\n";
+        let (location, message) = template_err(render_one(&fx, t, serde_json::json!({}), &STRICT));
+        assert_eq!(location, format!("{}:1", fx.name("templates/t.yaml")));
+        assert_eq!(message, "undefined variable `missing`");
+        let out = render_one(&fx, t, serde_json::json!({}), &LENIENT).unwrap();
+        assert_eq!(out, "a: \"\"\n");
+    }
+
+    #[test]
+    fn default_is_defined_and_required_work_in_strict_mode() {
+        let fx = Fixture::new();
+        let t = "\
+a: {{ missing | default('d') }}
+b: {{ spec.missing | default('e') }}
+c: {{ missing is defined }}
+d: {{ spec is defined }}
+e: {{ spec.x | required('x is needed') }}
+{% if spec.missing is defined %}f: no{% endif %}
+";
+        let out = render_one(&fx, t, serde_json::json!({"spec": {"x": 1}}), &STRICT).unwrap();
+        assert_eq!(out, "a: d\nb: e\nc: false\nd: true\ne: 1\n\n");
+        let (location, message) = template_err(render_one(
+            &fx,
+            "a: 1\nb: {{ foo | required(\"foo is needed\") }}\n",
+            serde_json::json!({}),
+            &STRICT,
+        ));
+        assert_eq!(location, format!("{}:2", fx.name("templates/t.yaml")));
+        assert_eq!(message, "foo is needed");
+    }
+
+    #[test]
+    fn syntax_errors_name_file_and_line() {
+        let fx = Fixture::new();
+        let t = fx.file("templates/t.yaml", "a: 1\nb: {{ x + }}\n");
+        let (location, message) = template_err(TemplateSet::load(&[t], &[]).map(|_| String::new()));
+        assert_eq!(location, format!("{}:2", fx.name("templates/t.yaml")));
+        assert!(message.starts_with("syntax error: "), "{message}");
+        // Snippets are parsed up front too.
+        fx.file("snippets/bad", "{% if %}");
+        let t = fx.file("templates/ok.yaml", "a: 1\n");
+        let (location, _) =
+            template_err(TemplateSet::load(&[t], &[fx.path("snippets")]).map(|_| String::new()));
+        assert_eq!(location, format!("{}:1", fx.name("snippets/bad")));
+    }
+
+    #[test]
+    fn undefined_variables_are_named() {
+        let fx = Fixture::new();
+        let vals =
+            serde_json::json!({"spec": {"s": "x", "list": [1, {"k": 2}]}, "igs": [{"name": "a"}]});
+        let cases = [
+            ("{{ spec.foo }}", "spec.foo"),
+            ("{{ spec.foo.bar }}", "spec.foo"),
+            ("{{ spec.foo.bar | default('x') }}", "spec.foo"),
+            ("{{ spec.foo | upper }}", "spec.foo"),
+            ("{{ spec.s ~ spec.foo }}", "spec.foo"),
+            ("{{ spec['foo'] }}", "spec['foo']"),
+            ("{{ spec.list[5] }}", "spec.list[5]"),
+            (
+                "{{ spec.list[1].k }}{{ spec.list[1].nope }}",
+                "spec.list[1].nope",
+            ),
+            ("{% if spec.foo %}x{% endif %}", "spec.foo"),
+            ("{% for x in spec.foo %}{% endfor %}", "spec.foo"),
+            ("{% for ig in igs %}{{ ig.size }}{% endfor %}", "ig.size"),
+            ("{% set y = spec.foo %}{{ y }}", "y"),
+            ("{{ foo.bar }}", "foo.bar"),
+            ("{{ missing | b64encode }}", "missing"),
+            ("{{ spec.foo | toyaml | nindent(2) }}", "spec.foo"),
+            ("{{ include('unit', missing) }}", "missing"),
+        ];
+        fx.file("snippets/unit", "u");
+        for (template, expr) in cases {
+            let (location, message) = template_err(render_one(
+                &fx,
+                &format!("a: 1\nb: {template}\n"),
+                vals.clone(),
+                &STRICT,
+            ));
+            assert_eq!(
+                location,
+                format!("{}:2", fx.name("templates/t.yaml")),
+                "{template}"
+            );
+            assert_eq!(
+                message,
+                format!("undefined variable `{expr}`"),
+                "{template}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_inside_snippets_name_the_snippet_and_the_call_site() {
+        let fx = Fixture::new();
+        fx.file("snippets/inner", "ok\nv: {{ spec.nope }}\n");
+        fx.file("snippets/outer", "o\n{{ include('inner') }}");
+        fx.file("snippets/ctx", "{{ name }} {{ other }}");
+        let vals = serde_json::json!({"spec": {}});
+        let (location, message) = template_err(render_one(
+            &fx,
+            "a: 1\nb: {{ include('outer') }}\n",
+            vals.clone(),
+            &STRICT,
+        ));
+        assert_eq!(location, format!("{}:2", fx.name("snippets/inner")));
+        assert_eq!(
+            message,
+            format!(
+                "undefined variable `spec.nope` (included from {}:2, {}:2)",
+                fx.name("snippets/outer"),
+                fx.name("templates/t.yaml")
+            )
+        );
+        // With a context, names resolve against that context.
+        let (location, message) = template_err(render_one(
+            &fx,
+            "b: {{ include('ctx', {'name': 'n'}) }}\n",
+            vals,
+            &STRICT,
+        ));
+        assert_eq!(location, format!("{}:1", fx.name("snippets/ctx")));
+        assert!(
+            message.starts_with("undefined variable `other` (included from "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_functions_mention_channels_and_sprig_names() {
+        let fx = Fixture::new();
+        let (_, message) = template_err(render_one(
+            &fx,
+            "image: {{ ChannelRecommendedImage('aws', '1.34.0', 'amd64') }}\n",
+            serde_json::json!({}),
+            &STRICT,
+        ));
+        assert!(
+            message
+                .starts_with("unknown function `ChannelRecommendedImage` (kOps channel functions"),
+            "{message}"
+        );
+        assert!(message.contains("offline"), "{message}");
+        let (_, message) = template_err(render_one(
+            &fx,
+            "a: {{ x | toYaml }}\n",
+            serde_json::json!({"x": 1}),
+            &STRICT,
+        ));
+        assert_eq!(message, "unknown filter `toYaml` (did you mean `toyaml`?)");
+        let (_, message) = template_err(render_one(
+            &fx,
+            "a: {{ b64enc(x) }}\n",
+            serde_json::json!({"x": 1}),
+            &STRICT,
+        ));
+        assert_eq!(
+            message,
+            "unknown function `b64enc` (did you mean `b64encode`?)"
+        );
+    }
+
+    #[test]
+    fn rendered_documents_must_be_yaml() {
+        let fx = Fixture::new();
+        let t = "kind: A\n---\nkind: B\nspec:\n  a: [1, 2\n";
+        let err = render_one(&fx, t, serde_json::json!({}), &STRICT).unwrap_err();
+        match err {
+            Error::RenderedYaml {
+                template,
+                index,
+                line,
+                column,
+                ..
+            } => {
+                assert_eq!(template, fx.name("templates/t.yaml"));
+                assert_eq!(index, 2);
+                assert!(line >= 3, "line {line}");
+                assert!(column > 0, "column {column}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = render_one(&fx, "a: 1\na: 2\n", serde_json::json!({}), &STRICT).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::RenderedYaml {
+                    index: 1,
+                    line: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn values_print_as_yaml_scalars_and_json_collections() {
+        let fx = Fixture::new();
+        let t = "a: {{ t }}\nb: {{ l }}\nc: {{ m }}\nd: {{ n }}\ne: {{ f }}\n";
+        let vals = serde_json::json!({
+            "t": true, "l": [1, "a", null, false], "m": {"k": "v<", "z": null}, "n": null, "f": 1.5
+        });
+        let out = render_one(&fx, t, vals, &STRICT).unwrap();
+        assert_eq!(
+            out,
+            "a: true\nb: [1,\"a\",null,false]\nc: {\"k\":\"v<\",\"z\":null}\nd: \ne: 1.5\n"
+        );
+    }
+
+    #[test]
+    fn crlf_separators_are_not_split_and_say_so() {
+        let fx = Fixture::new();
+        let err = render_one(
+            &fx,
+            "a: 1\r\n---\r\nb: 2\r\n",
+            serde_json::json!({}),
+            &STRICT,
+        )
+        .unwrap_err();
+        match err {
+            Error::RenderedYaml { index, message, .. } => {
+                assert_eq!(index, 1);
+                assert!(
+                    message.starts_with("more than one YAML document"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lenient_mode_still_names_attribute_access_on_undefined() {
+        let fx = Fixture::new();
+        fx.file("snippets/unit", "u={{ name }}");
+        // An undefined context is an empty one in lenient mode.
+        let out = render_one(
+            &fx,
+            "a: {{ include('unit', missing) }}\n",
+            serde_json::json!({}),
+            &LENIENT,
+        )
+        .unwrap();
+        assert_eq!(out, "a: u=\n");
+        let (_, message) = template_err(render_one(
+            &fx,
+            "a: {{ foo.bar }}\n",
+            serde_json::json!({}),
+            &LENIENT,
+        ));
+        assert_eq!(message, "undefined variable `foo.bar`");
+    }
+
+    #[test]
+    fn format_yaml_normalises_each_document() {
+        let fx = Fixture::new();
+        let t = "# only a comment\n---\nkind:   A\nspec: {b: 1,   a: [x, \"yes\"]}\n---\n{{ m | tojson }}\n";
+        let opts = RenderOptions {
+            fail_on_missing: true,
+            format_yaml: true,
+        };
+        let out = render_one(&fx, t, serde_json::json!({"m": {"z": 1}}), &opts).unwrap();
+        assert_eq!(
+            out,
+            "kind: A\nspec:\n  b: 1\n  a:\n  - x\n  - \"yes\"\n---\nz: 1\n"
+        );
+        let unformatted = render_one(&fx, t, serde_json::json!({"m": {"z": 1}}), &STRICT).unwrap();
+        assert!(
+            unformatted.starts_with("# only a comment\n---\nkind:   A\n"),
+            "{unformatted}"
+        );
+    }
+
+    #[test]
+    fn error_messages_never_contain_values() {
+        let secret = "s3cr3t-Value-42";
+        let fx = Fixture::new();
+        fx.file(
+            "snippets/leak",
+            "token: {{ token }}\nnext: {{ token.nope }}\n",
+        );
+        let vals = serde_json::json!({"token": secret, "nested": {"token": secret}, "n": 1});
+        let templates = [
+            "a: {{ token }}\nb: {{ missing }}\n",
+            "a: {{ token }}\nb: {{ nested.token.more }}\n",
+            "a: {{ token + n }}\n",
+            "a: {{ include('leak') }}\n",
+            "a: {{ token | b64decode }}\n",
+            "a: {{ semver_compare(token, token) }}\n",
+            "a: {{ token | int }}\n",
+            "a: {{ token }}\n  b: {{ token }}\n: - {{ token }}\n",
+            "a: {{ token }}\nb: {{ token.x.y }}\n",
+            "{{ token }}: {{ token }}\n{{ token }}: 1\n",
+            "a: \"{{ token }}\n",
+        ];
+        for t in templates {
+            let err = render_one(&fx, t, vals.clone(), &STRICT).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains(secret), "{t:?} leaked: {shown}");
+        }
+    }
+
+    #[test]
+    fn renders_concurrently_from_many_threads() {
+        let fx = Fixture::new();
+        fx.file("snippets/ig", "name: {{ name }}\nsize: {{ size }}\n");
+        let t = fx.file(
+            "templates/c.yaml",
+            "cluster: {{ cluster }}\n{% for ig in igs %}---\n{{ include('ig', ig) }}{% endfor %}",
+        );
+        let set = TemplateSet::load(&[t], &[fx.path("snippets")]).unwrap();
+        let expected = |i: usize| {
+            format!("cluster: c{i}\n---\nname: a{i}\nsize: {i}\n---\nname: b{i}\nsize: {i}\n")
+        };
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let set = &set;
+                    scope.spawn(move || {
+                        for _ in 0..20 {
+                            let vals = values(serde_json::json!({
+                                "cluster": format!("c{i}"),
+                                "igs": [{"name": format!("a{i}"), "size": i}, {"name": format!("b{i}"), "size": i}],
+                            }));
+                            let out = set.render(&vals, &STRICT).unwrap();
+                            assert_eq!(out, expected(i));
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn template_set_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<TemplateSet>();
+    }
+
+    #[test]
+    fn variable_paths_skip_literals_filters_tests_and_calls() {
+        let text = "a.b[0]['c'] | upper ~ 'lit.x' ~ f(x, k=v) is not defined and y.z";
+        let found: Vec<String> = variable_paths(text)
+            .iter()
+            .map(|p| p.text(text, p.segments.len()))
+            .collect();
+        assert_eq!(found, ["a.b[0]['c']", "x", "v", "y.z"]);
+    }
+}

@@ -1,0 +1,396 @@
+//! `kopsci render` in `kops toolbox template` mode: flags, layering,
+//! output handling and every bad input.
+
+use crate::harness::{Sandbox, yaml_documents};
+
+const CLUSTER_TEMPLATE: &str = "\
+apiVersion: kops.k8s.io/v1alpha2
+kind: Cluster
+metadata:
+  name: {{ clusterName }}
+spec:
+  kubernetesVersion: {{ kubernetesVersion }}
+  networkCIDR: {{ network.cidr }}
+  sshAccess: {{ sshAccess | tojson }}
+";
+
+const IG_TEMPLATE: &str = "\
+{% for ig in instanceGroups %}---
+apiVersion: kops.k8s.io/v1alpha2
+kind: InstanceGroup
+metadata:
+  name: {{ ig.name }}
+  labels:
+    kops.k8s.io/cluster: {{ clusterName }}
+spec:
+  role: {{ ig.role }}
+  machineType: {{ ig.machineType }}
+  additionalUserData:
+  - name: unit.sh
+    type: text/x-shellscript
+    content: |
+      {{ include(\"unit.sh\", ig) | indent(6) }}
+{% endfor %}";
+
+fn sandbox() -> Sandbox {
+    Sandbox::new()
+        .file("templates/cluster.yaml.j2", CLUSTER_TEMPLATE)
+        .file("templates/ig/instancegroups.yaml.j2", IG_TEMPLATE)
+        .file("snippets/nested/unit.sh", "#!/bin/sh\necho {{ name }}\n")
+        .file(
+            "values/00-base.yaml",
+            "kubernetesVersion: 1.33.0\nnetwork:\n  cidr: 10.0.0.0/16\n  zone: a\nsshAccess: [0.0.0.0/0]\n\
+             instanceGroups:\n- {name: nodes, role: Node, machineType: t3.large}\n",
+        )
+        .file(
+            "values/10-prod.yaml",
+            "kubernetesVersion: 1.34.1\nnetwork:\n  cidr: 10.1.0.0/16\nsshAccess: [10.0.0.0/8]\n",
+        )
+}
+
+fn render_args() -> Vec<&'static str> {
+    vec![
+        "render",
+        "--values",
+        "values",
+        "--snippets",
+        "snippets",
+        "--template",
+        "templates/cluster.yaml.j2",
+        "--template",
+        "templates/ig",
+        "--name",
+        "prod.k8s.example.com",
+    ]
+}
+
+#[test]
+fn renders_like_kops_toolbox_template() {
+    let sb = sandbox();
+    let out = sb.kopsci().args(render_args()).run().success().stdout();
+    insta::assert_snapshot!("toolbox_render", out);
+    let docs = yaml_documents(&out);
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0]["spec"]["kubernetesVersion"], "1.34.1");
+    // Maps merge across layers; lists are replaced by the later layer.
+    assert_eq!(docs[0]["spec"]["networkCIDR"], "10.1.0.0/16");
+    assert_eq!(docs[0]["spec"]["sshAccess"], serde_json::json!(["10.0.0.0/8"]));
+    assert_eq!(
+        docs[1]["spec"]["additionalUserData"][0]["content"],
+        "#!/bin/sh\necho nodes\n"
+    );
+}
+
+#[test]
+fn set_and_set_string_layer_on_top_with_kops_typing() {
+    let sb = sandbox();
+    let out = sb
+        .kopsci()
+        .args(render_args())
+        .args(["--set", "kubernetesVersion=1.35.0,network.cidr=172.20.0.0/16"])
+        .args(["--set", "instanceGroups[0].machineType=m5.xlarge"])
+        .args(["--set-string", "sshAccess={1.2.3.4/32,5.6.7.8/32}"])
+        .run()
+        .success()
+        .stdout();
+    let docs = yaml_documents(&out);
+    assert_eq!(docs[0]["spec"]["kubernetesVersion"], "1.35.0");
+    assert_eq!(docs[0]["spec"]["networkCIDR"], "172.20.0.0/16");
+    assert_eq!(
+        docs[0]["spec"]["sshAccess"],
+        serde_json::json!(["1.2.3.4/32", "5.6.7.8/32"])
+    );
+    assert_eq!(docs[1]["spec"]["machineType"], "m5.xlarge");
+}
+
+#[test]
+fn config_value_prints_merged_values() {
+    let sb = sandbox();
+    let value = |key: &str, extra: &[&str]| {
+        sb.kopsci()
+            .args(["render", "--values", "values", "--config-value", key])
+            .args(extra)
+            .run()
+            .success()
+            .stdout()
+    };
+    assert_eq!(value("kubernetesVersion", &[]), "1.34.1\n");
+    assert_eq!(value("network.zone", &[]), "a\n");
+    assert_eq!(value("network.nothing", &[]), "null\n");
+    assert_eq!(value("count", &["--set", "count=3"]), "3\n");
+    assert_eq!(value("flag", &["--set-string", "flag=true"]), "true\n");
+    assert_eq!(value("network", &[]), "cidr: 10.1.0.0/16\nzone: a\n");
+}
+
+#[test]
+fn values_may_be_comma_separated_and_order_matters() {
+    let sb = sandbox();
+    let key = ["--config-value", "kubernetesVersion"];
+    let forward = sb
+        .kopsci()
+        .args(["render", "--values", "values/00-base.yaml,values/10-prod.yaml"])
+        .args(key)
+        .run()
+        .success()
+        .stdout();
+    let reverse = sb
+        .kopsci()
+        .args(["render", "--values", "values/10-prod.yaml", "--values", "values/00-base.yaml"])
+        .args(key)
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(forward, "1.34.1\n");
+    assert_eq!(reverse, "1.33.0\n");
+}
+
+#[test]
+fn cluster_name_from_values_wins_over_name_flag() {
+    let sb = Sandbox::new()
+        .file("v.yaml", "clusterName: from-values.example.com\n")
+        .file("t.j2", "name: {{ clusterName }}\n");
+    let out = sb
+        .kopsci()
+        .args(["render", "--values", "v.yaml", "--template", "t.j2", "--name", "flag.example.com"])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(out, "name: from-values.example.com\n");
+    let out = Sandbox::new()
+        .file("t.j2", "name: {{ clusterName }}\n")
+        .kopsci()
+        .args(["render", "--template", "t.j2"])
+        .env("KOPS_CLUSTER_NAME", "env.example.com")
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(out, "name: env.example.com\n");
+}
+
+#[test]
+fn documents_are_split_and_joined_like_kops() {
+    let sb = Sandbox::new()
+        .file("t/a.j2", "a: 1\n---\n\n---\nb: 2\n")
+        .file("t/b.j2", "{# nothing #}\n")
+        .file("t/c.j2", "---\nc: 3\n");
+    let out = sb.kopsci().args(["render", "--template", "t"]).run().success().stdout();
+    assert_eq!(out, "a: 1\n---\nb: 2\n---\nc: 3\n");
+}
+
+#[test]
+fn fail_on_missing_false_renders_undefined_as_empty() {
+    let sb = Sandbox::new().file("t.j2", "a: '{{ nope }}'\n");
+    sb.kopsci()
+        .args(["render", "--template", "t.j2"])
+        .run()
+        .fails_with(1, &["t.j2:1", "nope"]);
+    let out = sb
+        .kopsci()
+        .args(["render", "--template", "t.j2", "--fail-on-missing=false"])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(out, "a: ''\n");
+}
+
+#[test]
+fn format_yaml_normalises_documents() {
+    let sb = Sandbox::new().file("t.j2", "b:   [1,    2]\na:    {x: yes}\n---\nc: 'on'\n");
+    let out = sb
+        .kopsci()
+        .args(["render", "--template", "t.j2", "--format-yaml"])
+        .run()
+        .success()
+        .stdout();
+    insta::assert_snapshot!("format_yaml", out);
+    assert_eq!(yaml_documents(&out)[1]["c"], "on");
+}
+
+#[test]
+fn out_writes_the_file_and_output_is_a_deprecated_alias() {
+    let sb = sandbox();
+    sb.kopsci().args(render_args()).args(["--out", "out.yaml"]).run().success();
+    let first = sb.read("out.yaml");
+    let run = sb.kopsci().args(render_args()).args(["--output", "out2.yaml"]).run().success();
+    assert!(run.stderr().contains("--output is deprecated"), "{}", run.stderr());
+    assert_eq!(first, sb.read("out2.yaml"));
+}
+
+#[test]
+fn filters_in_jinja_form() {
+    let sb = Sandbox::new().file(
+        "t.j2",
+        "a: {{ 'hello' | b64encode }}\n\
+         b: {{ 'aGVsbG8=' | b64decode }}\n\
+         c: {{ 'x\"y' | quote }}\n\
+         d: {{ 'abc' | sha256sum }}\n\
+         e: {{ semver_compare('v1.34.1', '>=1.34.0, <1.35.0') }}\n\
+         f: {{ missing | default('fallback') }}\n\
+         g:{{ {'k': [1, 2]} | toyaml | nindent(2) }}\n",
+    );
+    let out = sb.kopsci().args(["render", "--template", "t.j2"]).run().success().stdout();
+    let doc = &yaml_documents(&out)[0];
+    assert_eq!(doc["a"], "aGVsbG8=");
+    assert_eq!(doc["b"], "hello");
+    assert_eq!(doc["c"], "x\"y");
+    assert_eq!(doc["d"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(doc["e"], true);
+    assert_eq!(doc["f"], "fallback");
+    assert_eq!(doc["g"], serde_json::json!({"k": [1, 2]}));
+}
+
+#[test]
+fn required_names_what_is_missing() {
+    Sandbox::new()
+        .file("t.j2", "a: {{ region | required('region must be set per cluster') }}\n")
+        .kopsci()
+        .args(["render", "--template", "t.j2"])
+        .run()
+        .fails_with(1, &["region must be set per cluster", "t.j2:1"]);
+}
+
+// ---- bad input: one clear error, non-zero exit, no panic, no partial file
+
+#[test]
+fn missing_template_file() {
+    Sandbox::new()
+        .kopsci()
+        .args(["render", "--template", "nope.j2"])
+        .run()
+        .fails_with(1, &["nope.j2"]);
+}
+
+#[test]
+fn missing_values_file() {
+    Sandbox::new()
+        .file("t.j2", "a: 1\n")
+        .kopsci()
+        .args(["render", "--template", "t.j2", "--values", "missing.yaml"])
+        .run()
+        .fails_with(1, &["missing.yaml"]);
+}
+
+#[test]
+fn malformed_values_name_file_line_and_column() {
+    Sandbox::new()
+        .file("t.j2", "a: 1\n")
+        .file("v.yaml", "a: 1\nb: [1, 2\nc: 3\n")
+        .kopsci()
+        .args(["render", "--template", "t.j2", "--values", "v.yaml"])
+        .run()
+        .fails_with(1, &["v.yaml:3:"]);
+}
+
+#[test]
+fn values_that_are_not_a_mapping() {
+    Sandbox::new()
+        .file("t.j2", "a: 1\n")
+        .file("v.yaml", "- a\n- b\n")
+        .kopsci()
+        .args(["render", "--template", "t.j2", "--values", "v.yaml"])
+        .run()
+        .fails_with(1, &["v.yaml", "mapping"]);
+}
+
+#[test]
+fn template_syntax_error_names_file_and_line() {
+    Sandbox::new()
+        .file("t.j2", "a: 1\nb: {% if x %}\nc: 2\n")
+        .kopsci()
+        .args(["render", "--template", "t.j2"])
+        .run()
+        .fails_with(1, &["t.j2:", "syntax error"]);
+}
+
+#[test]
+fn undefined_variable_names_variable_file_and_line() {
+    Sandbox::new()
+        .file("v.yaml", "spec: {a: 1}\n")
+        .file("t.j2", "a: 1\nb: {{ spec.missing }}\n")
+        .kopsci()
+        .args(["render", "--template", "t.j2", "--values", "v.yaml"])
+        .run()
+        .fails_with(1, &["t.j2:2", "spec.missing"]);
+}
+
+#[test]
+fn errors_never_dump_values() {
+    let secret = "s3cr3t-token-value";
+    let run = Sandbox::new()
+        .file("v.yaml", &format!("token: {secret}\nother: 1\n"))
+        .file("t.j2", "a: {{ token }}\nb: {{ token ~ missing }}\n")
+        .kopsci()
+        .args(["render", "--template", "t.j2", "--values", "v.yaml"])
+        .run()
+        .fails_with(1, &["t.j2:2"]);
+    assert!(!run.stderr().contains(secret), "secret leaked: {}", run.stderr());
+    assert!(!run.stdout().contains(secret), "partial output on stdout");
+}
+
+#[test]
+fn rendered_output_must_be_yaml() {
+    Sandbox::new()
+        .file("t.j2", "a: 1\n---\nb: [unclosed\n")
+        .kopsci()
+        .args(["render", "--template", "t.j2"])
+        .run()
+        .fails_with(1, &["t.j2", "document 2", "line"]);
+}
+
+#[test]
+fn malformed_set_expressions() {
+    let sb = Sandbox::new().file("t.j2", "a: 1\n");
+    for (flag, expr, shown) in [
+        ("--set", "novalue", "novalue"),
+        ("--set", "a[x]=1", "a[x]=…"),
+        ("--set-string", "a={1,2", "a=…"),
+    ] {
+        sb.kopsci()
+            .args(["render", "--template", "t.j2", flag, expr])
+            .run()
+            .fails_with(1, &[flag, shown]);
+    }
+    // Values may be credentials: errors show keys only.
+    let run = sb
+        .kopsci()
+        .args(["render", "--template", "t.j2", "--set", "token=hunter2,b[x]=1"])
+        .run()
+        .fails_with(1, &["token=…"]);
+    assert!(!run.stderr().contains("hunter2"), "{}", run.stderr());
+}
+
+#[test]
+fn unwritable_output_leaves_nothing_behind() {
+    let sb = Sandbox::new().file("t.j2", "a: 1\n");
+    sb.kopsci()
+        .args(["render", "--template", "t.j2", "--out", "no/such/dir/out.yaml"])
+        .run()
+        .fails_with(1, &["no/such/dir/out.yaml"]);
+    assert!(!sb.join("no").exists());
+}
+
+#[test]
+fn failed_render_keeps_the_previous_output() {
+    let sb = Sandbox::new().file("t.j2", "a: {{ missing }}\n").file("out.yaml", "previous\n");
+    sb.kopsci()
+        .args(["render", "--template", "t.j2", "--out", "out.yaml"])
+        .run()
+        .fails_with(1, &["missing"]);
+    assert_eq!(sb.read("out.yaml"), "previous\n");
+    let leftovers: Vec<_> = std::fs::read_dir(sb.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".kopsci"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn fleet_flags_need_the_fleet() {
+    Sandbox::new()
+        .file("t.j2", "a: 1\n")
+        .kopsci()
+        .args(["render", "--template", "t.j2", "--check"])
+        .run()
+        .fails_with(2, &["--template"]);
+}

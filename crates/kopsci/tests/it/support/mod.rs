@@ -1,0 +1,98 @@
+//! Test infrastructure shared by the integration tests that need servers:
+//! a real S3 server ([`s3::S3Server`]), a misbehaving proxy
+//! ([`proxy::Proxy`]), the kOps state fixtures and file-tree helpers.
+
+#![allow(dead_code)] // each test module uses its own part of the harness
+
+pub mod proxy;
+pub mod s3;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub use proxy::Proxy;
+pub use s3::S3Server;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// `shared/fixtures/kops-state/`, next to the repository: the state-store
+/// objects kOps writes for 10 clusters.
+pub fn kops_state_fixtures() -> PathBuf {
+    let dir = repo_root().join("../shared/fixtures/kops-state");
+    assert!(
+        dir.is_dir(),
+        "kOps state fixtures not found at {} (the shared/ directory next to the repository)",
+        dir.display()
+    );
+    dir
+}
+
+/// The fixture cluster names.
+pub fn fixture_clusters() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(kops_state_fixtures())
+        .expect("read fixtures")
+        .map(|e| e.expect("fixture entry").file_name().into_string().expect("utf-8 name"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every file under `dir` by `/`-separated relative path, with its bytes.
+pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.expect("walk"))
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).unwrap().to_str().unwrap().to_string();
+            (rel, std::fs::read(e.path()).expect("read"))
+        })
+        .collect()
+}
+
+/// Every entry under `dir` (itself included) with its permission bits.
+pub fn modes(dir: &Path) -> Vec<(PathBuf, bool, u32)> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.expect("walk"))
+        .map(|e| {
+            let meta = e.metadata().expect("metadata");
+            (e.path().to_path_buf(), meta.is_dir(), meta.permissions().mode() & 0o7777)
+        })
+        .collect()
+}
+
+/// Names in `dir`, sorted.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A `kopsci` command with a clean environment for S3 tests: no inherited
+/// kOps or AWS settings, so nothing reaches beyond the test server.
+pub fn kopsci() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kopsci"));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("AWS_") || key.starts_with("S3_") || key.starts_with("KOPS") || key == "CI" {
+            command.env_remove(&key);
+        }
+    }
+    command.env("NO_COLOR", "1");
+    // No credential chain and no instance metadata lookups, ever.
+    command.env("AWS_EC2_METADATA_DISABLED", "true");
+    command.env("AWS_CONFIG_FILE", "/dev/null");
+    command.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    command
+}
