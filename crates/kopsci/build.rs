@@ -19,7 +19,11 @@ fn main() {
         .ok()
         .filter(|o| o.status.success())
         .is_some_and(|o| !o.stdout.is_empty());
-    let suffix = if dirty && commit != "unknown" { "-dirty" } else { "" };
+    let suffix = if dirty && commit != "unknown" {
+        "-dirty"
+    } else {
+        ""
+    };
     println!("cargo:rustc-env=KOPSCI_GIT_COMMIT={commit}{suffix}");
     // Re-stamp when HEAD moves; paths are relative to this crate.
     for path in ["../../.git/HEAD", "../../.git/index"] {

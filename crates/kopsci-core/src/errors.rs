@@ -12,13 +12,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A filesystem operation failed on `path`.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// A filesystem operation failed on `path`. The cause is part of the
+    /// message, not a `source()`, so every error prints as one line however
+    /// it is formatted.
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: io::Error },
 
     /// A YAML input did not parse, or parsed to the wrong shape.
     #[error("{origin}:{line}:{column}: {message}")]
@@ -69,12 +67,8 @@ pub enum Error {
     UnknownCluster { name: String, known: String },
 
     /// A failure while working on one cluster of the fleet.
-    #[error("cluster `{cluster}`: {source}")]
-    Cluster {
-        cluster: String,
-        #[source]
-        source: Box<Error>,
-    },
+    #[error("cluster `{cluster}`: {cause}")]
+    Cluster { cluster: String, cause: Box<Error> },
 
     /// A state store URL is not one kopsci can read.
     #[error("invalid state store `{url}`: {message}")]
@@ -110,10 +104,10 @@ pub enum Error {
 
 impl Error {
     /// Wraps an I/O error with the path it happened on.
-    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, cause: io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

@@ -23,16 +23,18 @@ struct FleetFile {
     state: Option<Spanned<String>>,
     #[serde(default)]
     kops: Option<KopsFile>,
+    #[serde(default, deserialize_with = "null_as_empty")]
     templates: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     snippets: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     values: Vec<String>,
     #[serde(default)]
     manifests: Option<String>,
     #[serde(default)]
     // `dev:` with nothing under it is a valid, empty environment.
     environments: IndexMap<String, Option<EnvironmentFile>>,
+    #[serde(default, deserialize_with = "null_as_empty")]
     clusters: Vec<ClusterFile>,
 }
 
@@ -46,9 +48,9 @@ struct KopsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EnvironmentFile {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     values: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     needs: Vec<Spanned<String>>,
     #[serde(default)]
     state: Option<Spanned<String>>,
@@ -59,10 +61,19 @@ struct EnvironmentFile {
 struct ClusterFile {
     name: Spanned<String>,
     environment: Spanned<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     values: Vec<String>,
     #[serde(default)]
     state: Option<Spanned<String>>,
+}
+
+/// `key:` with nothing after it reads as null; for lists that means empty.
+fn null_as_empty<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// An environment: values shared by its clusters and its promotion order.
@@ -403,7 +414,12 @@ impl Fleet {
     }
 
     /// What every layer gives `key` for a cluster, and which layer wins.
-    pub fn explain(&self, cluster: &Cluster, overrides: &Overrides, key: &str) -> Result<Explanation> {
+    pub fn explain(
+        &self,
+        cluster: &Cluster,
+        overrides: &Overrides,
+        key: &str,
+    ) -> Result<Explanation> {
         let layers = self.layers(cluster, overrides)?;
         Ok(values::explain(&layers, key))
     }
@@ -456,7 +472,7 @@ impl Fleet {
                 Err(source) => {
                     let err = Error::Cluster {
                         cluster: cluster.name.clone(),
-                        source: Box::new(source),
+                        cause: Box::new(source),
                     };
                     if first_error.is_none() {
                         first_error = Some(err);
@@ -531,7 +547,10 @@ fn check_state_url(url: &str) -> std::result::Result<(), String> {
     let valid = url
         .strip_prefix("s3://")
         .map(|rest| !rest.is_empty() && !rest.starts_with('/'))
-        .or_else(|| url.strip_prefix("file://").map(|rest| rest.starts_with('/')))
+        .or_else(|| {
+            url.strip_prefix("file://")
+                .map(|rest| rest.starts_with('/'))
+        })
         .unwrap_or(false);
     if valid {
         Ok(())
@@ -551,7 +570,9 @@ fn check_cluster_name(name: &str) -> std::result::Result<(), String> {
     }
     if name.len() > 253
         || !name.chars().all(valid_char)
-        || name.split('.').any(|label| label.is_empty() || label.starts_with('-') || label.ends_with('-'))
+        || name
+            .split('.')
+            .any(|label| label.is_empty() || label.starts_with('-') || label.ends_with('-'))
     {
         return Err(format!(
             "invalid cluster name `{name}`: expected a DNS name (lowercase letters, digits, `-` and `.`), e.g. `dev.k8s.example.com`"
@@ -590,7 +611,11 @@ fn find_cycle(environments: &IndexMap<String, Environment>) -> Option<Vec<String
         }
         marks.insert(name.to_string(), Mark::Active);
         stack.push(name.to_string());
-        for need in envs.get(name).map(|e| e.needs.as_slice()).unwrap_or_default() {
+        for need in envs
+            .get(name)
+            .map(|e| e.needs.as_slice())
+            .unwrap_or_default()
+        {
             if let Some(cycle) = visit(need, envs, marks, stack) {
                 return Some(cycle);
             }
@@ -696,7 +721,11 @@ pub fn format_explanation(cluster: &str, explanation: &Explanation) -> Result<St
         return Ok(out);
     }
     for (index, contribution) in explanation.contributions.iter().enumerate() {
-        let marker = if explanation.winner == Some(index) { "*" } else { " " };
+        let marker = if explanation.winner == Some(index) {
+            "*"
+        } else {
+            " "
+        };
         let value = match &contribution.value {
             None => "(not set)".to_string(),
             Some(v) => inline_value(v)?,
@@ -745,16 +774,27 @@ clusters:
         let fleet = parse(MINIMAL).unwrap();
         assert_eq!(fleet.templates(), [PathBuf::from("/fleet/templates")]);
         assert_eq!(fleet.manifests_dir(), PathBuf::from("/fleet/manifests"));
-        assert_eq!(fleet.clusters()[2].values, [PathBuf::from("/fleet/v/c.yaml")]);
+        assert_eq!(
+            fleet.clusters()[2].values,
+            [PathBuf::from("/fleet/v/c.yaml")]
+        );
     }
 
     #[test]
     fn state_store_precedence_cluster_then_environment_then_fleet() {
         let fleet = parse(MINIMAL).unwrap();
-        let states: Vec<_> = fleet.clusters().iter().map(|c| fleet.state_for(c)).collect();
+        let states: Vec<_> = fleet
+            .clusters()
+            .iter()
+            .map(|c| fleet.state_for(c))
+            .collect();
         assert_eq!(
             states,
-            [Some("s3://bucket/prefix"), Some("s3://other"), Some("file:///srv/state")]
+            [
+                Some("s3://bucket/prefix"),
+                Some("s3://other"),
+                Some("file:///srv/state")
+            ]
         );
     }
 
@@ -762,7 +802,12 @@ clusters:
     fn select_keeps_order_and_collapses_duplicates() {
         let fleet = parse(MINIMAL).unwrap();
         let names = ["c.example.com", "a.example.com", "c.example.com"].map(String::from);
-        let selected: Vec<_> = fleet.select(&names).unwrap().iter().map(|c| c.name.clone()).collect();
+        let selected: Vec<_> = fleet
+            .select(&names)
+            .unwrap()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
         assert_eq!(selected, ["c.example.com", "a.example.com"]);
         assert!(matches!(
             fleet.select(&["x.example.com".to_string()]),
@@ -772,7 +817,15 @@ clusters:
 
     #[test]
     fn cluster_names_that_could_escape_a_directory_are_refused() {
-        for bad in ["../etc", "a/b.example.com", "a..b", ".a", "a.", "UPPER.example.com", "-a.b"] {
+        for bad in [
+            "../etc",
+            "a/b.example.com",
+            "a..b",
+            ".a",
+            "a.",
+            "UPPER.example.com",
+            "-a.b",
+        ] {
             assert!(check_cluster_name(bad).is_err(), "{bad}");
         }
         assert!(check_cluster_name("dev-1.k8s.example.com").is_ok());
@@ -794,10 +847,16 @@ clusters:
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.example.com.yaml"), "same\n").unwrap();
         std::fs::write(dir.path().join("b.example.com.yaml"), "old\n").unwrap();
-        let rendered = ["a.example.com", "b.example.com", "c.example.com"].map(|c| RenderedManifest {
-            cluster: c.to_string(),
-            text: if c == "a.example.com" { "same\n" } else { "new\n" }.to_string(),
-        });
+        let rendered =
+            ["a.example.com", "b.example.com", "c.example.com"].map(|c| RenderedManifest {
+                cluster: c.to_string(),
+                text: if c == "a.example.com" {
+                    "same\n"
+                } else {
+                    "new\n"
+                }
+                .to_string(),
+            });
         let stale = check(dir.path(), &rendered).unwrap();
         let names: Vec<_> = stale.iter().map(|d| d.cluster.as_str()).collect();
         assert_eq!(names, ["b.example.com", "c.example.com"]);
@@ -807,7 +866,8 @@ clusters:
     }
 
     fn name_strategy() -> impl Strategy<Value = String> {
-        proptest::collection::vec("[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?", 1..4).prop_map(|l| l.join("."))
+        proptest::collection::vec("[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?", 1..4)
+            .prop_map(|l| l.join("."))
     }
 
     proptest! {

@@ -35,10 +35,10 @@ pub fn context(request: &Request) -> Result<Map> {
     // kOps keeps a string `clusterName` from the values and only falls back
     // to `--name`. Without either, `clusterName` stays undefined so strict
     // rendering names it instead of rendering an empty string.
-    if !matches!(context.get("clusterName"), Some(Value::String(_))) {
-        if let Some(name) = &request.cluster_name {
-            context.insert("clusterName".to_string(), Value::String(name.clone()));
-        }
+    if let Some(name) = &request.cluster_name
+        && !matches!(context.get("clusterName"), Some(Value::String(_)))
+    {
+        context.insert("clusterName".to_string(), Value::String(name.clone()));
     }
     Ok(context)
 }

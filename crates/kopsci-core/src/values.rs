@@ -729,12 +729,17 @@ mod tests {
 
     #[test]
     fn set_errors_never_show_values() {
-        assert_eq!(redact_set_values("a.b=secret,c={1,2},d\\,e=x\\,y"), "a.b=…,c=…,d\\,e=…");
+        assert_eq!(
+            redact_set_values("a.b=secret,c={1,2},d\\,e=x\\,y"),
+            "a.b=…,c=…,d\\,e=…"
+        );
         assert_eq!(redact_set_values("novalue"), "novalue");
         let err = set_err("token=hunter2,b[x]=1", true);
         assert!(!err.contains("hunter2"), "{err}");
         let mut m = Map::new();
-        let shown = apply_set("token=hunter2,b[x]=1", true, &mut m).unwrap_err().to_string();
+        let shown = apply_set("token=hunter2,b[x]=1", true, &mut m)
+            .unwrap_err()
+            .to_string();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("token=…"), "{shown}");
     }

@@ -53,5 +53,10 @@ pub fn from_str<T: DeserializeOwned>(src: &str, origin: &str) -> Result<T> {
 /// reader would take for another type (`yes`, `on`, `0755`, `1.10`) are
 /// quoted.
 pub fn to_string<T: Serialize>(value: &T) -> Result<String> {
-    serde_saphyr::to_string(value).map_err(|e| Error::YamlWrite(e.to_string()))
+    let mut options = serde_saphyr::SerializerOptions::default();
+    // Never fold long one-line strings (ARNs, URLs) into `>-` blocks: the
+    // output should read like the manifests users write by hand.
+    options.folded_wrap_chars = usize::MAX;
+    serde_saphyr::to_string_with_options(value, options)
+        .map_err(|e| Error::YamlWrite(e.to_string()))
 }

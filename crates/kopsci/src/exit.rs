@@ -23,9 +23,8 @@ impl Exit {
     /// Usage errors from the library get the usage code; everything else is 1.
     pub fn for_error(err: &anyhow::Error) -> Exit {
         match err.downcast_ref::<kopsci_core::Error>() {
-            Some(kopsci_core::Error::Usage(_)) | Some(kopsci_core::Error::UnknownCluster { .. }) => {
-                Exit::Usage
-            }
+            Some(kopsci_core::Error::Usage(_))
+            | Some(kopsci_core::Error::UnknownCluster { .. }) => Exit::Usage,
             _ => Exit::Error,
         }
     }

@@ -69,7 +69,8 @@ fn compile(flag: &str, globs: &[String]) -> Result<GlobSet> {
     for glob in globs {
         set.add(build(flag, glob)?);
     }
-    set.build().map_err(|e| Error::Usage(format!("{flag}: {e}")))
+    set.build()
+        .map_err(|e| Error::Usage(format!("{flag}: {e}")))
 }
 
 /// `*` stays within one path segment, `**` crosses them, as in `.gitignore`.
@@ -148,6 +149,9 @@ mod tests {
             ..FilterSpec::default()
         })
         .unwrap_err();
-        assert!(matches!(err, Error::Usage(ref m) if m.contains("--include `a[`")), "{err}");
+        assert!(
+            matches!(err, Error::Usage(ref m) if m.contains("--include `a[`")),
+            "{err}"
+        );
     }
 }

@@ -129,9 +129,9 @@ fn inside_root(root: &Path, path: &Path) -> Result<PathBuf> {
 
 /// The `/`-separated key of `path` below `dir`.
 fn key_of(dir: &Path, path: &Path) -> Result<String> {
-    let rel = path.strip_prefix(dir).map_err(|_| {
-        Error::Snapshot(format!("{}: outside {}", path.display(), dir.display()))
-    })?;
+    let rel = path
+        .strip_prefix(dir)
+        .map_err(|_| Error::Snapshot(format!("{}: outside {}", path.display(), dir.display())))?;
     let mut segments = Vec::new();
     for component in rel.components() {
         match component {

@@ -65,9 +65,8 @@ struct Signals {
 impl Signals {
     fn install() -> Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
-        let install = |kind| {
-            signal(kind).map_err(|e| Error::Snapshot(format!("cannot handle signals: {e}")))
-        };
+        let install =
+            |kind| signal(kind).map_err(|e| Error::Snapshot(format!("cannot handle signals: {e}")));
         Ok(Signals {
             int: install(SignalKind::interrupt())?,
             term: install(SignalKind::terminate())?,

@@ -82,8 +82,9 @@ impl Record {
         keys::check_cluster_name(&record.cluster).map_err(|e| e.to_string())?;
         let mut previous: Option<&str> = None;
         for object in &record.objects {
-            keys::check_relative(&object.key)
-                .map_err(|reason| format!("object key `{}`: {reason}", object.key.escape_debug()))?;
+            keys::check_relative(&object.key).map_err(|reason| {
+                format!("object key `{}`: {reason}", object.key.escape_debug())
+            })?;
             if previous.is_some_and(|p| p >= object.key.as_str()) {
                 return Err(format!(
                     "object keys are not sorted and unique at `{}`",
@@ -91,7 +92,10 @@ impl Record {
                 ));
             }
             if object.sha256.len() != 64 || !object.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("object `{}`: sha256 is not 64 hex digits", object.key));
+                return Err(format!(
+                    "object `{}`: sha256 is not 64 hex digits",
+                    object.key
+                ));
             }
             previous = Some(&object.key);
         }
@@ -167,13 +171,32 @@ mod tests {
 
     #[test]
     fn refuses_tampered_records() {
-        let cases: Vec<(Box<dyn Fn(&mut Record)>, &str)> = vec![
-            (Box::new(|r| r.format = "v0".into()), "unsupported record format"),
-            (Box::new(|r| r.objects[1].key = "../../etc/passwd".into()), "`..` path segment"),
-            (Box::new(|r| r.objects[1].key = "/etc/passwd".into()), "absolute path"),
-            (Box::new(|r| r.objects[1].key = "config".into()), "not sorted and unique"),
-            (Box::new(|r| r.objects[0].sha256 = "xyz".into()), "64 hex digits"),
-            (Box::new(|r| r.cluster = "../x".into()), "invalid cluster name"),
+        type Tamper = Box<dyn Fn(&mut Record)>;
+        let cases: Vec<(Tamper, &str)> = vec![
+            (
+                Box::new(|r| r.format = "v0".into()),
+                "unsupported record format",
+            ),
+            (
+                Box::new(|r| r.objects[1].key = "../../etc/passwd".into()),
+                "`..` path segment",
+            ),
+            (
+                Box::new(|r| r.objects[1].key = "/etc/passwd".into()),
+                "absolute path",
+            ),
+            (
+                Box::new(|r| r.objects[1].key = "config".into()),
+                "not sorted and unique",
+            ),
+            (
+                Box::new(|r| r.objects[0].sha256 = "xyz".into()),
+                "64 hex digits",
+            ),
+            (
+                Box::new(|r| r.cluster = "../x".into()),
+                "invalid cluster name",
+            ),
         ];
         for (tamper, expected) in cases {
             let mut record = sample();
@@ -182,7 +205,14 @@ mod tests {
             assert!(err.contains(expected), "{err} should contain {expected}");
         }
         assert!(Record::parse("{}").is_err());
-        assert!(Record::parse(&sample().to_json().replace("\"time\"", "\"extra\": 1, \"time\"")).is_err());
+        assert!(
+            Record::parse(
+                &sample()
+                    .to_json()
+                    .replace("\"time\"", "\"extra\": 1, \"time\"")
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -11,9 +11,9 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::Client;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 
 use crate::errors::{Error, Result};
@@ -230,7 +230,9 @@ impl S3Store {
                 Some(message) if attempt >= self.max_attempts => {
                     return Err(Error::S3 {
                         context: context(),
-                        message: format!("response body broke off after {attempt} attempts: {message}"),
+                        message: format!(
+                            "response body broke off after {attempt} attempts: {message}"
+                        ),
                     });
                 }
                 Some(message) => {
@@ -256,7 +258,10 @@ async fn bucket_region(client: &Client, bucket: &str) -> Result<Option<String>> 
                 .map(str::to_string);
             match from_header {
                 Some(region) => Ok(Some(region)),
-                None => Err(s3_error(format!("finding the region of bucket `{bucket}`"), err)),
+                None => Err(s3_error(
+                    format!("finding the region of bucket `{bucket}`"),
+                    err,
+                )),
             }
         }
     }

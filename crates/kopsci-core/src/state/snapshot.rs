@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::fs::{DirBuilder, OpenOptions};
 use std::future::Future;
 use std::io::{Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -117,6 +117,9 @@ async fn copy_and_commit(
         .prefix(&format!(".{}.kopsci-tmp-", target.name.to_string_lossy()))
         .tempdir_in(&target.parent)
         .map_err(|e| Error::io(&target.parent, e))?;
+    // tempfile leaves the mode to the umask; the snapshot root is private.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(tmp.path(), e))?;
     let cluster_dir = tmp.path().join(&opts.cluster);
     make_private_dir(&cluster_dir)?;
 
@@ -235,13 +238,17 @@ async fn copy_all(
     Ok((objects, skipped))
 }
 
-fn joined(done: std::result::Result<Result<ObjectRecord>, tokio::task::JoinError>) -> Result<ObjectRecord> {
+fn joined(
+    done: std::result::Result<Result<ObjectRecord>, tokio::task::JoinError>,
+) -> Result<ObjectRecord> {
     match done {
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(Error::Snapshot(
             "internal error: a copy task panicked".into(),
         )),
-        Err(_) => Err(Error::Snapshot("internal error: a copy task was cancelled".into())),
+        Err(_) => Err(Error::Snapshot(
+            "internal error: a copy task was cancelled".into(),
+        )),
     }
 }
 
@@ -339,9 +346,9 @@ fn progress_bar(enabled: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} snapshot {bytes}/{total_bytes} {wide_bar} {elapsed}")
-    {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} snapshot {bytes}/{total_bytes} {wide_bar} {elapsed}",
+    ) {
         bar.set_style(style);
     }
     bar
@@ -433,9 +440,11 @@ impl Target {
     /// Puts the finished copy in place.
     fn commit(&self, tmp: tempfile::TempDir) -> Result<()> {
         if !self.replace {
-            return std::fs::rename(tmp.path(), &self.out).map_err(|e| Error::io(&self.out, e)).map(|()| {
-                let _ = tmp.keep();
-            });
+            return std::fs::rename(tmp.path(), &self.out)
+                .map_err(|e| Error::io(&self.out, e))
+                .map(|()| {
+                    let _ = tmp.keep();
+                });
         }
         // Move the old snapshot aside first: a rename cannot replace a
         // non-empty directory.
@@ -453,7 +462,10 @@ impl Target {
         // `old` now holds the previous snapshot; dropping it removes it.
         let old_path = old.path().to_path_buf();
         if let Err(e) = old.close() {
-            tracing::warn!("could not remove the previous snapshot at {}: {e}", old_path.display());
+            tracing::warn!(
+                "could not remove the previous snapshot at {}: {e}",
+                old_path.display()
+            );
         }
         Ok(())
     }

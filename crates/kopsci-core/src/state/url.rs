@@ -113,10 +113,15 @@ mod tests {
             }
         );
         assert_eq!(
-            StoreUrl::parse("s3://b/p").unwrap().cluster_url("c.example.com"),
+            StoreUrl::parse("s3://b/p")
+                .unwrap()
+                .cluster_url("c.example.com"),
             "s3://b/p/c.example.com/"
         );
-        assert_eq!(StoreUrl::parse("s3://b/p/").unwrap().to_string(), "s3://b/p");
+        assert_eq!(
+            StoreUrl::parse("s3://b/p/").unwrap().to_string(),
+            "s3://b/p"
+        );
     }
 
     #[test]

@@ -136,7 +136,8 @@ pub async fn verify(dir: &Path, s3: &S3Settings, concurrency: usize) -> Result<V
         });
     }
     while let Some(done) = tasks.join_next().await {
-        let (key, same) = done.map_err(|_| Error::Snapshot("internal error: a fetch task failed".into()))??;
+        let (key, same) =
+            done.map_err(|_| Error::Snapshot("internal error: a fetch task failed".into()))??;
         if same {
             report.unchanged += 1;
         } else {

@@ -159,7 +159,9 @@ fn toolbox_mode(args: RenderArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
     if request.templates.is_empty() {
-        return Err(usage("nothing to render: give --template (or --config-value KEY to print a value)"));
+        return Err(usage(
+            "nothing to render: give --template (or --config-value KEY to print a value)",
+        ));
     }
     let rendered = toolbox::render(&request, &context)?;
     emit(args.out(), &rendered)?;
@@ -173,10 +175,11 @@ fn fleet_mode(global: &GlobalArgs, args: RenderArgs, color: bool) -> anyhow::Res
         set_string: args.set_string.clone(),
     };
     let mut names = args.clusters.clone();
-    if names.is_empty() && !args.all {
-        if let Some(name) = &args.name {
-            names.push(name.clone());
-        }
+    if names.is_empty()
+        && !args.all
+        && let Some(name) = &args.name
+    {
+        names.push(name.clone());
     }
     let selected = if args.all || (names.is_empty() && args.check) {
         fleet.clusters().iter().collect::<Vec<_>>()
@@ -193,7 +196,11 @@ fn fleet_mode(global: &GlobalArgs, args: RenderArgs, color: bool) -> anyhow::Res
         let mut out = std::io::stdout().lock();
         for cluster in &selected {
             let explanation = fleet.explain(cluster, &overrides, key)?;
-            write!(out, "{}", fleet::format_explanation(&cluster.name, &explanation)?)?;
+            write!(
+                out,
+                "{}",
+                fleet::format_explanation(&cluster.name, &explanation)?
+            )?;
         }
         return Ok(Exit::Success);
     }
@@ -241,9 +248,16 @@ fn fleet_mode(global: &GlobalArgs, args: RenderArgs, color: bool) -> anyhow::Res
             // Render everything before writing anything: a failing cluster
             // must not leave a half-updated manifests directory.
             for manifest in &rendered {
-                fsutil::write_atomic(&dir.join(format!("{}.yaml", manifest.cluster)), manifest.text.as_bytes())?;
+                fsutil::write_atomic(
+                    &dir.join(format!("{}.yaml", manifest.cluster)),
+                    manifest.text.as_bytes(),
+                )?;
             }
-            eprintln!("rendered {} cluster(s) into {}", rendered.len(), dir.display());
+            eprintln!(
+                "rendered {} cluster(s) into {}",
+                rendered.len(),
+                dir.display()
+            );
         }
         None => {
             let joined = rendered

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use kopsci_core::Error;
 use kopsci_core::fleet::Fleet;
-use kopsci_core::state::{self, DEFAULT_CONCURRENCY, FilterSpec, S3Settings, SnapshotOptions, StoreUrl};
+use kopsci_core::state::{
+    self, DEFAULT_CONCURRENCY, FilterSpec, S3Settings, SnapshotOptions, StoreUrl,
+};
 
 use crate::cli::GlobalArgs;
 use crate::exit::Exit;
@@ -25,7 +27,8 @@ use crate::exit::Exit;
     after_help = "Examples:
   kopsci snapshot --state s3://kops-state --name dev-a.k8s.example.com --out .kopsci/snap
   kops get cluster --state file://$PWD/.kopsci/snap --name dev-a.k8s.example.com
-  kopsci snapshot verify .kopsci/snap      exit 3 when the live store changed")]
+  kopsci snapshot verify .kopsci/snap      exit 3 when the live store changed"
+)]
 pub struct SnapshotArgs {
     #[command(subcommand)]
     pub action: Option<SnapshotAction>,
@@ -108,10 +111,9 @@ pub fn run(global: &GlobalArgs, args: SnapshotArgs) -> anyhow::Result<Exit> {
 
 fn take(global: &GlobalArgs, args: SnapshotArgs) -> anyhow::Result<Exit> {
     let Some(cluster) = args.name.clone() else {
-        return Err(Error::Usage(
-            "name the cluster with --name or KOPS_CLUSTER_NAME".into(),
-        )
-        .into());
+        return Err(
+            Error::Usage("name the cluster with --name or KOPS_CLUSTER_NAME".into()).into(),
+        );
     };
     let state_url = match &args.state {
         Some(url) => url.clone(),

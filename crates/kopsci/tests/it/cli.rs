@@ -7,7 +7,10 @@ use crate::harness::Kopsci;
 fn version_names_the_commit() {
     let run = Kopsci::new().arg("--version").run().success();
     let out = run.stdout();
-    assert!(out.starts_with(&format!("kopsci {} (", env!("CARGO_PKG_VERSION"))), "{out}");
+    assert!(
+        out.starts_with(&format!("kopsci {} (", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
     let commit = out.trim().rsplit('(').next().unwrap().trim_end_matches(')');
     assert!(!commit.is_empty(), "{out}");
 }
@@ -15,7 +18,16 @@ fn version_names_the_commit() {
 #[test]
 fn help_lists_every_command_and_exit_codes() {
     let out = Kopsci::new().arg("--help").run().success().stdout();
-    for command in ["render", "snapshot", "dryrun", "update", "roll", "pipeline", "completions", "man"] {
+    for command in [
+        "render",
+        "snapshot",
+        "dryrun",
+        "update",
+        "roll",
+        "pipeline",
+        "completions",
+        "man",
+    ] {
         assert!(out.contains(command), "help lacks {command}:\n{out}");
     }
     assert!(out.contains("Exit codes:"), "{out}");
@@ -23,30 +35,60 @@ fn help_lists_every_command_and_exit_codes() {
 
 #[test]
 fn every_command_help_has_examples() {
-    for command in ["render", "snapshot", "dryrun", "update", "roll", "pipeline", "completions", "man"] {
-        let out = Kopsci::new().args([command, "--help"]).run().success().stdout();
-        assert!(out.contains("Examples:"), "`{command} --help` has no examples:\n{out}");
+    for command in [
+        "render",
+        "snapshot",
+        "dryrun",
+        "update",
+        "roll",
+        "pipeline",
+        "completions",
+        "man",
+    ] {
+        let out = Kopsci::new()
+            .args([command, "--help"])
+            .run()
+            .success()
+            .stdout();
+        assert!(
+            out.contains("Examples:"),
+            "`{command} --help` has no examples:\n{out}"
+        );
     }
 }
 
 #[test]
 fn completions_for_every_shell() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
-        let out = Kopsci::new().args(["completions", shell]).run().success().stdout();
+        let out = Kopsci::new()
+            .args(["completions", shell])
+            .run()
+            .success()
+            .stdout();
         assert!(out.contains("render"), "{shell} completions lack `render`");
     }
 }
 
 #[test]
 fn completions_reject_unknown_shell() {
-    let run = Kopsci::new().args(["completions", "tcsh"]).run().expect_code(2);
-    assert!(run.stderr().contains("invalid value 'tcsh'"), "{}", run.stderr());
+    let run = Kopsci::new()
+        .args(["completions", "tcsh"])
+        .run()
+        .expect_code(2);
+    assert!(
+        run.stderr().contains("invalid value 'tcsh'"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
 fn man_page_to_stdout_and_directory() {
     let out = Kopsci::new().arg("man").run().success().stdout();
-    assert!(out.starts_with(".ie") || out.contains(".TH kopsci"), "{out}");
+    assert!(
+        out.starts_with(".ie") || out.contains(".TH kopsci"),
+        "{out}"
+    );
     let dir = tempfile::tempdir().unwrap();
     Kopsci::new()
         .args(["man", "--out-dir"])
@@ -61,7 +103,10 @@ fn man_page_to_stdout_and_directory() {
 
 #[test]
 fn unknown_flag_is_a_usage_error() {
-    let run = Kopsci::new().args(["render", "--no-such-flag"]).run().expect_code(2);
+    let run = Kopsci::new()
+        .args(["render", "--no-such-flag"])
+        .run()
+        .expect_code(2);
     assert!(run.stderr().contains("--no-such-flag"), "{}", run.stderr());
 }
 
@@ -82,5 +127,8 @@ fn later_commands_say_not_implemented_and_exit_2() {
 
 #[test]
 fn quiet_and_verbose_conflict() {
-    Kopsci::new().args(["-v", "-q", "render", "--all"]).run().expect_code(2);
+    Kopsci::new()
+        .args(["-v", "-q", "render", "--all"])
+        .run()
+        .expect_code(2);
 }

@@ -45,7 +45,12 @@ fn fleet() -> Sandbox {
 #[test]
 fn renders_one_cluster_with_its_layers() {
     let sb = fleet();
-    let out = sb.kopsci().args(["render", "dev-a.k8s.example.com"]).run().success().stdout();
+    let out = sb
+        .kopsci()
+        .args(["render", "dev-a.k8s.example.com"])
+        .run()
+        .success()
+        .stdout();
     let doc = &yaml_documents(&out)[0];
     assert_eq!(doc["metadata"]["name"], "dev-a.k8s.example.com");
     assert_eq!(doc["spec"]["kubernetesVersion"], "1.34.1");
@@ -55,9 +60,18 @@ fn renders_one_cluster_with_its_layers() {
 #[test]
 fn all_out_dir_then_check_is_clean() {
     let sb = fleet();
-    sb.kopsci().args(["render", "--all", "--out", "manifests"]).run().success();
-    assert!(sb.read("manifests/prod-a.k8s.example.com.yaml").contains("kubernetesVersion: 1.33.0"));
-    insta::assert_snapshot!("fleet_dev_a", sb.read("manifests/dev-a.k8s.example.com.yaml"));
+    sb.kopsci()
+        .args(["render", "--all", "--out", "manifests"])
+        .run()
+        .success();
+    assert!(
+        sb.read("manifests/prod-a.k8s.example.com.yaml")
+            .contains("kubernetesVersion: 1.33.0")
+    );
+    insta::assert_snapshot!(
+        "fleet_dev_a",
+        sb.read("manifests/dev-a.k8s.example.com.yaml")
+    );
     let run = sb.kopsci().args(["render", "--check"]).run().success();
     assert!(run.stdout().is_empty(), "{}", run.stdout());
 }
@@ -65,7 +79,10 @@ fn all_out_dir_then_check_is_clean() {
 #[test]
 fn check_reports_stale_and_missing_manifests() {
     let sb = fleet();
-    sb.kopsci().args(["render", "--all", "--out", "manifests"]).run().success();
+    sb.kopsci()
+        .args(["render", "--all", "--out", "manifests"])
+        .run()
+        .success();
     std::fs::write(
         sb.join("values/env/dev.yaml"),
         "kubernetesVersion: 1.35.0\n",
@@ -77,7 +94,11 @@ fn check_reports_stale_and_missing_manifests() {
     assert!(out.contains("-  kubernetesVersion: 1.34.1"), "{out}");
     assert!(out.contains("+  kubernetesVersion: 1.35.0"), "{out}");
     assert!(out.contains("/dev/null (missing)"), "{out}");
-    assert!(run.stderr().contains("2 of 2 manifest(s)"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("2 of 2 manifest(s)"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
@@ -85,7 +106,12 @@ fn explain_shows_every_layer_and_the_winner() {
     let sb = fleet();
     let out = sb
         .kopsci()
-        .args(["render", "--explain", "kubernetesVersion", "dev-a.k8s.example.com"])
+        .args([
+            "render",
+            "--explain",
+            "kubernetesVersion",
+            "dev-a.k8s.example.com",
+        ])
         .args(["--set", "other=1"])
         .run()
         .success()
@@ -105,18 +131,31 @@ fn set_applies_to_fleet_clusters() {
     let sb = fleet();
     let out = sb
         .kopsci()
-        .args(["render", "prod-a.k8s.example.com", "--set", "kubernetesVersion=1.36.0"])
+        .args([
+            "render",
+            "prod-a.k8s.example.com",
+            "--set",
+            "kubernetesVersion=1.36.0",
+        ])
         .run()
         .success()
         .stdout();
-    assert_eq!(yaml_documents(&out)[0]["spec"]["kubernetesVersion"], "1.36.0");
+    assert_eq!(
+        yaml_documents(&out)[0]["spec"]["kubernetesVersion"],
+        "1.36.0"
+    );
 }
 
 #[test]
 fn config_value_for_a_fleet_cluster() {
     let out = fleet()
         .kopsci()
-        .args(["render", "prod-a.k8s.example.com", "--config-value", "nodes"])
+        .args([
+            "render",
+            "prod-a.k8s.example.com",
+            "--config-value",
+            "nodes",
+        ])
         .run()
         .success()
         .stdout();
@@ -125,13 +164,25 @@ fn config_value_for_a_fleet_cluster() {
 
 #[test]
 fn a_layer_setting_another_cluster_name_is_an_error() {
-    let sb = fleet().file("values/clusters/prod-a.yaml", "clusterName: dev-a.k8s.example.com\n");
+    let sb = fleet().file(
+        "values/clusters/prod-a.yaml",
+        "clusterName: dev-a.k8s.example.com\n",
+    );
+    sb.kopsci().args(["render", "--all"]).run().fails_with(
+        1,
+        &[
+            "values/clusters/prod-a.yaml",
+            "clusterName",
+            "prod-a.k8s.example.com",
+        ],
+    );
     sb.kopsci()
-        .args(["render", "--all"])
-        .run()
-        .fails_with(1, &["values/clusters/prod-a.yaml", "clusterName", "prod-a.k8s.example.com"]);
-    sb.kopsci()
-        .args(["render", "dev-a.k8s.example.com", "--set", "clusterName=x.example.com"])
+        .args([
+            "render",
+            "dev-a.k8s.example.com",
+            "--set",
+            "clusterName=x.example.com",
+        ])
         .run()
         .fails_with(1, &["--set clusterName=x.example.com", "clusterName"]);
 }
@@ -142,7 +193,13 @@ fn unknown_cluster_lists_the_fleet() {
         .kopsci()
         .args(["render", "nope.example.com"])
         .run()
-        .fails_with(2, &["unknown cluster `nope.example.com`", "dev-a.k8s.example.com"]);
+        .fails_with(
+            2,
+            &[
+                "unknown cluster `nope.example.com`",
+                "dev-a.k8s.example.com",
+            ],
+        );
 }
 
 #[test]
@@ -193,7 +250,10 @@ fn invalid_fleet_files_say_which_key_and_what_was_expected() {
             "templates: [t]\nenvironments: {dev: {}}\nclusters:\n- name: A_B\n  environment: dev\n",
             &["kopsci.yaml:4:", "invalid cluster name `A_B`"],
         ),
-        ("templates: [t]\nclusters:\n- environment: dev\n", &["kopsci.yaml", "missing field `name`"]),
+        (
+            "templates: [t]\nclusters:\n- environment: dev\n",
+            &["kopsci.yaml", "missing field `name`"],
+        ),
         (
             "templates: [t]\nstate: http://x\nclusters: []\n",
             &["kopsci.yaml:2:", "s3://bucket"],
@@ -228,6 +288,9 @@ fn a_failing_cluster_writes_no_manifest() {
     sb.kopsci()
         .args(["render", "--all", "--out", "manifests"])
         .run()
-        .fails_with(1, &["prod-a.k8s.example.com", "values/clusters/prod-a.yaml:1:"]);
+        .fails_with(
+            1,
+            &["prod-a.k8s.example.com", "values/clusters/prod-a.yaml:1:"],
+        );
     assert!(!sb.join("manifests/dev-a.k8s.example.com.yaml").exists());
 }

@@ -52,7 +52,12 @@ impl Kopsci {
     pub fn new() -> Kopsci {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kopsci"));
         // Tests see what a CI job sees: no colour, no inherited kOps settings.
-        for var in ["KOPS_STATE_STORE", "KOPS_CLUSTER_NAME", "KOPSCI_FLEET", "KOPSCI_LOG"] {
+        for var in [
+            "KOPS_STATE_STORE",
+            "KOPS_CLUSTER_NAME",
+            "KOPSCI_FLEET",
+            "KOPSCI_LOG",
+        ] {
             command.env_remove(var);
         }
         command.env("NO_COLOR", "1");
@@ -145,7 +150,10 @@ impl Run {
 
 /// The repository root (fleet, templates, examples).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// Parses a multi-document YAML stream into values, for semantic comparison.

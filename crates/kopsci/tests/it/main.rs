@@ -3,5 +3,8 @@
 mod harness;
 
 mod cli;
-mod render;
 mod fleet;
+mod reference_fleet;
+mod render;
+mod snapshot;
+mod support;

@@ -35,7 +35,12 @@ fn fixtures_dir() -> PathBuf {
 /// Runs the built `kopsci` in `dir`, the way a CI job would.
 fn kopsci(dir: &Path, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kopsci"));
-    for var in ["KOPS_STATE_STORE", "KOPS_CLUSTER_NAME", "KOPSCI_FLEET", "KOPSCI_LOG"] {
+    for var in [
+        "KOPS_STATE_STORE",
+        "KOPS_CLUSTER_NAME",
+        "KOPSCI_FLEET",
+        "KOPSCI_LOG",
+    ] {
         command.env_remove(var);
     }
     command
@@ -65,8 +70,8 @@ fn documents(text: &str, origin: &str) -> Result<Vec<Value>, String> {
 /// The names of the fleet's clusters, in fleet-file order.
 fn fleet_clusters(root: &Path) -> Vec<String> {
     let path = root.join("kopsci.yaml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let fleet: Value = serde_saphyr::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
     fleet["clusters"]
@@ -85,8 +90,15 @@ fn show(value: &Value) -> String {
 fn differences(path: &str, expected: &Value, rendered: &Value, out: &mut Vec<String>) {
     match (expected, rendered) {
         (Value::Object(e), Value::Object(r)) => {
+            let join = |key: &str| {
+                if path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{path}.{key}")
+                }
+            };
             for (key, ev) in e {
-                let sub = format!("{path}.{key}");
+                let sub = join(key);
                 match r.get(key) {
                     Some(rv) => differences(&sub, ev, rv, out),
                     None => out.push(format!("{sub}: missing (fixture has {})", show(ev))),
@@ -94,7 +106,11 @@ fn differences(path: &str, expected: &Value, rendered: &Value, out: &mut Vec<Str
             }
             for (key, rv) in r {
                 if !e.contains_key(key) {
-                    out.push(format!("{path}.{key}: not in the fixture (rendered {})", show(rv)));
+                    out.push(format!(
+                        "{}: not in the fixture (rendered {})",
+                        join(key),
+                        show(rv)
+                    ));
                 }
             }
         }
@@ -218,7 +234,10 @@ fn basic_example_renders_every_cluster_as_kops_documents() {
     let dir = repo_root().join("examples/basic");
     for cluster in fleet_clusters(&dir) {
         let output = kopsci(&dir, &["render", &cluster]);
-        let stdout = assert_success(&output, &format!("kopsci render {cluster} (examples/basic)"));
+        let stdout = assert_success(
+            &output,
+            &format!("kopsci render {cluster} (examples/basic)"),
+        );
         let docs = documents(&stdout, &cluster).unwrap_or_else(|e| panic!("{e}\n{stdout}"));
         assert_eq!(docs[0]["kind"], "Cluster", "{cluster}: first document");
         assert_eq!(docs[0]["metadata"]["name"], cluster.as_str());

@@ -74,7 +74,10 @@ fn renders_like_kops_toolbox_template() {
     assert_eq!(docs[0]["spec"]["kubernetesVersion"], "1.34.1");
     // Maps merge across layers; lists are replaced by the later layer.
     assert_eq!(docs[0]["spec"]["networkCIDR"], "10.1.0.0/16");
-    assert_eq!(docs[0]["spec"]["sshAccess"], serde_json::json!(["10.0.0.0/8"]));
+    assert_eq!(
+        docs[0]["spec"]["sshAccess"],
+        serde_json::json!(["10.0.0.0/8"])
+    );
     assert_eq!(
         docs[1]["spec"]["additionalUserData"][0]["content"],
         "#!/bin/sh\necho nodes\n"
@@ -87,7 +90,10 @@ fn set_and_set_string_layer_on_top_with_kops_typing() {
     let out = sb
         .kopsci()
         .args(render_args())
-        .args(["--set", "kubernetesVersion=1.35.0,network.cidr=172.20.0.0/16"])
+        .args([
+            "--set",
+            "kubernetesVersion=1.35.0,network.cidr=172.20.0.0/16",
+        ])
         .args(["--set", "instanceGroups[0].machineType=m5.xlarge"])
         .args(["--set-string", "sshAccess={1.2.3.4/32,5.6.7.8/32}"])
         .run()
@@ -128,14 +134,24 @@ fn values_may_be_comma_separated_and_order_matters() {
     let key = ["--config-value", "kubernetesVersion"];
     let forward = sb
         .kopsci()
-        .args(["render", "--values", "values/00-base.yaml,values/10-prod.yaml"])
+        .args([
+            "render",
+            "--values",
+            "values/00-base.yaml,values/10-prod.yaml",
+        ])
         .args(key)
         .run()
         .success()
         .stdout();
     let reverse = sb
         .kopsci()
-        .args(["render", "--values", "values/10-prod.yaml", "--values", "values/00-base.yaml"])
+        .args([
+            "render",
+            "--values",
+            "values/10-prod.yaml",
+            "--values",
+            "values/00-base.yaml",
+        ])
         .args(key)
         .run()
         .success()
@@ -151,7 +167,15 @@ fn cluster_name_from_values_wins_over_name_flag() {
         .file("t.j2", "name: {{ clusterName }}\n");
     let out = sb
         .kopsci()
-        .args(["render", "--values", "v.yaml", "--template", "t.j2", "--name", "flag.example.com"])
+        .args([
+            "render",
+            "--values",
+            "v.yaml",
+            "--template",
+            "t.j2",
+            "--name",
+            "flag.example.com",
+        ])
         .run()
         .success()
         .stdout();
@@ -173,7 +197,12 @@ fn documents_are_split_and_joined_like_kops() {
         .file("t/a.j2", "a: 1\n---\n\n---\nb: 2\n")
         .file("t/b.j2", "{# nothing #}\n")
         .file("t/c.j2", "---\nc: 3\n");
-    let out = sb.kopsci().args(["render", "--template", "t"]).run().success().stdout();
+    let out = sb
+        .kopsci()
+        .args(["render", "--template", "t"])
+        .run()
+        .success()
+        .stdout();
     assert_eq!(out, "a: 1\n---\nb: 2\n---\nc: 3\n");
 }
 
@@ -209,10 +238,23 @@ fn format_yaml_normalises_documents() {
 #[test]
 fn out_writes_the_file_and_output_is_a_deprecated_alias() {
     let sb = sandbox();
-    sb.kopsci().args(render_args()).args(["--out", "out.yaml"]).run().success();
+    sb.kopsci()
+        .args(render_args())
+        .args(["--out", "out.yaml"])
+        .run()
+        .success();
     let first = sb.read("out.yaml");
-    let run = sb.kopsci().args(render_args()).args(["--output", "out2.yaml"]).run().success();
-    assert!(run.stderr().contains("--output is deprecated"), "{}", run.stderr());
+    let run = sb
+        .kopsci()
+        .args(render_args())
+        .args(["--output", "out2.yaml"])
+        .run()
+        .success();
+    assert!(
+        run.stderr().contains("--output is deprecated"),
+        "{}",
+        run.stderr()
+    );
     assert_eq!(first, sb.read("out2.yaml"));
 }
 
@@ -228,12 +270,20 @@ fn filters_in_jinja_form() {
          f: {{ missing | default('fallback') }}\n\
          g:{{ {'k': [1, 2]} | toyaml | nindent(2) }}\n",
     );
-    let out = sb.kopsci().args(["render", "--template", "t.j2"]).run().success().stdout();
+    let out = sb
+        .kopsci()
+        .args(["render", "--template", "t.j2"])
+        .run()
+        .success()
+        .stdout();
     let doc = &yaml_documents(&out)[0];
     assert_eq!(doc["a"], "aGVsbG8=");
     assert_eq!(doc["b"], "hello");
     assert_eq!(doc["c"], "x\"y");
-    assert_eq!(doc["d"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(
+        doc["d"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
     assert_eq!(doc["e"], true);
     assert_eq!(doc["f"], "fallback");
     assert_eq!(doc["g"], serde_json::json!({"k": [1, 2]}));
@@ -242,7 +292,10 @@ fn filters_in_jinja_form() {
 #[test]
 fn required_names_what_is_missing() {
     Sandbox::new()
-        .file("t.j2", "a: {{ region | required('region must be set per cluster') }}\n")
+        .file(
+            "t.j2",
+            "a: {{ region | required('region must be set per cluster') }}\n",
+        )
         .kopsci()
         .args(["render", "--template", "t.j2"])
         .run()
@@ -323,7 +376,11 @@ fn errors_never_dump_values() {
         .args(["render", "--template", "t.j2", "--values", "v.yaml"])
         .run()
         .fails_with(1, &["t.j2:2"]);
-    assert!(!run.stderr().contains(secret), "secret leaked: {}", run.stderr());
+    assert!(
+        !run.stderr().contains(secret),
+        "secret leaked: {}",
+        run.stderr()
+    );
     assert!(!run.stdout().contains(secret), "partial output on stdout");
 }
 
@@ -353,7 +410,13 @@ fn malformed_set_expressions() {
     // Values may be credentials: errors show keys only.
     let run = sb
         .kopsci()
-        .args(["render", "--template", "t.j2", "--set", "token=hunter2,b[x]=1"])
+        .args([
+            "render",
+            "--template",
+            "t.j2",
+            "--set",
+            "token=hunter2,b[x]=1",
+        ])
         .run()
         .fails_with(1, &["token=…"]);
     assert!(!run.stderr().contains("hunter2"), "{}", run.stderr());
@@ -363,7 +426,13 @@ fn malformed_set_expressions() {
 fn unwritable_output_leaves_nothing_behind() {
     let sb = Sandbox::new().file("t.j2", "a: 1\n");
     sb.kopsci()
-        .args(["render", "--template", "t.j2", "--out", "no/such/dir/out.yaml"])
+        .args([
+            "render",
+            "--template",
+            "t.j2",
+            "--out",
+            "no/such/dir/out.yaml",
+        ])
         .run()
         .fails_with(1, &["no/such/dir/out.yaml"]);
     assert!(!sb.join("no").exists());
@@ -371,7 +440,9 @@ fn unwritable_output_leaves_nothing_behind() {
 
 #[test]
 fn failed_render_keeps_the_previous_output() {
-    let sb = Sandbox::new().file("t.j2", "a: {{ missing }}\n").file("out.yaml", "previous\n");
+    let sb = Sandbox::new()
+        .file("t.j2", "a: {{ missing }}\n")
+        .file("out.yaml", "previous\n");
     sb.kopsci()
         .args(["render", "--template", "t.j2", "--out", "out.yaml"])
         .run()

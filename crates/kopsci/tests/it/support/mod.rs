@@ -14,13 +14,7 @@ use std::path::{Path, PathBuf};
 pub use proxy::Proxy;
 pub use s3::S3Server;
 
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo root")
-}
+pub use crate::harness::repo_root;
 
 /// `shared/fixtures/kops-state/`, next to the repository: the state-store
 /// objects kOps writes for 10 clusters.
@@ -38,7 +32,12 @@ pub fn kops_state_fixtures() -> PathBuf {
 pub fn fixture_clusters() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(kops_state_fixtures())
         .expect("read fixtures")
-        .map(|e| e.expect("fixture entry").file_name().into_string().expect("utf-8 name"))
+        .map(|e| {
+            e.expect("fixture entry")
+                .file_name()
+                .into_string()
+                .expect("utf-8 name")
+        })
         .collect();
     names.sort();
     names
@@ -51,7 +50,13 @@ pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .map(|e| e.expect("walk"))
         .filter(|e| e.file_type().is_file())
         .map(|e| {
-            let rel = e.path().strip_prefix(dir).unwrap().to_str().unwrap().to_string();
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
             (rel, std::fs::read(e.path()).expect("read"))
         })
         .collect()
@@ -64,7 +69,11 @@ pub fn modes(dir: &Path) -> Vec<(PathBuf, bool, u32)> {
         .map(|e| e.expect("walk"))
         .map(|e| {
             let meta = e.metadata().expect("metadata");
-            (e.path().to_path_buf(), meta.is_dir(), meta.permissions().mode() & 0o7777)
+            (
+                e.path().to_path_buf(),
+                meta.is_dir(),
+                meta.permissions().mode() & 0o7777,
+            )
         })
         .collect()
 }
@@ -85,7 +94,11 @@ pub fn kopsci() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kopsci"));
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        if key.starts_with("AWS_") || key.starts_with("S3_") || key.starts_with("KOPS") || key == "CI" {
+        if key.starts_with("AWS_")
+            || key.starts_with("S3_")
+            || key.starts_with("KOPS")
+            || key == "CI"
+        {
             command.env_remove(&key);
         }
     }

@@ -145,7 +145,11 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
             respond(&mut client, "200 OK", "application/xml", xml)?;
             continue;
         }
-        if shared.config.fail_every.is_some_and(|every| n % every == 0) {
+        if shared
+            .config
+            .fail_every
+            .is_some_and(|every| n.is_multiple_of(every))
+        {
             shared.faults.fetch_add(1, Ordering::SeqCst);
             respond(&mut client, "503 Slow Down", "application/xml", SLOW_DOWN)?;
             continue;
@@ -193,7 +197,12 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn respond(client: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
+fn respond(
+    client: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
     write!(
         client,
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",

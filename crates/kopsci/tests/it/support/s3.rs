@@ -38,7 +38,11 @@ impl S3Server {
     /// Starts a server and waits until it accepts S3 requests. Panics (the
     /// test fails, it is never skipped) when SeaweedFS is not installed.
     pub fn start() -> S3Server {
-        let weed = weed_binary();
+        S3Server::start_with(&weed_binary())
+    }
+
+    /// Starts the `weed` binary at `weed`.
+    pub fn start_with(weed: &Path) -> S3Server {
         assert!(
             weed.is_file(),
             "SeaweedFS `weed` not found at {}: run scripts/install-test-deps \
@@ -49,7 +53,7 @@ impl S3Server {
         // Free ports are picked, released and then bound by weed: another
         // process can take one in between, so try again with new ports.
         for _ in 0..3 {
-            match S3Server::try_start(&weed) {
+            match S3Server::try_start(weed) {
                 Ok(server) => return server,
                 Err(e) => last_error = e,
             }
@@ -128,9 +132,9 @@ impl S3Server {
             }
             if http_answers(self.s3) {
                 let client = self.client.clone();
-                let ok = self.runtime.block_on(async move {
-                    client.list_buckets().send().await.is_ok()
-                });
+                let ok = self
+                    .runtime
+                    .block_on(async move { client.list_buckets().send().await.is_ok() });
                 if ok {
                     return Ok(());
                 }
@@ -242,7 +246,13 @@ impl S3Server {
             .map(|e| e.expect("walk seed dir"))
             .filter(|e| e.file_type().is_file())
             .map(|e| {
-                let rel = e.path().strip_prefix(dir).unwrap().to_str().unwrap().to_string();
+                let rel = e
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
                 let key = if prefix.is_empty() {
                     rel
                 } else {
@@ -284,7 +294,9 @@ pub fn env_for(endpoint: &str) -> Vec<(&'static str, String)> {
 fn client_for(endpoint: &str) -> Client {
     use aws_smithy_http_client::tls;
     let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
         .build_https();
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())

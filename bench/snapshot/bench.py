@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Snapshot benchmark: `kopsci snapshot` vs `aws s3 sync` vs `rclone copy`,
+same SeaweedFS server, same data, same set of objects copied, behind a
+loopback proxy that adds DELAY ms each way. Prints a Markdown table with the
+latency floor (listing pages + ceil(objects / concurrency)) x round trip.
+
+Run through bench/snapshot/run, which installs the tools and builds kopsci.
+Everything binds 127.0.0.1 on free ports and is stopped at the end.
+"""
+
+import argparse
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+FIXTURES = os.path.abspath(os.path.join(ROOT, "..", "shared", "fixtures", "kops-state"))
+ACCESS, SECRET = "kopsci-bench-access", "kopsci-bench-secret"
+PAGE = 1000  # keys per ListObjectsV2 page
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def wait_http(port, deadline=60):
+    end = time.time() + deadline
+    while time.time() < end:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # any HTTP answer: the server is up
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing answers on 127.0.0.1:{port}")
+
+
+def is_backup_data(rel):
+    parts = rel.split("/")
+    return len(parts) >= 4 and parts[:2] == ["backups", "etcd"] and parts[3] != "control"
+
+
+def tree(path):
+    out = {}
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            full = os.path.join(dirpath, f)
+            with open(full, "rb") as fh:
+                out[os.path.relpath(full, path)] = fh.read()
+    return out
+
+
+def generate_store(dest, clusters, backups_per_cluster, rng):
+    """20 clusters cloned from the fixtures, each with etcd backups."""
+    fixtures = sorted(os.listdir(FIXTURES))
+    names = []
+    for i in range(clusters):
+        name = f"c{i:02d}.gen.example.com"
+        names.append(name)
+        shutil.copytree(os.path.join(FIXTURES, fixtures[i % len(fixtures)]), os.path.join(dest, name))
+        per_store = backups_per_cluster // 4  # 2 stores x 2 files per backup
+        for store in ("main", "events"):
+            for b in range(per_store):
+                stamp = f"2024-05-{1 + b // 96:02d}T{(b // 4) % 24:02d}:{(b % 4) * 15:02d}:00Z-{b:06d}"
+                d = os.path.join(dest, name, "backups", "etcd", store, stamp)
+                os.makedirs(d)
+                with open(os.path.join(d, "etcd.backup.gz"), "wb") as fh:
+                    fh.write(rng.randbytes(1024))
+                with open(os.path.join(d, "_etcd_backup.meta"), "w") as fh:
+                    fh.write('{"version":"3.5.9"}\n')
+    return names
+
+
+class Bench:
+    def __init__(self, args, work):
+        self.args = args
+        self.work = work
+        self.procs = []
+        self.base_env = {k: v for k, v in os.environ.items()
+                         if not k.startswith(("AWS_", "S3_", "KOPS", "RCLONE_"))}
+        self.base_env.update({"AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET,
+                              "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                              "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})
+
+    def start(self, cmd, **kw):
+        p = subprocess.Popen(cmd, start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+
+    def start_weed(self):
+        p = free_ports(10)
+        data = os.path.join(self.work, "weed")
+        os.makedirs(data)
+        log = open(os.path.join(self.work, "weed.log"), "wb")
+        self.start([self.args.weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                    f"-master.port={p[0]}", f"-volume.port={p[1]}", f"-filer.port={p[2]}",
+                    f"-s3.port={p[3]}", f"-master.port.grpc={p[4]}", f"-volume.port.grpc={p[5]}",
+                    f"-filer.port.grpc={p[6]}", f"-s3.port.grpc={p[7]}", f"-admin.port={p[8]}",
+                    f"-admin.port.grpc={p[9]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                    "-webdav=false", "-admin.ui=false", "-master.telemetry=false"],
+                   env=self.base_env, stdout=log, stderr=log, cwd=data)
+        self.s3_port = p[3]
+        wait_http(self.s3_port)
+        end = time.time() + 60
+        while subprocess.run(self.aws_cmd(self.s3_port, "s3", "ls"), env=self.base_env,
+                             capture_output=True).returncode != 0:
+            if time.time() > end:
+                raise SystemExit("SeaweedFS never became ready; see " + os.path.join(self.work, "weed.log"))
+            time.sleep(0.2)
+
+    def start_proxy(self):
+        (port,) = free_ports(1)
+        p = self.start([sys.executable, os.path.join(HERE, "delay_proxy.py"), str(port),
+                        str(self.s3_port), str(self.args.delay_ms)], stdout=subprocess.PIPE)
+        if p.stdout.readline().strip() != b"ready":
+            raise SystemExit("delay proxy did not start")
+        self.proxy_port = port
+
+    def aws_cmd(self, port, *rest):
+        return [self.args.aws, "--endpoint-url", f"http://127.0.0.1:{port}", *rest]
+
+    def seed(self, bucket, src):
+        env = self.base_env
+        subprocess.run(self.aws_cmd(self.s3_port, "s3", "mb", f"s3://{bucket}"), env=env, check=True,
+                       capture_output=True)
+        subprocess.run(self.aws_cmd(self.s3_port, "s3", "cp", "--recursive", "--only-show-errors", src,
+                                    f"s3://{bucket}/"), env=env, check=True)
+
+    # One command per tool: copy cluster `c` of `bucket` into `dest`.
+    def cmd_kopsci(self, bucket, c, dest, concurrency=None):
+        cmd = [self.args.kopsci, "-q", "snapshot", "--state", f"s3://{bucket}", "--name", c, "--out", dest]
+        if concurrency:
+            cmd += ["--concurrency", str(concurrency)]
+        env = dict(self.base_env, S3_ENDPOINT=f"http://127.0.0.1:{self.proxy_port}", S3_REGION="us-east-1",
+                   S3_ACCESS_KEY_ID=ACCESS, S3_SECRET_ACCESS_KEY=SECRET, CI="true")
+        return cmd, env
+
+    def cmd_aws(self, bucket, c, dest):
+        cmd = self.aws_cmd(self.proxy_port, "s3", "sync", f"s3://{bucket}/{c}/", os.path.join(dest, c),
+                           "--exclude", "*backups/etcd/*/2*", "--only-show-errors", "--no-progress")
+        return cmd, self.base_env
+
+    def cmd_rclone(self, bucket, c, dest):
+        env = {k: v for k, v in self.base_env.items() if not k.startswith("AWS_")}
+        env.update({"RCLONE_S3_PROVIDER": "Other", "RCLONE_S3_ENV_AUTH": "false",
+                    "RCLONE_S3_ACCESS_KEY_ID": ACCESS, "RCLONE_S3_SECRET_ACCESS_KEY": SECRET,
+                    "RCLONE_S3_ENDPOINT": f"http://127.0.0.1:{self.proxy_port}",
+                    "RCLONE_S3_REGION": "us-east-1", "RCLONE_CONFIG": "/dev/null"})
+        cmd = [self.args.rclone, "copy", f":s3:{bucket}/{c}", os.path.join(dest, c),
+               "--exclude", "backups/etcd/*/2*/**", "-q"]
+        return cmd, env
+
+    def timed(self, tool, bucket, clusters, dest, **kw):
+        """Wall time to copy every cluster, one process per cluster (one CI job each)."""
+        shutil.rmtree(dest, ignore_errors=True)
+        os.makedirs(dest)
+        start = time.perf_counter()
+        for c in clusters:
+            out = os.path.join(dest, c) if tool == "kopsci" else dest
+            cmd, env = getattr(self, "cmd_" + tool)(bucket, c, out, **kw)
+            r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if r.returncode != 0:
+                raise SystemExit(f"{tool} failed on {c}: {r.stderr.decode(errors='replace')[-2000:]}")
+        return time.perf_counter() - start
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kopsci", required=True)
+    ap.add_argument("--weed", required=True)
+    ap.add_argument("--aws", required=True)
+    ap.add_argument("--rclone", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--delay-ms", type=int, default=20)
+    ap.add_argument("--clusters", type=int, default=20)
+    ap.add_argument("--backups", type=int, default=2000, help="etcd backup objects in the generated store")
+    ap.add_argument("--concurrency", type=int, default=64, help="kopsci's default, for the floor")
+    ap.add_argument("--sweep", default="4,16,32,64,128", help="kopsci --concurrency values to compare")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="kopsci-bench-")
+    bench = Bench(args, work)
+    try:
+        rng = random.Random(42)
+        gen = os.path.join(work, "gen")
+        os.makedirs(gen)
+        gen_clusters = generate_store(gen, args.clusters, args.backups // args.clusters, rng)
+        fixture_clusters = sorted(os.listdir(FIXTURES))
+        bench.start_weed()
+        bench.seed("bench-fixture", FIXTURES)
+        bench.seed("bench-generated", gen)
+        bench.start_proxy()
+
+        rtt = 2 * args.delay_ms / 1000.0
+        workloads = [
+            ("fixture store (10 clusters)", "bench-fixture", fixture_clusters, FIXTURES),
+            (f"generated store ({args.clusters} clusters, {args.backups} etcd-backup objects)",
+             "bench-generated", gen_clusters, gen),
+        ]
+        tools = ["kopsci", "aws", "rclone"]
+        rows = []
+        for label, bucket, clusters, src in workloads:
+            listed = copied = 0
+            floor = 0.0
+            for c in clusters:
+                keys = list(tree(os.path.join(src, c)))
+                kept = [k for k in keys if not is_backup_data(k)]
+                listed += len(keys)
+                copied += len(kept)
+                pages = max(1, math.ceil(len(keys) / PAGE))
+                floor += (pages + math.ceil(len(kept) / args.concurrency)) * rtt
+            times = {t: [] for t in tools}
+            for _ in range(args.runs):
+                for t in tools:
+                    times[t].append(bench.timed(t, bucket, clusters, os.path.join(work, "out", t)))
+            # All three copied the same objects, byte for byte.
+            ref = {}
+            for c in clusters:
+                ref.update({f"{c}/{k}": v for k, v in tree(os.path.join(work, "out", "kopsci", c, c)).items()})
+            for t in ("aws", "rclone"):
+                got = tree(os.path.join(work, "out", t))
+                if got != ref:
+                    missing = sorted(set(ref) - set(got))[:5]
+                    extra = sorted(set(got) - set(ref))[:5]
+                    raise SystemExit(f"{t} copied a different set: missing {missing}, extra {extra}")
+            med = {t: statistics.median(v) for t, v in times.items()}
+            rows.append((label, bucket, clusters, listed, copied, floor, med, times))
+
+        sweep = []
+        label, bucket, clusters = rows[-1][0], rows[-1][1], rows[-1][2]
+        for c in [int(x) for x in args.sweep.split(",") if x]:
+            ts = [bench.timed("kopsci", bucket, clusters, os.path.join(work, "out", "sweep"), concurrency=c)
+                  for _ in range(args.runs)]
+            sweep.append((c, statistics.median(ts)))
+    finally:
+        bench.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\nRound trip {2 * args.delay_ms} ms ({args.delay_ms} ms each way through a loopback proxy); "
+          f"one process per cluster; median of {args.runs} runs; wall time incl. process start.\n")
+    print("| workload | objects copied / listed | kopsci | aws s3 sync | rclone copy | latency floor "
+          "| aws ÷ kopsci | rclone ÷ kopsci | kopsci ÷ floor |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    ok = True
+    for label, _, _, listed, copied, floor, med, _ in rows:
+        k, a, r = med["kopsci"], med["aws"], med["rclone"]
+        print(f"| {label} | {copied} / {listed} | {k:.2f} s | {a:.2f} s | {r:.2f} s | {floor:.2f} s "
+              f"| {a / k:.1f}× | {r / k:.1f}× | {k / floor:.2f}× |")
+        ok &= a / k >= 3 and r > k and k / floor <= 1.5
+    print("\nkopsci --concurrency on the generated store:\n")
+    print("| concurrency | " + " | ".join(str(c) for c, _ in sweep) + " |")
+    print("| --- |" + " ---: |" * len(sweep))
+    print("| seconds | " + " | ".join(f"{t:.2f}" for _, t in sweep) + " |")
+    print(f"\nGoals (≥ 3× faster than aws s3 sync, faster than rclone, within 1.5× of the floor): "
+          f"{'met' if ok else 'MISSED'}")
+    if args.check and not ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
