@@ -137,8 +137,8 @@ class Bench:
 
     def start_proxy(self):
         (port,) = free_ports(1)
-        p = self.start([sys.executable, os.path.join(HERE, "delay_proxy.py"), str(port),
-                        str(self.s3_port), str(self.args.delay_ms)], stdout=subprocess.PIPE)
+        p = self.start([self.args.proxy, str(port), str(self.s3_port), str(self.args.delay_ms)],
+                       stdout=subprocess.PIPE)
         if p.stdout.readline().strip() != b"ready":
             raise SystemExit("delay proxy did not start")
         self.proxy_port = port
@@ -154,11 +154,12 @@ class Bench:
                                     f"s3://{bucket}/"), env=env, check=True)
 
     # One command per tool: copy cluster `c` of `bucket` into `dest`.
-    def cmd_kopsci(self, bucket, c, dest, concurrency=None):
+    def cmd_kopsci(self, bucket, c, dest, concurrency=None, direct=False):
         cmd = [self.args.kopsci, "-q", "snapshot", "--state", f"s3://{bucket}", "--name", c, "--out", dest]
         if concurrency:
             cmd += ["--concurrency", str(concurrency)]
-        env = dict(self.base_env, S3_ENDPOINT=f"http://127.0.0.1:{self.proxy_port}", S3_REGION="us-east-1",
+        port = self.s3_port if direct else self.proxy_port
+        env = dict(self.base_env, S3_ENDPOINT=f"http://127.0.0.1:{port}", S3_REGION="us-east-1",
                    S3_ACCESS_KEY_ID=ACCESS, S3_SECRET_ACCESS_KEY=SECRET, CI="true")
         return cmd, env
 
@@ -197,6 +198,7 @@ def main():
     ap.add_argument("--weed", required=True)
     ap.add_argument("--aws", required=True)
     ap.add_argument("--rclone", required=True)
+    ap.add_argument("--proxy", required=True, help="the delay_proxy binary")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--delay-ms", type=int, default=20)
     ap.add_argument("--clusters", type=int, default=20)
@@ -205,6 +207,8 @@ def main():
     ap.add_argument("--sweep", default="4,16,32,64,128", help="kopsci --concurrency values to compare")
     ap.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     args = ap.parse_args()
+    for tool in ("kopsci", "weed", "aws", "rclone", "proxy"):
+        setattr(args, tool, os.path.abspath(getattr(args, tool)))
 
     work = tempfile.mkdtemp(prefix="kopsci-bench-")
     bench = Bench(args, work)
@@ -237,10 +241,13 @@ def main():
                 copied += len(kept)
                 pages = max(1, math.ceil(len(keys) / PAGE))
                 floor += (pages + math.ceil(len(kept) / args.concurrency)) * rtt
-            times = {t: [] for t in tools}
+            times = {t: [] for t in tools + ["direct"]}
             for _ in range(args.runs):
                 for t in tools:
                     times[t].append(bench.timed(t, bucket, clusters, os.path.join(work, "out", t)))
+                # The same copy without the proxy: the server's own time.
+                times["direct"].append(bench.timed("kopsci", bucket, clusters, os.path.join(work, "out", "direct"),
+                                                   direct=True))
             # All three copied the same objects, byte for byte.
             ref = {}
             for c in clusters:
@@ -267,13 +274,13 @@ def main():
     print(f"\nRound trip {2 * args.delay_ms} ms ({args.delay_ms} ms each way through a loopback proxy); "
           f"one process per cluster; median of {args.runs} runs; wall time incl. process start.\n")
     print("| workload | objects copied / listed | kopsci | aws s3 sync | rclone copy | latency floor "
-          "| aws ÷ kopsci | rclone ÷ kopsci | kopsci ÷ floor |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| aws ÷ kopsci | rclone ÷ kopsci | kopsci ÷ floor | kopsci, no delay | (kopsci − no delay) ÷ floor |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     ok = True
     for label, _, _, listed, copied, floor, med, _ in rows:
-        k, a, r = med["kopsci"], med["aws"], med["rclone"]
+        k, a, r, d = med["kopsci"], med["aws"], med["rclone"], med["direct"]
         print(f"| {label} | {copied} / {listed} | {k:.2f} s | {a:.2f} s | {r:.2f} s | {floor:.2f} s "
-              f"| {a / k:.1f}× | {r / k:.1f}× | {k / floor:.2f}× |")
+              f"| {a / k:.1f}× | {r / k:.1f}× | {k / floor:.2f}× | {d:.2f} s | {(k - d) / floor:.2f}× |")
         ok &= a / k >= 3 and r > k and k / floor <= 1.5
     print("\nkopsci --concurrency on the generated store:\n")
     print("| concurrency | " + " | ".join(str(c) for c, _ in sweep) + " |")

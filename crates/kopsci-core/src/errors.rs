@@ -100,6 +100,83 @@ pub enum Error {
     /// conflicting options). The binary maps this to the usage exit code.
     #[error("{0}")]
     Usage(String),
+
+    /// No usable kops binary. `tried` says where kopsci looked.
+    #[error(
+        "kops not found ({tried}): install kops or pass --kops / set KOPSCI_KOPS; `kopsci dryrun --without-kops` runs without it"
+    )]
+    KopsNotFound { tried: String },
+
+    /// The kops binary could not be started at all.
+    #[error("cannot run {}: {cause}", program.display())]
+    KopsSpawn { program: PathBuf, cause: io::Error },
+
+    /// The kops binary's version does not satisfy the fleet's `kops.version`.
+    #[error("kops {found} ({}) does not satisfy the required version `{required}` (`kops.version`)", program.display())]
+    KopsVersion {
+        program: PathBuf,
+        found: String,
+        required: String,
+    },
+
+    /// A kops command failed. Its whole stderr was already streamed live;
+    /// the message repeats only its last line (kOps puts the `Error: …`
+    /// line last), `stderr_tail` keeps the last few for reports. kOps never
+    /// prints credentials, and the environment is never part of this.
+    #[error(
+        "`{command}` failed with {status}{}",
+        stderr_tail.last().map(|l| format!(": {l}")).unwrap_or_default()
+    )]
+    KopsFailed {
+        command: String,
+        /// `exit code N` or `signal N (SIGNAME)`.
+        status: String,
+        /// The exit code as a shell reports it (128+n after a signal).
+        code: i32,
+        stderr_tail: Vec<String>,
+    },
+
+    /// STS would not give kopsci the fleet's `aws.role_arn`.
+    #[error("cannot assume role `{role}`: {message}")]
+    AssumeRole { role: String, message: String },
+
+    /// `update` found no usable plan, or one that no longer fits what it
+    /// would apply; `reasons` says why, one per line.
+    #[error(
+        "cluster `{cluster}`: refusing a stale plan: {}; run the dry run again (or pass --allow-stale)",
+        reasons.join("; ")
+    )]
+    StalePlan {
+        cluster: String,
+        reasons: Vec<String>,
+    },
+
+    /// kops printed output kopsci cannot make sense of.
+    #[error("cannot parse the output of `{command}`: {message}")]
+    KopsOutput {
+        command: &'static str,
+        message: String,
+    },
+
+    /// A git command kopsci runs to find changed files failed. `message`
+    /// carries git's own last line and, where kopsci knows one, a hint.
+    #[error("`{command}` failed: {message}")]
+    Git { command: String, message: String },
+
+    /// A GitLab REST API request failed (after retries where they make
+    /// sense). `request` is the method and path; the token is never part of
+    /// either.
+    #[error("GitLab API {request}: {message}")]
+    GitLab { request: String, message: String },
+
+    /// A dry-run report (`report.json`) cannot be read or has the wrong shape.
+    #[error("{}: {message}", path.display())]
+    Report { path: PathBuf, message: String },
+
+    /// The child pipeline cannot be generated as asked (e.g. more `needs`
+    /// than GitLab allows).
+    #[error("{0}")]
+    Pipeline(String),
 }
 
 impl Error {

@@ -36,6 +36,8 @@ struct FleetFile {
     environments: IndexMap<String, Option<EnvironmentFile>>,
     #[serde(default, deserialize_with = "null_as_empty")]
     clusters: Vec<ClusterFile>,
+    #[serde(default)]
+    aws: Option<AwsFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +56,8 @@ struct EnvironmentFile {
     needs: Vec<Spanned<String>>,
     #[serde(default)]
     state: Option<Spanned<String>>,
+    #[serde(default)]
+    aws: Option<AwsFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +69,210 @@ struct ClusterFile {
     values: Vec<String>,
     #[serde(default)]
     state: Option<Spanned<String>>,
+    #[serde(default)]
+    aws: Option<AwsFile>,
+}
+
+/// An `aws:` block (fleet, environment or cluster level).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AwsFile {
+    #[serde(default)]
+    role_arn: Option<Spanned<String>>,
+    #[serde(default)]
+    external_id: Option<Spanned<String>>,
+    #[serde(default)]
+    external_id_env: Option<Spanned<String>>,
+    #[serde(default)]
+    region: Option<Spanned<String>>,
+    #[serde(default)]
+    session_name: Option<Spanned<String>>,
+    #[serde(default)]
+    duration_seconds: Option<Spanned<u32>>,
+}
+
+/// How kopsci gets the AWS identity it runs kops (and reads the state store)
+/// as, from the `aws:` blocks of the fleet, the cluster's environment and
+/// the cluster, merged key by key (the most specific block wins).
+///
+/// With `role_arn`, kopsci assumes that role (STS `AssumeRole`, with the
+/// external ID when one is set) using the standard credential chain, and
+/// hands kops exactly the temporary credentials. Without it, kops inherits
+/// the job's credentials. `Debug` never shows the external ID.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub role_arn: Option<String>,
+    pub external_id: Option<ExternalId>,
+    /// AWS region for STS and for kops (`AWS_REGION`).
+    pub region: Option<String>,
+    /// `RoleSessionName`; default `kopsci` (plus the GitLab job ID).
+    pub session_name: Option<String>,
+    /// Lifetime of the assumed-role session (900–43200 s; default 3600).
+    pub duration_seconds: Option<u32>,
+}
+
+/// Where the external ID of an assumed role comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ExternalId {
+    /// Written in the fleet file.
+    Literal(String),
+    /// Read from this environment variable (a masked CI/CD variable).
+    Env(String),
+}
+
+impl std::fmt::Debug for ExternalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExternalId::Literal(_) => f.write_str("Literal(<redacted>)"),
+            ExternalId::Env(name) => f.debug_tuple("Env").field(name).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AwsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsSettings")
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id)
+            .field("region", &self.region)
+            .field("session_name", &self.session_name)
+            .field("duration_seconds", &self.duration_seconds)
+            .finish()
+    }
+}
+
+impl AwsSettings {
+    /// `self` with every key `more` sets replaced by `more`'s.
+    fn overlay(&self, more: &AwsSettings) -> AwsSettings {
+        AwsSettings {
+            role_arn: more.role_arn.clone().or_else(|| self.role_arn.clone()),
+            external_id: more
+                .external_id
+                .clone()
+                .or_else(|| self.external_id.clone()),
+            region: more.region.clone().or_else(|| self.region.clone()),
+            session_name: more
+                .session_name
+                .clone()
+                .or_else(|| self.session_name.clone()),
+            duration_seconds: more.duration_seconds.or(self.duration_seconds),
+        }
+    }
+}
+
+/// Checks one `aws:` block and converts it; `at` names it in errors
+/// (`aws`, `environments.prod.aws`, `cluster `x`: aws`).
+fn aws_settings(
+    file: Option<&AwsFile>,
+    at: &str,
+    invalid: &dyn Fn(&serde_saphyr::Location, String) -> Error,
+) -> Result<AwsSettings> {
+    let Some(file) = file else {
+        return Ok(AwsSettings::default());
+    };
+    if let Some(arn) = &file.role_arn {
+        let parts: Vec<&str> = arn.value.splitn(6, ':').collect();
+        let valid = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[2] == "iam"
+            && parts[5].starts_with("role/")
+            && parts[5].len() > "role/".len();
+        if !valid {
+            return Err(invalid(
+                &arn.referenced,
+                format!(
+                    "{at}.role_arn: expected an IAM role ARN such as `arn:aws:iam::123456789012:role/kops`, got `{}`",
+                    arn.value
+                ),
+            ));
+        }
+    }
+    let sts_word = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
+    let external_id = match (&file.external_id, &file.external_id_env) {
+        (Some(_), Some(env)) => {
+            return Err(invalid(
+                &env.referenced,
+                format!("{at}: set `external_id` or `external_id_env`, not both"),
+            ));
+        }
+        (Some(id), None) => {
+            // STS' own rule; the value itself is never echoed.
+            let ok = (2..=1224).contains(&id.value.len())
+                && id.value.chars().all(|c| sts_word(c) || c == ':' || c == '/');
+            if !ok {
+                return Err(invalid(
+                    &id.referenced,
+                    format!(
+                        "{at}.external_id: expected 2 to 1224 characters of letters, digits and `_+=,.@:/-`"
+                    ),
+                ));
+            }
+            Some(ExternalId::Literal(id.value.clone()))
+        }
+        (None, Some(env)) => {
+            let ok = !env.value.is_empty()
+                && env
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err(invalid(
+                    &env.referenced,
+                    format!(
+                        "{at}.external_id_env: expected an environment variable name, got `{}`",
+                        env.value
+                    ),
+                ));
+            }
+            Some(ExternalId::Env(env.value.clone()))
+        }
+        (None, None) => None,
+    };
+    if let Some(region) = &file.region {
+        let ok = !region.value.is_empty()
+            && region
+                .value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(invalid(
+                &region.referenced,
+                format!(
+                    "{at}.region: expected an AWS region such as `eu-west-1`, got `{}`",
+                    region.value
+                ),
+            ));
+        }
+    }
+    if let Some(name) = &file.session_name
+        && !((2..=64).contains(&name.value.len()) && name.value.chars().all(sts_word))
+    {
+        return Err(invalid(
+            &name.referenced,
+            format!(
+                "{at}.session_name: expected 2 to 64 characters of letters, digits and `_+=,.@-`, got `{}`",
+                name.value
+            ),
+        ));
+    }
+    if let Some(d) = &file.duration_seconds
+        && !(900..=43200).contains(&d.value)
+    {
+        return Err(invalid(
+            &d.referenced,
+            format!(
+                "{at}.duration_seconds: expected 900 to 43200 (STS' limits), got {}",
+                d.value
+            ),
+        ));
+    }
+    Ok(AwsSettings {
+        role_arn: file.role_arn.as_ref().map(|s| s.value.clone()),
+        external_id,
+        region: file.region.as_ref().map(|s| s.value.clone()),
+        session_name: file.session_name.as_ref().map(|s| s.value.clone()),
+        duration_seconds: file.duration_seconds.as_ref().map(|d| d.value),
+    })
 }
 
 /// `key:` with nothing after it reads as null; for lists that means empty.
@@ -116,6 +324,8 @@ pub struct Fleet {
     manifests: PathBuf,
     environments: IndexMap<String, Environment>,
     clusters: Vec<Cluster>,
+    /// Each cluster's merged `aws:` settings, by cluster name.
+    aws: HashMap<String, AwsSettings>,
 }
 
 /// One cluster's rendered manifest.
@@ -183,10 +393,17 @@ impl Fleet {
             None => None,
         };
 
+        let fleet_aws = aws_settings(file.aws.as_ref(), "aws", &invalid)?;
+        let mut env_aws: HashMap<&str, AwsSettings> = HashMap::new();
         let empty = EnvironmentFile::default();
         let mut environments = IndexMap::new();
         for (name, env) in &file.environments {
             let env = env.as_ref().unwrap_or(&empty);
+            let at = format!("environments.{name}.aws");
+            env_aws.insert(
+                name.as_str(),
+                fleet_aws.overlay(&aws_settings(env.aws.as_ref(), &at, &invalid)?),
+            );
             if let Some(state) = &env.state {
                 check_state_url(&state.value).map_err(|m| {
                     invalid(&state.referenced, format!("environments.{name}.state: {m}"))
@@ -222,6 +439,7 @@ impl Fleet {
         }
 
         let mut seen = HashSet::new();
+        let mut aws = HashMap::new();
         let mut clusters = Vec::with_capacity(file.clusters.len());
         for cluster in &file.clusters {
             let name = &cluster.name.value;
@@ -249,6 +467,25 @@ impl Fleet {
                     invalid(&state.referenced, format!("cluster `{name}`: state: {m}"))
                 })?;
             }
+            let at = format!("cluster `{name}`: aws");
+            let own = aws_settings(cluster.aws.as_ref(), &at, &invalid)?;
+            let merged = env_aws
+                .get(environment.as_str())
+                .unwrap_or(&fleet_aws)
+                .overlay(&own);
+            if merged.role_arn.is_none()
+                && (merged.external_id.is_some()
+                    || merged.session_name.is_some()
+                    || merged.duration_seconds.is_some())
+            {
+                return Err(invalid(
+                    &cluster.name.referenced,
+                    format!(
+                        "cluster `{name}`: aws.external_id, aws.session_name and aws.duration_seconds only apply with aws.role_arn, which no level sets for this cluster"
+                    ),
+                ));
+            }
+            aws.insert(name.clone(), merged);
             clusters.push(Cluster {
                 name: name.clone(),
                 environment: environment.clone(),
@@ -268,6 +505,7 @@ impl Fleet {
             manifests: root.join(file.manifests.as_deref().unwrap_or("manifests")),
             environments,
             clusters,
+            aws,
         })
     }
 
@@ -327,6 +565,12 @@ impl Fleet {
                     .and_then(|e| e.state.as_deref())
             })
             .or(self.state.as_deref())
+    }
+
+    /// The cluster's AWS settings: the fleet's `aws:`, overlaid by its
+    /// environment's, overlaid by its own, key by key.
+    pub fn aws_for(&self, cluster: &Cluster) -> AwsSettings {
+        self.aws.get(&cluster.name).cloned().unwrap_or_default()
     }
 
     /// Looks clusters up by name, in the order given; duplicates collapse.
@@ -863,6 +1107,104 @@ clusters:
         assert!(stale[0].unified(false).contains("-old\n+new\n"));
         assert!(stale[1].committed.is_none());
         assert!(stale[0].unified(true).contains("\x1b[32m+new\x1b[0m"));
+    }
+
+    const AWS: &str = "\
+templates: [t]
+aws:
+  role_arn: arn:aws:iam::111111111111:role/kops
+  region: eu-west-1
+environments:
+  dev: {}
+  prod:
+    aws:
+      role_arn: arn:aws:iam::222222222222:role/kops
+      external_id_env: PROD_EXTERNAL_ID
+clusters:
+  - {name: a.example.com, environment: dev}
+  - name: b.example.com
+    environment: prod
+    aws: {region: us-east-2, session_name: kopsci-b, duration_seconds: 7200}
+  - name: c.example.com
+    environment: dev
+    aws: {external_id: \"team-a:42\"}
+";
+
+    #[test]
+    fn aws_settings_merge_fleet_then_environment_then_cluster() {
+        let fleet = parse(AWS).unwrap();
+        let aws: Vec<AwsSettings> = fleet.clusters().iter().map(|c| fleet.aws_for(c)).collect();
+        assert_eq!(
+            aws[0],
+            AwsSettings {
+                role_arn: Some("arn:aws:iam::111111111111:role/kops".into()),
+                region: Some("eu-west-1".into()),
+                ..AwsSettings::default()
+            }
+        );
+        assert_eq!(
+            aws[1],
+            AwsSettings {
+                role_arn: Some("arn:aws:iam::222222222222:role/kops".into()),
+                external_id: Some(ExternalId::Env("PROD_EXTERNAL_ID".into())),
+                region: Some("us-east-2".into()),
+                session_name: Some("kopsci-b".into()),
+                duration_seconds: Some(7200),
+            }
+        );
+        assert_eq!(
+            aws[2].external_id,
+            Some(ExternalId::Literal("team-a:42".into()))
+        );
+        assert!(!format!("{:?}", aws[2]).contains("team-a:42"));
+        // No `aws:` anywhere: kops inherits the job's identity.
+        let plain = parse(MINIMAL).unwrap();
+        assert_eq!(plain.aws_for(&plain.clusters()[0]), AwsSettings::default());
+    }
+
+    #[test]
+    fn invalid_aws_settings_name_the_key() {
+        let cases = [
+            ("aws: {role_arn: kops}", "aws.role_arn: expected an IAM role ARN"),
+            (
+                "aws: {role_arn: \"arn:aws:iam::1:user/x\"}",
+                "expected an IAM role ARN",
+            ),
+            ("aws: {region: EU WEST}", "aws.region"),
+            ("aws: {rolearn: x}", "unknown field"),
+            (
+                "aws: {role_arn: \"arn:aws:iam::1:role/k\", duration_seconds: 60}",
+                "aws.duration_seconds: expected 900 to 43200",
+            ),
+            (
+                "aws: {role_arn: \"arn:aws:iam::1:role/k\", session_name: \"a b\"}",
+                "aws.session_name",
+            ),
+            (
+                "aws: {role_arn: \"arn:aws:iam::1:role/k\", external_id: x, external_id_env: Y}",
+                "not both",
+            ),
+            (
+                "aws: {role_arn: \"arn:aws:iam::1:role/k\", external_id: \"bad id!\"}",
+                "aws.external_id: expected 2 to 1224",
+            ),
+            ("aws: {external_id: abc}", "only apply with aws.role_arn"),
+        ];
+        for (aws, want) in cases {
+            let src = format!(
+                "templates: [t]\n{aws}\nenvironments: {{dev: {{}}}}\nclusters: [{{name: a.example.com, environment: dev}}]\n"
+            );
+            let err = parse(&src).unwrap_err().to_string();
+            assert!(err.contains(want), "{aws}: {err}");
+            assert!(err.starts_with("kopsci.yaml:"), "{err}");
+            assert!(!err.contains("bad id!"), "external ID echoed: {err}");
+        }
+        let err = parse(
+            "templates: [t]\nenvironments: {dev: {aws: {regio: x}}}\nclusters: []\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field"), "{err}");
     }
 
     fn name_strategy() -> impl Strategy<Value = String> {

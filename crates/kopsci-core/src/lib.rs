@@ -4,7 +4,10 @@
 pub mod errors;
 pub mod fleet;
 pub mod fsutil;
+pub mod gitlab;
+pub mod kops;
 pub mod render;
+pub mod stage;
 pub mod state;
 pub mod toolbox;
 pub mod values;

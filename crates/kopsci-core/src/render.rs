@@ -36,7 +36,7 @@ pub(crate) mod functions;
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,6 +84,9 @@ pub struct TemplateSet {
     /// The environment name of each entry of `templates`: its displayed path.
     template_names: Vec<String>,
     snippets: Vec<PathBuf>,
+    /// Snippet files by environment name, to turn what a tracked render
+    /// reached back into paths.
+    snippet_files: BTreeMap<String, PathBuf>,
 }
 
 impl std::fmt::Debug for TemplateSet {
@@ -124,6 +127,7 @@ impl TemplateSet {
         // Snippets: basename → environment name (the displayed path).
         let mut by_basename: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
         let mut snippet_paths = Vec::new();
+        let mut snippets_by_name = BTreeMap::new();
         for path in &snippet_files {
             let basename = path
                 .file_name()
@@ -144,6 +148,7 @@ impl TemplateSet {
             }
             let name = path.display().to_string();
             add_template(&mut env, &name, path)?;
+            snippets_by_name.insert(name.clone(), path.clone());
             by_basename.insert(basename, (path.clone(), name));
             snippet_paths.push(path.clone());
         }
@@ -171,8 +176,14 @@ impl TemplateSet {
             },
         );
         let names = Arc::clone(&snippet_names);
+        // minijinja resolves every `{% include %}` / `{% import %}` name
+        // through this callback, so it is also where tag includes are seen
+        // by a tracked render.
         env.set_path_join_callback(move |name, _parent| match names.get(name) {
-            Some(path_name) => Cow::Owned(path_name.clone()),
+            Some(path_name) => {
+                record_snippet(path_name);
+                Cow::Owned(path_name.clone())
+            }
             None => Cow::Borrowed(name),
         });
 
@@ -196,6 +207,7 @@ impl TemplateSet {
             templates: template_files,
             template_names,
             snippets: snippet_paths,
+            snippet_files: snippets_by_name,
         })
     }
 
@@ -213,20 +225,46 @@ impl TemplateSet {
     /// Renders every template with `values` and returns the joined
     /// manifest: documents separated by `---\n`.
     pub fn render(&self, values: &Map, opts: &RenderOptions) -> Result<String> {
+        let root = functions::map_to_value(values);
+        let _frame = RenderFrame::enter(root.clone(), false);
+        self.render_in_frame(&root, opts)
+    }
+
+    /// Like [`render`](Self::render), and also returns the snippet files
+    /// this render actually reached, through `include(...)` or the
+    /// `{% include %}` / `{% import %}` tags, nested ones included. A
+    /// snippet behind a branch that was not taken is not listed: this is
+    /// what tells `kopsci pipeline` which clusters a snippet change affects.
+    pub fn render_tracked(
+        &self,
+        values: &Map,
+        opts: &RenderOptions,
+    ) -> Result<(String, BTreeSet<PathBuf>)> {
+        let root = functions::map_to_value(values);
+        let frame = RenderFrame::enter(root.clone(), true);
+        let text = self.render_in_frame(&root, opts)?;
+        let files = frame
+            .reached()
+            .iter()
+            .filter_map(|name| self.snippet_files.get(name).cloned())
+            .collect();
+        Ok((text, files))
+    }
+
+    /// The render itself; the caller has installed the frame.
+    fn render_in_frame(&self, root: &Value, opts: &RenderOptions) -> Result<String> {
         let env = if opts.fail_on_missing {
             &self.strict
         } else {
             &self.lenient
         };
-        let root = functions::map_to_value(values);
-        let _frame = RenderFrame::enter(root.clone());
 
         let mut documents: Vec<String> = Vec::new();
         for name in &self.template_names {
             let rendered = env
                 .get_template(name)
                 .and_then(|t| t.render(root.clone()))
-                .map_err(|e| template_error(&e, env, &root, name))?;
+                .map_err(|e| template_error(&e, env, root, name))?;
             for (i, doc) in split_documents(&rendered).enumerate() {
                 documents.push(check_document(name, i + 1, doc, opts.format_yaml)?);
             }
@@ -349,6 +387,19 @@ thread_local! {
     static ROOT: RefCell<Option<Value>> = const { RefCell::new(None) };
     /// How many `include` calls are active on this thread.
     static INCLUDE_DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// The snippets (by environment name) a tracked render has reached so
+    /// far; `None` while the render on this thread is not tracked.
+    static REACHED: RefCell<Option<BTreeSet<String>>> = const { RefCell::new(None) };
+}
+
+/// Notes that the render on this thread reached snippet `name`, when it is
+/// tracked.
+fn record_snippet(name: &str) {
+    REACHED.with(|r| {
+        if let Some(reached) = r.borrow_mut().as_mut() {
+            reached.insert(name.to_string());
+        }
+    });
 }
 
 /// Installs the root values for one render and restores the previous frame
@@ -356,14 +407,22 @@ thread_local! {
 struct RenderFrame {
     previous_root: Option<Value>,
     previous_depth: usize,
+    previous_reached: Option<BTreeSet<String>>,
 }
 
 impl RenderFrame {
-    fn enter(root: Value) -> RenderFrame {
+    fn enter(root: Value, track: bool) -> RenderFrame {
         RenderFrame {
             previous_root: ROOT.with(|r| r.replace(Some(root))),
             previous_depth: INCLUDE_DEPTH.with(|d| d.replace(0)),
+            previous_reached: REACHED.with(|r| r.replace(track.then(BTreeSet::new))),
         }
+    }
+
+    /// The snippets reached so far by this frame's render (empty when it is
+    /// not tracked).
+    fn reached(&self) -> BTreeSet<String> {
+        REACHED.with(|r| r.borrow().clone().unwrap_or_default())
     }
 }
 
@@ -372,6 +431,8 @@ impl Drop for RenderFrame {
         let root = self.previous_root.take();
         ROOT.with(|r| *r.borrow_mut() = root);
         INCLUDE_DEPTH.with(|d| d.set(self.previous_depth));
+        let reached = self.previous_reached.take();
+        REACHED.with(|r| *r.borrow_mut() = reached);
     }
 }
 
@@ -439,6 +500,7 @@ fn include(
         },
     };
     let _level = IncludeLevel::enter(name)?;
+    record_snippet(template_name);
     state
         .env()
         .get_template(template_name)
@@ -1478,6 +1540,42 @@ e: {{ spec.x | required('x is needed') }}
             let shown = format!("{err} {err:?}");
             assert!(!shown.contains(secret), "{t:?} leaked: {shown}");
         }
+    }
+
+    #[test]
+    fn tracked_render_lists_the_snippets_it_reached() {
+        let fx = Fixture::new();
+        fx.file("snippets/outer", "o {{ include('inner') }}");
+        fx.file("snippets/inner", "i");
+        fx.file("snippets/tagged", "t");
+        fx.file("snippets/unused", "u");
+        fx.file("snippets/branch", "b");
+        let t = fx.file(
+            "templates/t.yaml",
+            "a: {{ include('outer') }}\nb: {% include 'tagged' %}\n{% if flag %}c: {{ include('branch') }}{% endif %}\n",
+        );
+        let set = TemplateSet::load(&[t], &[fx.path("snippets")]).unwrap();
+        let (text, reached) = set
+            .render_tracked(&values(serde_json::json!({"flag": false})), &STRICT)
+            .unwrap();
+        assert_eq!(text, "a: o i\nb: t\n\n");
+        let expected: BTreeSet<PathBuf> = ["snippets/inner", "snippets/outer", "snippets/tagged"]
+            .iter()
+            .map(|p| fx.path(p))
+            .collect();
+        assert_eq!(reached, expected);
+        let (_, reached) = set
+            .render_tracked(&values(serde_json::json!({"flag": true})), &STRICT)
+            .unwrap();
+        assert!(reached.contains(&fx.path("snippets/branch")));
+        assert!(!reached.contains(&fx.path("snippets/unused")));
+        // An untracked render in between leaves no trace behind.
+        set.render(&values(serde_json::json!({"flag": true})), &STRICT)
+            .unwrap();
+        let (_, reached) = set
+            .render_tracked(&values(serde_json::json!({"flag": false})), &STRICT)
+            .unwrap();
+        assert_eq!(reached, expected);
     }
 
     #[test]

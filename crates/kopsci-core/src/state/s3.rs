@@ -4,8 +4,11 @@
 //! backoff and timeouts are the SDK's; only a body that breaks off after the
 //! response started is retried here, because the SDK has already returned.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -15,6 +18,8 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
+use tokio::sync::OnceCell;
 
 use crate::errors::{Error, Result};
 use crate::state::keys::{self, Listed};
@@ -39,6 +44,10 @@ pub struct S3Settings {
     /// `S3_ACCESS_KEY_ID` + `S3_SECRET_ACCESS_KEY`, kOps' static credentials
     /// for S3-compatible stores; otherwise the standard AWS chain.
     pub static_credentials: Option<(String, String)>,
+    /// Credentials kopsci resolved itself (an assumed role, fleet file
+    /// `aws.role_arn`), used instead of the standard chain. Static `S3_*`
+    /// credentials still win: they are kOps' own setting for the store.
+    pub session_credentials: Option<crate::kops::AwsCredentials>,
     /// `AWS_CA_BUNDLE`: extra trusted certificates (PEM).
     pub ca_bundle: Option<PathBuf>,
     /// Attempts per request, first one included (SDK standard retry mode).
@@ -59,6 +68,7 @@ impl fmt::Debug for S3Settings {
                 "static_credentials",
                 &self.static_credentials.as_ref().map(|_| "<set>"),
             )
+            .field("session_credentials", &self.session_credentials)
             .field("ca_bundle", &self.ca_bundle)
             .field("max_attempts", &self.max_attempts)
             .field("connect_timeout", &self.connect_timeout)
@@ -86,6 +96,7 @@ impl S3Settings {
             region: var("S3_REGION"),
             region_hint: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
             static_credentials,
+            session_credentials: None,
             ca_bundle: var("AWS_CA_BUNDLE").map(PathBuf::from),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             connect_timeout: Duration::from_secs(10),
@@ -268,24 +279,7 @@ async fn bucket_region(client: &Client, bucket: &str) -> Result<Option<String>> 
 }
 
 async fn load_sdk_config(settings: &S3Settings, region: &str) -> Result<aws_config::SdkConfig> {
-    let mut trust = TrustStore::empty().with_native_roots(true);
-    if let Some(bundle) = &settings.ca_bundle {
-        let pem = std::fs::read(bundle).map_err(|e| Error::io(bundle, e))?;
-        trust = trust.with_pem_certificate(pem);
-    }
-    let tls_context = TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .map_err(|e| Error::S3 {
-            context: "setting up TLS".into(),
-            message: e.to_string(),
-        })?;
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .tls_context(tls_context)
-        .build_https();
+    let http_client = http_client(settings)?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client)
         .region(Region::new(region.to_string()))
@@ -304,8 +298,82 @@ async fn load_sdk_config(settings: &S3Settings, region: &str) -> Result<aws_conf
             None,
             "kops-s3-variables",
         ));
+    } else if let Some(session) = &settings.session_credentials {
+        loader = loader.credentials_provider(Credentials::new(
+            session.access_key_id.clone(),
+            session.secret_access_key.expose().to_string(),
+            session
+                .session_token
+                .as_ref()
+                .map(|t| t.expose().to_string()),
+            None,
+            "kopsci-assumed-role",
+        ));
     }
     Ok(loader.load().await)
+}
+
+/// HTTPS with rustls, trusting the system roots plus `AWS_CA_BUNDLE` (which
+/// the machine's other AWS tools honour too). A plain-HTTP endpoint skips
+/// loading the trust store: that costs more than a whole snapshot of a
+/// local store.
+fn http_client(settings: &S3Settings) -> Result<aws_sdk_s3::config::SharedHttpClient> {
+    let plain_http = settings
+        .endpoint_url()
+        .is_some_and(|e| e.to_ascii_lowercase().starts_with("http://"));
+    let mut trust = TrustStore::empty().with_native_roots(!plain_http);
+    if !plain_http && let Some(bundle) = &settings.ca_bundle {
+        let pem = std::fs::read(bundle).map_err(|e| Error::io(bundle, e))?;
+        trust = trust.with_pem_certificate(pem);
+    }
+    let tls_context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| Error::S3 {
+            context: "setting up TLS".into(),
+            message: e.to_string(),
+        })?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(tls_context)
+        .build_with_resolver(CachingResolver::default()))
+}
+
+/// Resolves each host once per process. A snapshot opens dozens of
+/// connections at once, and the default resolver runs a blocking
+/// `getaddrinfo` on a new thread for every one of them; IP literals need no
+/// lookup at all.
+#[derive(Debug, Clone, Default)]
+struct CachingResolver {
+    hosts: Arc<Mutex<HashMap<String, Arc<OnceCell<Vec<IpAddr>>>>>>,
+}
+
+impl ResolveDns for CachingResolver {
+    fn resolve_dns<'a>(&'a self, name: &'a str) -> DnsFuture<'a> {
+        let literal = name.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<IpAddr>() {
+            return DnsFuture::ready(Ok(vec![ip]));
+        }
+        let cell = Arc::clone(
+            self.hosts
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .entry(name.to_string())
+                .or_default(),
+        );
+        DnsFuture::new(async move {
+            cell.get_or_try_init(|| async {
+                let addrs = tokio::net::lookup_host((name, 0))
+                    .await
+                    .map_err(ResolveDnsError::new)?;
+                Ok(addrs.map(|a| a.ip()).collect::<Vec<_>>())
+            })
+            .await
+            .cloned()
+        })
+    }
 }
 
 /// One message per failed request: the S3 error code when the server sent

@@ -113,6 +113,7 @@ async fn copy_and_commit(
     target: &Target,
     cancel: impl Future<Output = Error>,
 ) -> Result<(Record, usize)> {
+    let started = Instant::now();
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{}.kopsci-tmp-", target.name.to_string_lossy()))
         .tempdir_in(&target.parent)
@@ -130,6 +131,7 @@ async fn copy_and_commit(
     let work = async {
         let alive = alive;
         let source = Arc::new(Source::open(&opts.store, &opts.cluster, &opts.s3).await?);
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "store opened");
         let progress = progress_bar(opts.progress);
         let copied = copy_all(
             source,
@@ -204,8 +206,14 @@ async fn copy_all(
     let mut tasks: JoinSet<Result<ObjectRecord>> = JoinSet::new();
     let mut objects = Vec::new();
     let mut skipped = 0;
+    let started = Instant::now();
     let mut lister = source.lister();
     while let Some(page) = lister.next_page().await? {
+        tracing::debug!(
+            keys = page.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "listing page"
+        );
         for entry in page {
             if !filter.keeps(&entry.key) {
                 skipped += 1;
@@ -235,6 +243,11 @@ async fn copy_all(
     while let Some(done) = tasks.join_next().await {
         objects.push(joined(done)?);
     }
+    tracing::debug!(
+        objects = objects.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "copy done"
+    );
     Ok((objects, skipped))
 }
 

@@ -1,21 +1,62 @@
 //! `kopsci dryrun`, `kopsci update` and `kopsci roll`: the stage commands
-//! that wrap kops.
+//! that wrap kops. Parsing and exit codes only; the stages live in
+//! `kopsci_core::stage`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::Args;
+use kopsci_core::Error;
+use kopsci_core::fleet::{Cluster, Fleet};
+use kopsci_core::stage::{
+    self, DEFAULT_JOBS, DryrunOptions, LogStyle, Report, RollOptions, StageSettings,
+    StsClientSettings, UpdateOptions,
+};
+use kopsci_core::state::{DEFAULT_CONCURRENCY, S3Settings};
 
 use crate::cli::GlobalArgs;
 use crate::exit::Exit;
 
+/// Options shared by the stage commands.
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    /// State store for every cluster, instead of the fleet file's:
+    /// `s3://bucket[/prefix]` or `file://PATH` (a relative PATH is taken
+    /// from the current directory).
+    #[arg(long, env = "KOPS_STATE_STORE", value_name = "URL")]
+    pub state: Option<String>,
+
+    /// kops binary to run (default: `kops` on PATH).
+    #[arg(long, env = "KOPSCI_KOPS", value_name = "PATH")]
+    pub kops: Option<PathBuf>,
+
+    /// State-store objects fetched at once (snapshots and plan checks).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+
+    /// Attempts per S3 request, with backoff on throttling and 5xx.
+    #[arg(long, env = "AWS_MAX_ATTEMPTS", value_name = "N",
+          default_value_t = kopsci_core::state::s3::DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+}
+
 /// Prove a change without touching the live state store: render, snapshot
 /// the store, `kops replace`/`create` and `kops update cluster` against the
 /// snapshot, and write reports.
+///
+/// Reports go to REPORT_DIR/<cluster>/: manifest.yaml, state.diff,
+/// kops-update.txt, report.md, report.json, gitlab-terraform-report.json and
+/// plan.json (what `kopsci update` checks). Clusters run concurrently; one
+/// failing does not stop the others, and the exit code is 1 if any failed.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   kopsci dryrun --all                         Dry-run every cluster of kopsci.yaml
   kopsci dryrun dev-a.k8s.example.com --detailed-exitcode
-  kopsci dryrun --all --without-kops          Everything kopsci owns, no kops binary")]
+  kopsci dryrun --all --without-kops          Everything kopsci owns, no kops binary
+  kopsci dryrun --all --without-kops --state file://examples/state
+
+Exit codes: 0 ok (no changes with --detailed-exitcode), 1 a cluster failed,
+2 changes pending (--detailed-exitcode) or usage error, 128+n signal n.")]
 pub struct DryrunArgs {
     /// Clusters of the fleet to dry-run.
     #[arg(value_name = "CLUSTER")]
@@ -33,18 +74,27 @@ pub struct DryrunArgs {
     #[arg(long)]
     pub detailed_exitcode: bool,
 
-    /// Skip kops: diff the rendered manifest against the stored spec only.
+    /// Skip kops: diff the rendered manifest against the stored spec only
+    /// (the cloud-level plan is skipped, and the reports say so).
     #[arg(long)]
     pub without_kops: bool,
 
-    /// kops binary to run (default: `kops` on PATH).
-    #[arg(long, env = "KOPSCI_KOPS", value_name = "PATH")]
-    pub kops: Option<PathBuf>,
+    /// Clusters dry-run at once.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_JOBS)]
+    pub jobs: usize,
+
+    #[command(flatten)]
+    pub stage: StageArgs,
 }
 
 /// Apply a reviewed dry run to the live state store: check the plan is not
 /// stale, `kops replace`/`create`, optionally prune removed instance groups,
 /// then `kops update cluster --yes`.
+///
+/// The plan is REPORT_DIR/<cluster>/plan.json from `kopsci dryrun`; it is
+/// stale when the rendered manifest differs from the reviewed one or the
+/// live store changed since the dry run's snapshot. The update's report
+/// goes to REPORT_DIR/<cluster>/update/.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   kopsci update dev-a.k8s.example.com
@@ -67,16 +117,19 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub prune_instance_groups: bool,
 
-    /// kops binary to run (default: `kops` on PATH).
-    #[arg(long, env = "KOPSCI_KOPS", value_name = "PATH")]
-    pub kops: Option<PathBuf>,
+    #[command(flatten)]
+    pub stage: StageArgs,
 
     /// Extra flags passed to `kops update cluster`.
     #[arg(last = true, value_name = "KOPS_FLAGS")]
-    pub kops_args: Vec<String>,
+    pub kops_args: Vec<OsString>,
 }
 
 /// Preview a rolling update (parsed into a report), or run it with `--yes`.
+///
+/// The report goes to REPORT_DIR/<cluster>/roll/. Exit 0 when nothing
+/// needs a rolling update (and, without --detailed-exitcode, for a preview
+/// that found some).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   kopsci roll dev-a.k8s.example.com
@@ -90,23 +143,126 @@ pub struct RollArgs {
     #[arg(long)]
     pub yes: bool,
 
-    /// kops binary to run (default: `kops` on PATH).
-    #[arg(long, env = "KOPSCI_KOPS", value_name = "PATH")]
-    pub kops: Option<PathBuf>,
+    /// Where the report goes (REPORT_DIR/<cluster>/roll/).
+    #[arg(long, value_name = "DIR", default_value = ".kopsci/reports")]
+    pub report_dir: PathBuf,
+
+    /// Preview: exit 2 when instance groups need a rolling update.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+
+    #[command(flatten)]
+    pub stage: StageArgs,
 
     /// Extra flags passed to `kops rolling-update cluster`.
     #[arg(last = true, value_name = "KOPS_FLAGS")]
-    pub kops_args: Vec<String>,
+    pub kops_args: Vec<OsString>,
 }
 
-pub fn dryrun(_global: &GlobalArgs, _args: DryrunArgs) -> anyhow::Result<Exit> {
-    super::not_implemented("dryrun", 4)
+fn settings(global: &GlobalArgs, args: &StageArgs) -> StageSettings {
+    StageSettings {
+        state: args.state.clone(),
+        s3: S3Settings {
+            max_attempts: args.max_attempts,
+            ..S3Settings::from_env()
+        },
+        sts: StsClientSettings::from_env(),
+        concurrency: args.concurrency,
+        log: LogStyle::from_env(global.quiet > 0),
+    }
 }
 
-pub fn update(_global: &GlobalArgs, _args: UpdateArgs) -> anyhow::Result<Exit> {
-    super::not_implemented("update", 4)
+fn fleet(global: &GlobalArgs) -> anyhow::Result<Fleet> {
+    Ok(Fleet::discover(global.fleet.as_deref())?)
 }
 
-pub fn roll(_global: &GlobalArgs, _args: RollArgs) -> anyhow::Result<Exit> {
-    super::not_implemented("roll", 4)
+fn one_cluster<'a>(fleet: &'a Fleet, name: &str) -> anyhow::Result<&'a Cluster> {
+    Ok(fleet.cluster(name)?)
+}
+
+/// Prints the report line, and turns a failed cluster into the error.
+fn finish(report: &Report, pending: bool) -> anyhow::Result<Exit> {
+    println!("{}", report.line());
+    if let Some(failed) = &report.failed {
+        return Err(anyhow::anyhow!("{failed}"));
+    }
+    Ok(if pending {
+        Exit::Pending
+    } else {
+        Exit::Success
+    })
+}
+
+pub fn dryrun(global: &GlobalArgs, args: DryrunArgs) -> anyhow::Result<Exit> {
+    let fleet = fleet(global)?;
+    if !args.all && args.clusters.is_empty() {
+        return Err(Error::Usage(
+            "name the clusters to dry-run, or pass --all".into(),
+        )
+        .into());
+    }
+    if args.jobs == 0 {
+        return Err(Error::Usage("--jobs must be at least 1".into()).into());
+    }
+    let clusters: Vec<&Cluster> = if args.all {
+        fleet.clusters().iter().collect()
+    } else {
+        fleet.select(&args.clusters)?
+    };
+    let opts = DryrunOptions {
+        report_dir: args.report_dir,
+        without_kops: args.without_kops,
+        kops: args.stage.kops.clone(),
+        jobs: args.jobs,
+        settings: settings(global, &args.stage),
+    };
+    let result = stage::dryrun(&fleet, &clusters, &opts)?;
+    for report in &result.reports {
+        println!("{}", report.line());
+    }
+    let failed = result.failed();
+    if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|r| r.cluster.as_str()).collect();
+        return Err(anyhow::anyhow!(
+            "{} of {} cluster(s) failed: {} (see their report.md in {})",
+            failed.len(),
+            result.reports.len(),
+            names.join(", "),
+            opts.report_dir.display()
+        ));
+    }
+    Ok(if args.detailed_exitcode && result.changes_pending() {
+        Exit::Pending
+    } else {
+        Exit::Success
+    })
+}
+
+pub fn update(global: &GlobalArgs, args: UpdateArgs) -> anyhow::Result<Exit> {
+    let fleet = fleet(global)?;
+    let cluster = one_cluster(&fleet, &args.cluster)?;
+    let opts = UpdateOptions {
+        report_dir: args.report_dir,
+        allow_stale: args.allow_stale,
+        prune_instance_groups: args.prune_instance_groups,
+        kops: args.stage.kops.clone(),
+        kops_args: args.kops_args,
+        settings: settings(global, &args.stage),
+    };
+    let report = stage::update(&fleet, cluster, &opts)?;
+    finish(&report, false)
+}
+
+pub fn roll(global: &GlobalArgs, args: RollArgs) -> anyhow::Result<Exit> {
+    let fleet = fleet(global)?;
+    let cluster = one_cluster(&fleet, &args.cluster)?;
+    let opts = RollOptions {
+        report_dir: args.report_dir,
+        yes: args.yes,
+        kops: args.stage.kops.clone(),
+        kops_args: args.kops_args,
+        settings: settings(global, &args.stage),
+    };
+    let report = stage::roll(&fleet, cluster, &opts)?;
+    finish(&report, args.detailed_exitcode && report.changes_pending)
 }

@@ -116,7 +116,6 @@ fn later_commands_say_not_implemented_and_exit_2() {
         (vec!["dryrun", "--all"], "#4"),
         (vec!["update", "a.example.com"], "#4"),
         (vec!["roll", "a.example.com"], "#4"),
-        (vec!["pipeline"], "#5"),
     ] {
         Kopsci::new()
             .args(&args)

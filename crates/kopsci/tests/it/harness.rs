@@ -88,6 +88,37 @@ impl Kopsci {
         self
     }
 
+    /// Nothing from the outer environment that could reach a real cloud
+    /// or change kopsci's behaviour: no `AWS_*`, `S3_*`, `KOPS*`, `CI*` or
+    /// `GITLAB_*` variables, and no AWS credential chain beyond what the
+    /// test sets afterwards.
+    pub fn isolated(mut self) -> Kopsci {
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if ["AWS_", "S3_", "KOPS", "CI", "GITLAB_"]
+                .iter()
+                .any(|p| key.starts_with(p))
+            {
+                self.command.env_remove(&key);
+            }
+        }
+        self.command
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+        self
+    }
+
+    /// Starts kopsci without waiting (for signal tests); output is piped.
+    pub fn spawn(mut self) -> std::process::Child {
+        self.command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kopsci")
+    }
+
     pub fn run(mut self) -> Run {
         let output = self.command.output().expect("spawn kopsci");
         Run { output }

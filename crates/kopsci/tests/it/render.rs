@@ -469,11 +469,61 @@ fn fleet_flags_need_the_fleet() {
 /// Strings a YAML 1.1 reader (kOps uses one) would take for booleans,
 /// numbers, nulls, dates or sexagesimals if written plainly.
 const YAML11_TRAPS: &[&str] = &[
-    "yes", "no", "on", "off", "y", "n", "Y", "NO", "Off", "TRUE", "0755", "012", "1.10", "1e3",
-    "~", "null", "", "2016-12-10", "2001-12-14t21:59:43.10-05:00", "0x1F", "1_000", ".inf",
-    "-.inf", ".NaN", "nan", "=", "<<", ":x", "- a", "#c", "a: b", "true", "+1", "0b101", "1:20",
-    "190:20:30", "0o17", "-0", "1,000", "@x", "`x", "!x", "&x", "*x", "%x", "|", "> x", "? x",
-    "[a]", "{a}", "a #b", "trailing ", "  lead", "tab\there", "multi\nline\n",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "y",
+    "n",
+    "Y",
+    "NO",
+    "Off",
+    "TRUE",
+    "0755",
+    "012",
+    "1.10",
+    "1e3",
+    "~",
+    "null",
+    "",
+    "2016-12-10",
+    "2001-12-14t21:59:43.10-05:00",
+    "0x1F",
+    "1_000",
+    ".inf",
+    "-.inf",
+    ".NaN",
+    "nan",
+    "=",
+    "<<",
+    ":x",
+    "- a",
+    "#c",
+    "a: b",
+    "true",
+    "+1",
+    "0b101",
+    "1:20",
+    "190:20:30",
+    "0o17",
+    "-0",
+    "1,000",
+    "@x",
+    "`x",
+    "!x",
+    "&x",
+    "*x",
+    "%x",
+    "|",
+    "> x",
+    "? x",
+    "[a]",
+    "{a}",
+    "a #b",
+    "trailing ",
+    "  lead",
+    "tab\there",
+    "multi\nline\n",
 ];
 
 #[test]
@@ -484,7 +534,16 @@ fn yaml_written_by_kopsci_reads_back_identically_in_a_yaml_1_1_reader() {
         .file("t.j2", "plain:\n{{ traps | toyaml | indent(2, true) }}\n");
     // Both writers: `toyaml` in a template and `--format-yaml`.
     sb.kopsci()
-        .args(["render", "--values", "v.json", "--template", "t.j2", "--format-yaml", "--out", "out.yaml"])
+        .args([
+            "render",
+            "--values",
+            "v.json",
+            "--template",
+            "t.j2",
+            "--format-yaml",
+            "--out",
+            "out.yaml",
+        ])
         .run()
         .success();
     // PyYAML implements YAML 1.1, as kOps' reader does.
@@ -492,7 +551,10 @@ fn yaml_written_by_kopsci_reads_back_identically_in_a_yaml_1_1_reader() {
         .arg("-c")
         .arg("import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))")
         .arg(sb.join("out.yaml"))
-        .env("PYTHONPATH", crate::harness::repo_root().join(".tools/py/pyyaml"))
+        .env(
+            "PYTHONPATH",
+            crate::harness::repo_root().join(".tools/py/pyyaml"),
+        )
         .output()
         .expect("python3 runs");
     assert!(

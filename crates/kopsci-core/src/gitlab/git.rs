@@ -1,0 +1,329 @@
+//! The git calls `kopsci pipeline` makes, as plain data ([`Invocation`]s)
+//! run by the one process runner ([`Runner`]), output captured, never
+//! echoed: where the repository's top level is, whether a revision exists,
+//! and which files changed.
+//!
+//! Changes are counted `BASE...HEAD` (three dots: from the merge base of
+//! the two to `HEAD`), not `BASE HEAD`. When `BASE` is already an ancestor
+//! of `HEAD`, as GitLab's merge-request diff base always is, the two are the
+//! same. When it is not (`--changed-since origin/main` after `main` moved
+//! on, a force-push), two dots would also count every change made on the
+//! other side since the branches split, selecting clusters the change under
+//! review never touched; three dots count only the branch's own changes,
+//! which is what GitLab's merge-request diff shows. Renames are listed as a
+//! deletion and an addition (`--no-renames`), so that an input moved away
+//! is noticed as well as the place it moved to.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::errors::{Error, Result};
+use crate::kops::{Echo, Invocation, Runner};
+
+/// git, run in one directory.
+#[derive(Debug, Clone)]
+pub struct Git {
+    program: PathBuf,
+    dir: PathBuf,
+}
+
+impl Git {
+    /// `git` from `PATH`, run in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Git {
+        // The runner takes programs as paths and does not search PATH for
+        // a bare name while a working directory is set, so git is looked
+        // up here; when it is missing, running it says so.
+        let program = std::env::var_os("PATH")
+            .as_deref()
+            .and_then(|path| find_on_path("git", path))
+            .unwrap_or_else(|| PathBuf::from("git"));
+        Git {
+            program,
+            dir: dir.into(),
+        }
+    }
+
+    fn call<I, S>(&self, args: I) -> Invocation
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        // No pager, no colour, no prompts: output is parsed, and a CI job
+        // has nobody to answer.
+        Invocation::new(&self.program)
+            .args(["--no-pager", "-c", "color.ui=false"])
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .cwd(&self.dir)
+    }
+
+    /// `git rev-parse --show-toplevel`.
+    pub fn toplevel_invocation(&self) -> Invocation {
+        self.call(["rev-parse", "--show-toplevel"])
+    }
+
+    /// `git rev-parse --verify --quiet REV^{commit}`: exits 0 with the
+    /// commit's full name when `rev` names a commit present in this clone.
+    pub fn verify_commit_invocation(&self, rev: &str) -> Invocation {
+        self.call(["rev-parse", "--verify", "--quiet", "--end-of-options"])
+            .args([format!("{rev}^{{commit}}")])
+    }
+
+    /// `git diff --name-only --no-renames -z BASE...HEAD --`.
+    pub fn changed_files_invocation(&self, base: &str, head: &str) -> Invocation {
+        self.call(["diff", "--name-only", "--no-renames", "-z"])
+            .args([format!("{base}...{head}"), "--".to_string()])
+    }
+
+    /// The repository's top level (absolute, as git resolves it).
+    pub fn toplevel(&self) -> Result<PathBuf> {
+        let inv = self.toplevel_invocation();
+        let out = run(&inv)?;
+        if out.code != 0 {
+            return Err(git_error(
+                &inv,
+                &out.stderr,
+                Some("kopsci pipeline must run inside the git repository that holds the fleet"),
+            ));
+        }
+        let top = out.stdout.trim_end_matches(['\n', '\r']);
+        if top.is_empty() {
+            return Err(Error::Git {
+                command: command_text(&inv),
+                message: "printed no top-level directory (a bare repository?)".to_string(),
+            });
+        }
+        Ok(PathBuf::from(top))
+    }
+
+    /// The full commit name of `rev`, or `None` when this clone does not
+    /// have it (an unknown name, or a commit outside a shallow clone).
+    pub fn resolve_commit(&self, rev: &str) -> Result<Option<String>> {
+        let inv = self.verify_commit_invocation(rev);
+        let out = run(&inv)?;
+        match out.code {
+            0 => Ok(Some(out.stdout.trim().to_string())),
+            _ => Ok(None),
+        }
+    }
+
+    /// Files changed in `BASE...HEAD`, as paths relative to the top level,
+    /// sorted.
+    pub fn changed_files(&self, base: &str, head: &str) -> Result<Vec<PathBuf>> {
+        let inv = self.changed_files_invocation(base, head);
+        let out = run(&inv)?;
+        if out.code != 0 {
+            let hint = out.stderr.contains("no merge base").then_some(
+                "the two revisions share no history in this clone; fetch more history (GIT_DEPTH: 0) or pass --changed-since",
+            );
+            return Err(git_error(&inv, &out.stderr, hint));
+        }
+        let mut files: Vec<PathBuf> = out
+            .stdout
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        files.sort();
+        files.dedup();
+        Ok(files)
+    }
+}
+
+fn run(inv: &Invocation) -> Result<crate::kops::Outcome> {
+    Runner::new(Echo::Off)
+        .run_unchecked(inv)
+        .map_err(|e| match e {
+            Error::KopsSpawn { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {
+                Error::Git {
+                    command: command_text(inv),
+                    message: "git is not installed (kopsci pipeline needs git on PATH)"
+                        .to_string(),
+                }
+            }
+            Error::KopsSpawn { cause, .. } => Error::Git {
+                command: command_text(inv),
+                message: format!("cannot run git: {cause}"),
+            },
+            other => other,
+        })
+}
+
+/// The command as a user would type it: without the fixed `--no-pager -c
+/// color.ui=false` prefix.
+fn command_text(inv: &Invocation) -> String {
+    let words: Vec<String> = inv
+        .args
+        .iter()
+        .skip(3)
+        .map(|a| crate::kops::invocation::shell_quote(a))
+        .collect();
+    format!("git {}", words.join(" "))
+}
+
+fn git_error(inv: &Invocation, stderr: &str, hint: Option<&str>) -> Error {
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("exited with an error")
+        .trim();
+    Error::Git {
+        command: command_text(inv),
+        message: match hint {
+            Some(hint) => format!("{last} ({hint})"),
+            None => last.to_string(),
+        },
+    }
+}
+
+/// The first executable `name` in the directories of `path` (a `PATH`
+/// value).
+fn find_on_path(name: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// `path` made absolute against `cwd` and cleaned of `.` and `..`
+/// components without touching the filesystem: git reports paths as they
+/// are in the tree (a symlink is its own path, not its target), so the
+/// fleet's paths must be compared the same way.
+pub fn lexical_absolute(cwd: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    };
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(inv: &Invocation) -> Vec<String> {
+        inv.args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn invocations_are_plain_data() {
+        let git = Git::new("/repo/sub");
+        let diff = git.changed_files_invocation("abc", "HEAD");
+        assert_eq!(
+            argv(&diff),
+            [
+                "--no-pager",
+                "-c",
+                "color.ui=false",
+                "diff",
+                "--name-only",
+                "--no-renames",
+                "-z",
+                "abc...HEAD",
+                "--"
+            ]
+        );
+        assert_eq!(diff.cwd.as_deref(), Some(Path::new("/repo/sub")));
+        assert_eq!(
+            command_text(&diff),
+            "git diff --name-only --no-renames -z abc...HEAD --"
+        );
+        assert_eq!(
+            argv(&git.verify_commit_invocation("origin/main")).last().unwrap(),
+            "origin/main^{commit}"
+        );
+    }
+
+    #[test]
+    fn git_is_found_on_path_and_missing_git_is_named() {
+        let found = find_on_path("git", std::ffi::OsStr::new("/nonexistent:/usr/bin:/bin"));
+        assert!(found.is_some_and(|p| p.is_absolute()));
+        let git = Git {
+            program: PathBuf::from("/nonexistent/git"),
+            dir: PathBuf::from("/"),
+        };
+        let err = git.toplevel().unwrap_err().to_string();
+        assert!(err.contains("git is not installed"), "{err}");
+    }
+
+    #[test]
+    fn lexical_paths_resolve_dots_without_the_filesystem() {
+        let cwd = Path::new("/repo/fleet");
+        assert_eq!(
+            lexical_absolute(cwd, Path::new("../shared/./t.j2")),
+            PathBuf::from("/repo/shared/t.j2")
+        );
+        assert_eq!(
+            lexical_absolute(cwd, Path::new("/abs/x")),
+            PathBuf::from("/abs/x")
+        );
+        assert_eq!(
+            lexical_absolute(cwd, Path::new("")),
+            PathBuf::from("/repo/fleet")
+        );
+    }
+
+    #[test]
+    fn real_git_lists_changes_since_a_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let git_in = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        git_in(&["init", "-q", "-b", "main"]);
+        std::fs::write(dir.path().join("a"), "1").unwrap();
+        std::fs::write(dir.path().join("b c"), "1").unwrap();
+        git_in(&["add", "."]);
+        git_in(&["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "one"]);
+        let base = git_in(&["rev-parse", "HEAD"]).trim().to_string();
+        std::fs::write(dir.path().join("b c"), "2").unwrap();
+        std::fs::rename(dir.path().join("a"), dir.path().join("moved")).unwrap();
+        git_in(&["add", "-A"]);
+        git_in(&["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "two"]);
+
+        let git = Git::new(dir.path());
+        let top = git.toplevel().unwrap();
+        assert_eq!(
+            top.canonicalize().unwrap(),
+            dir.path().canonicalize().unwrap()
+        );
+        assert_eq!(git.resolve_commit(&base).unwrap().as_deref(), Some(base.as_str()));
+        assert_eq!(git.resolve_commit("no-such-ref").unwrap(), None);
+        assert_eq!(
+            git.changed_files(&base, "HEAD").unwrap(),
+            [PathBuf::from("a"), PathBuf::from("b c"), PathBuf::from("moved")]
+        );
+        let err = git.changed_files("no-such-ref", "HEAD").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("`git diff --name-only --no-renames -z no-such-ref...HEAD --` failed: "),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,480 @@
+//! Stage reports: `report.json` (machine-readable, read by the merge-request
+//! note), `report.md` (the same for people, with the diff and kops' output
+//! folded in `<details>`) and `gitlab-terraform-report.json` (the counts
+//! GitLab's merge-request widget shows). The schema is documented in
+//! `docs/reports.md`; fields are only ever added.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::{Error, Result};
+use crate::kops::{Counts, RollPlan, UpdatePlan};
+use crate::stage::spec_diff::{Change, ObjectChange};
+
+/// The `format` of reports this version writes.
+pub const REPORT_FORMAT: &str = "kopsci-report/v1";
+
+pub const REPORT_JSON: &str = "report.json";
+pub const REPORT_MD: &str = "report.md";
+pub const TERRAFORM_REPORT: &str = "gitlab-terraform-report.json";
+pub const MANIFEST_FILE: &str = "manifest.yaml";
+pub const STATE_DIFF_FILE: &str = "state.diff";
+pub const KOPS_UPDATE_FILE: &str = "kops-update.txt";
+pub const KOPS_ROLL_FILE: &str = "kops-rolling-update.txt";
+
+/// Which stage wrote a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageKind {
+    Dryrun,
+    Update,
+    Roll,
+}
+
+impl StageKind {
+    pub fn title(self) -> &'static str {
+        match self {
+            StageKind::Dryrun => "dry run",
+            StageKind::Update => "update",
+            StageKind::Roll => "rolling update",
+        }
+    }
+}
+
+/// What `kops` was asked to do with the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// `kops create -f`: the cluster is not in the store yet.
+    Create,
+    /// `kops replace --force -f`.
+    Replace,
+}
+
+/// Where the counts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CountsSource {
+    /// Parsed from `kops update cluster`: cloud resources.
+    Kops,
+    /// kopsci's spec diff (`--without-kops`): kOps objects.
+    SpecDiff,
+    /// Nothing was counted (roll, failures).
+    None,
+}
+
+/// One stage's result for one cluster: `report.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Always [`REPORT_FORMAT`].
+    pub format: String,
+    pub stage: StageKind,
+    pub cluster: String,
+    pub environment: Option<String>,
+    /// The cluster's directory in the live state store.
+    pub state: Option<String>,
+    /// Resources to create / modify / delete (see `counts_source`).
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    /// `N to create, M to modify, K to delete`.
+    pub summary: String,
+    pub counts_source: CountsSource,
+    /// Anything to apply: kOps' plan, a changed stored spec, removed
+    /// instance groups, or (roll) instances to replace.
+    pub changes_pending: bool,
+    /// Instance groups in the store but not in the manifest.
+    pub removed_instance_groups: Vec<String>,
+    /// Instance groups `update --prune-instance-groups` deleted.
+    pub pruned_instance_groups: Vec<String>,
+    pub action: Option<Action>,
+    pub kops_version: Option<String>,
+    /// Set when kops did not run, saying why and what was skipped.
+    pub kops_skipped: Option<String>,
+    /// `kops update cluster`, parsed.
+    pub update_plan: Option<UpdatePlan>,
+    /// `kops rolling-update cluster`, parsed.
+    pub roll_plan: Option<RollPlan>,
+    /// kopsci's spec diff (`--without-kops`).
+    pub spec_changes: Vec<ObjectChange>,
+    /// `state.diff`: what replace changed under `config` and `instancegroup/`.
+    pub state_diff: String,
+    /// kops' standard output for the parsed step.
+    pub kops_output: String,
+    pub warnings: Vec<String>,
+    /// `null`, or what failed (one line).
+    pub failed: Option<String>,
+    /// The step that failed.
+    pub failed_step: Option<String>,
+    /// The last lines kops wrote to stderr when it failed.
+    pub failed_detail: Vec<String>,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub duration_seconds: f64,
+}
+
+impl Report {
+    /// An empty report for `cluster`, before anything ran.
+    pub fn new(stage: StageKind, cluster: &str, started_at: String) -> Report {
+        Report {
+            format: REPORT_FORMAT.to_string(),
+            stage,
+            cluster: cluster.to_string(),
+            environment: None,
+            state: None,
+            create: 0,
+            update: 0,
+            delete: 0,
+            summary: Counts::default().summary(),
+            counts_source: CountsSource::None,
+            changes_pending: false,
+            removed_instance_groups: Vec::new(),
+            pruned_instance_groups: Vec::new(),
+            action: None,
+            kops_version: None,
+            kops_skipped: None,
+            update_plan: None,
+            roll_plan: None,
+            spec_changes: Vec::new(),
+            state_diff: String::new(),
+            kops_output: String::new(),
+            warnings: Vec::new(),
+            failed: None,
+            failed_step: None,
+            failed_detail: Vec::new(),
+            started_at,
+            duration_seconds: 0.0,
+        }
+    }
+
+    pub fn set_counts(&mut self, counts: Counts, source: CountsSource) {
+        self.create = counts.create;
+        self.update = counts.update;
+        self.delete = counts.delete;
+        self.summary = counts.summary();
+        self.counts_source = source;
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            create: self.create,
+            update: self.update,
+            delete: self.delete,
+        }
+    }
+
+    /// Records a failure at `step`.
+    pub fn fail(&mut self, step: &str, err: &Error) {
+        self.failed = Some(err.to_string());
+        self.failed_step = Some(step.to_string());
+        if let Error::KopsFailed { stderr_tail, .. } = err {
+            self.failed_detail = stderr_tail.clone();
+        }
+    }
+
+    /// One line for the job log: the summary or the failure.
+    pub fn line(&self) -> String {
+        if let Some(failed) = &self.failed {
+            return format!("{}: FAILED: {failed}", self.cluster);
+        }
+        let mut line = match self.stage {
+            StageKind::Roll => {
+                let plan = self.roll_plan.as_ref();
+                let pending = plan.map(|p| p.pending().count()).unwrap_or(0);
+                let applied = plan.is_some_and(|p| p.applied);
+                match (applied, pending) {
+                    (true, _) => "rolling update done".to_string(),
+                    (false, 0) => "no rolling update required".to_string(),
+                    (false, n) => format!("{n} instance group(s) need a rolling update"),
+                }
+            }
+            _ => self.summary.clone(),
+        };
+        if self.kops_skipped.is_some() {
+            line.push_str(" (spec diff only, kops skipped)");
+        }
+        if !self.removed_instance_groups.is_empty() {
+            let verb = if self.pruned_instance_groups.is_empty() {
+                "removed from the manifest"
+            } else {
+                "pruned"
+            };
+            let _ = write!(
+                line,
+                "; {} instance group(s) {verb}: {}",
+                self.removed_instance_groups.len(),
+                self.removed_instance_groups.join(", ")
+            );
+        }
+        format!("{}: {line}", self.cluster)
+    }
+
+    pub fn to_json(&self) -> Result<String> {
+        let mut text =
+            serde_json::to_string_pretty(self).map_err(|e| Error::YamlWrite(e.to_string()))?;
+        text.push('\n');
+        Ok(text)
+    }
+
+    /// `{"create":N,"update":M,"delete":K}` for `artifacts:reports:terraform`.
+    pub fn terraform_json(&self) -> String {
+        format!(
+            "{{\"create\":{},\"update\":{},\"delete\":{}}}\n",
+            self.create, self.update, self.delete
+        )
+    }
+
+    /// `report.md`.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let env = self
+            .environment
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        let title = self.stage.title();
+        if let Some(failed) = &self.failed {
+            let step = self.failed_step.as_deref().unwrap_or("?");
+            let _ = writeln!(
+                md,
+                "#### `{}`{env} — {title} failed at `{step}`\n",
+                self.cluster
+            );
+            let mut detail = failed.clone();
+            if !self.failed_detail.is_empty() {
+                detail.push_str("\n\nlast lines of kops' stderr:\n");
+                detail.push_str(&self.failed_detail.join("\n"));
+            }
+            md.push_str(&fenced(&detail, "text"));
+            md.push('\n');
+            self.markdown_details(&mut md);
+            return md;
+        }
+        let headline = match self.stage {
+            StageKind::Roll => self.line().split_once(": ").map(|(_, l)| l.to_string()).unwrap_or_default(),
+            _ => self.summary.clone(),
+        };
+        let _ = writeln!(md, "#### `{}`{env} — {headline}\n", self.cluster);
+        let state = self.state.as_deref().unwrap_or("the state store");
+        let version = self
+            .kops_version
+            .as_deref()
+            .map(|v| format!(" (kops {v})"))
+            .unwrap_or_default();
+        match self.stage {
+            StageKind::Dryrun => match &self.kops_skipped {
+                Some(why) => {
+                    let _ = writeln!(
+                        md,
+                        "Dry run of `{state}`: **{why}** The counts are kOps objects from kopsci's own spec diff of the rendered manifest against the stored `config` and `instancegroup/*`. The live state store was not touched.\n"
+                    );
+                }
+                None => {
+                    let verb = match self.action {
+                        Some(Action::Create) => "`kops create -f`",
+                        _ => "`kops replace --force -f`",
+                    };
+                    let _ = writeln!(
+                        md,
+                        "Dry run of `{state}`{version}: {verb} and `kops update cluster` ran against a snapshot; the live state store was not touched.\n"
+                    );
+                }
+            },
+            StageKind::Update => {
+                let verb = match self.action {
+                    Some(Action::Create) => "created",
+                    _ => "replaced",
+                };
+                let _ = writeln!(
+                    md,
+                    "Cluster spec {verb} in `{state}` and `kops update cluster --yes` applied{version}.\n"
+                );
+            }
+            StageKind::Roll => {
+                let _ = writeln!(md, "`kops rolling-update cluster` on `{state}`{version}.\n");
+            }
+        }
+        if !self.removed_instance_groups.is_empty() {
+            if self.pruned_instance_groups.is_empty() {
+                md.push_str("**Removed instance groups** — in the state store but not in the manifest. `kops replace` keeps them; `kopsci update --prune-instance-groups` deletes them:\n\n");
+            } else {
+                md.push_str("**Pruned instance groups** — deleted with `kops delete instancegroup`:\n\n");
+            }
+            for name in &self.removed_instance_groups {
+                let _ = writeln!(md, "- `{name}`");
+            }
+            md.push('\n');
+        }
+        if !self.spec_changes.is_empty() {
+            md.push_str("| change | object | fields |\n| --- | --- | --- |\n");
+            for change in &self.spec_changes {
+                let verb = match change.change {
+                    Change::Create => "create",
+                    Change::Modify => "modify",
+                    Change::Remove => "remove",
+                };
+                let fields = change
+                    .fields
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let _ = writeln!(md, "| {verb} | `{}` | {fields} |", change.key);
+            }
+            md.push('\n');
+        }
+        if let Some(plan) = &self.roll_plan
+            && !plan.rows.is_empty()
+        {
+            md.push_str("| instance group | status | need update | ready | min | target | max |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+            for row in &plan.rows {
+                let _ = writeln!(
+                    md,
+                    "| `{}` | {} | {} | {} | {} | {} | {} |",
+                    row.name,
+                    String::from(row.status.clone()),
+                    row.need_update,
+                    row.ready,
+                    row.min,
+                    row.target,
+                    row.max
+                );
+            }
+            md.push('\n');
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(md, "> :warning: {warning}");
+        }
+        if !self.warnings.is_empty() {
+            md.push('\n');
+        }
+        self.markdown_details(&mut md);
+        md
+    }
+
+    fn markdown_details(&self, md: &mut String) {
+        if let Some(plan) = &self.update_plan
+            && plan.has_changes()
+        {
+            let mut text = String::new();
+            for (label, list) in [
+                ("create", &plan.create),
+                ("modify", &plan.modify),
+                ("delete (with --prune)", &plan.delete_on_prune),
+                ("delete", &plan.delete),
+            ] {
+                for r in list {
+                    let _ = writeln!(text, "{label:<8} {}/{}", r.kind, r.name);
+                }
+            }
+            details(md, "kOps resources", &fenced(&text, "text"));
+        }
+        if !self.state_diff.is_empty() {
+            let summary = if self.kops_skipped.is_some() {
+                "Spec diff (stored → rendered, `config` and `instancegroup/*`)"
+            } else {
+                "State store diff (what `kops replace` changed in `config` and `instancegroup/*`)"
+            };
+            details(md, summary, &fenced(&self.state_diff, "diff"));
+        }
+        if !self.kops_output.is_empty() {
+            let summary = match self.stage {
+                StageKind::Dryrun => "`kops update cluster` (dry run) output",
+                StageKind::Update => "`kops update cluster --yes` output",
+                StageKind::Roll => "`kops rolling-update cluster` output",
+            };
+            details(md, summary, &fenced(&self.kops_output, "text"));
+        }
+    }
+}
+
+fn details(md: &mut String, summary: &str, body: &str) {
+    let _ = write!(
+        md,
+        "<details><summary>{summary}</summary>\n\n{body}\n</details>\n\n"
+    );
+}
+
+/// A fenced code block whose fence is longer than any backtick run inside,
+/// so content can never close it early.
+pub fn fenced(content: &str, lang: &str) -> String {
+    let longest = content
+        .split(|c| c != '`')
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    let body = content.strip_suffix('\n').unwrap_or(content);
+    format!("{fence}{lang}\n{body}\n{fence}\n")
+}
+
+/// Writes `contents` to `dir/name` atomically.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> Result<()> {
+    crate::fsutil::write_atomic(&dir.join(name), contents.as_bytes())
+}
+
+/// Writes `report.json` and `report.md`; with `terraform`, also the
+/// terraform report (only for a successful dry run: a failed one has no
+/// counts to show).
+pub fn write_report(dir: &Path, report: &Report, terraform: bool) -> Result<()> {
+    write_file(dir, REPORT_MD, &report.markdown())?;
+    if terraform {
+        write_file(dir, TERRAFORM_REPORT, &report.terraform_json())?;
+    }
+    // Last: its presence means the others are complete.
+    write_file(dir, REPORT_JSON, &report.to_json()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fences_outgrow_backticks_in_the_content() {
+        assert_eq!(fenced("a\n", "diff"), "```diff\na\n```\n");
+        assert_eq!(fenced("x ```` y", ""), "`````\nx ```` y\n`````\n");
+    }
+
+    #[test]
+    fn terraform_report_is_the_three_counts() {
+        let mut r = Report::new(StageKind::Dryrun, "c", "t".into());
+        r.set_counts(
+            Counts {
+                create: 1,
+                update: 2,
+                delete: 3,
+            },
+            CountsSource::Kops,
+        );
+        assert_eq!(r.terraform_json(), "{\"create\":1,\"update\":2,\"delete\":3}\n");
+        let v: serde_json::Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
+        for key in ["cluster", "create", "update", "delete", "removed_instance_groups", "failed"] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        assert!(v["failed"].is_null());
+        assert_eq!(r.line(), "c: 1 to create, 2 to modify, 3 to delete");
+    }
+
+    #[test]
+    fn a_failed_report_says_where_and_why() {
+        let mut r = Report::new(StageKind::Dryrun, "c", "t".into());
+        r.fail(
+            "kops update cluster",
+            &Error::KopsFailed {
+                command: "kops update cluster".into(),
+                status: "exit code 1".into(),
+                code: 1,
+                stderr_tail: vec!["W1121 x".into(), "Error: boom".into()],
+            },
+        );
+        let md = r.markdown();
+        assert!(md.starts_with("#### `c` — dry run failed at `kops update cluster`\n"), "{md}");
+        assert!(
+            md.contains("failed with exit code 1: Error: boom\n\nlast lines of kops' stderr:\nW1121 x\nError: boom\n"),
+            "{md}"
+        );
+        assert_eq!(r.line(), "c: FAILED: `kops update cluster` failed with exit code 1: Error: boom");
+    }
+}

@@ -1,0 +1,139 @@
+//! `kopsci roll CLUSTER`: `kops rolling-update cluster` on the live store —
+//! a preview parsed into a report, or with `--yes` the rolling update
+//! itself. The user's extra kops flags (`--instance-group`, `--cloudonly`,
+//! `--validation-timeout`, …) pass through; `--yes`, `--name` and `--state`
+//! are kopsci's.
+//!
+//! The report goes to `<report dir>/<cluster>/roll/`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::errors::{Error, Result};
+use crate::fleet::{Cluster, Fleet};
+use crate::kops::{Runner, parse_rolling_update_output};
+use crate::stage::aws::resolve_identity;
+use crate::stage::report::{
+    self, KOPS_ROLL_FILE, REPORT_JSON, REPORT_MD, Report, StageKind, write_file,
+};
+use crate::stage::{
+    KopsSetup, Log, StageSettings, Stop, clear_previous, cluster_log, cluster_report_dir,
+    now_rfc3339, store_for,
+};
+
+/// The sub-directory of a cluster's report directory for `roll`.
+pub const ROLL_DIR: &str = "roll";
+
+/// `kopsci roll`'s options.
+#[derive(Debug, Clone)]
+pub struct RollOptions {
+    pub report_dir: PathBuf,
+    /// Replace instances instead of previewing.
+    pub yes: bool,
+    pub kops: Option<PathBuf>,
+    /// Extra flags for `kops rolling-update cluster`.
+    pub kops_args: Vec<OsString>,
+    pub settings: StageSettings,
+}
+
+/// Previews or runs the rolling update of one cluster. The cluster's own
+/// failures are in the report's `failed`.
+pub fn roll(fleet: &Fleet, cluster: &Cluster, opts: &RollOptions) -> Result<Report> {
+    let stop = Stop::watch()?;
+    crate::kops::invocation::check_extra("kops rolling-update cluster", &opts.kops_args)?;
+    let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
+    let log = cluster_log(opts.settings.log, &cluster.name, false);
+    let started = Instant::now();
+    let mut report = Report::new(StageKind::Roll, &cluster.name, now_rfc3339());
+    report.environment = Some(cluster.environment.clone());
+    report.kops_version = Some(kops.version.to_string());
+    let dir = cluster_report_dir(&opts.report_dir, &cluster.name).join(ROLL_DIR);
+    let mut step = "prepare";
+    let outcome = {
+        let _s = log.section("roll", &format!("kopsci roll {}", cluster.name), false);
+        steps(fleet, cluster, opts, &kops, &stop, &log, &mut report, &mut step)
+    };
+    let interrupted = match outcome {
+        Ok(()) => None,
+        Err(e) => {
+            report.fail(step, &e);
+            matches!(e, Error::Interrupted { .. }).then_some(e)
+        }
+    };
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    if let Err(e) = report::write_report(&dir, &report, false) {
+        log.line(&format!("error: {}: writing reports: {e}", cluster.name));
+        if report.failed.is_none() {
+            report.fail("report", &e);
+        }
+    }
+    match interrupted {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn steps(
+    fleet: &Fleet,
+    cluster: &Cluster,
+    opts: &RollOptions,
+    setup: &KopsSetup,
+    stop: &Stop,
+    log: &Log,
+    report: &mut Report,
+    step: &mut &'static str,
+) -> Result<()> {
+    let name = cluster.name.as_str();
+    let dir = cluster_report_dir(&opts.report_dir, name).join(ROLL_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    clear_previous(&dir, &[REPORT_MD, REPORT_JSON, KOPS_ROLL_FILE])?;
+    let store = store_for(fleet, cluster, opts.settings.state.as_deref())?;
+    let state_arg = store.to_string();
+    report.state = Some(store.cluster_url(name));
+
+    *step = "aws identity";
+    let identity = resolve_identity(&fleet.aws_for(cluster), &opts.settings.sts)?;
+    log.note(&identity.describe());
+
+    *step = "kops rolling-update cluster";
+    stop.check()?;
+    let kops = setup.kops(&identity);
+    let inv = kops.rolling_update(name, &state_arg, opts.yes, &opts.kops_args)?;
+    let outcome = {
+        let header = if opts.yes {
+            format!("{name}: kops rolling-update cluster --yes")
+        } else {
+            format!("{name}: kops rolling-update cluster (preview)")
+        };
+        let _s = log.section("rolling-update", &header, false);
+        Runner::new(log.echo()).run(&inv)?
+    };
+    write_file(
+        &dir,
+        KOPS_ROLL_FILE,
+        &format!(
+            "$ kops rolling-update cluster --name {name} --state {state_arg}{}{}\n{}",
+            if opts.yes { " --yes" } else { "" },
+            opts.kops_args
+                .iter()
+                .map(|a| format!(" {}", crate::kops::invocation::shell_quote(a)))
+                .collect::<String>(),
+            outcome.stdout
+        ),
+    )?;
+    report.kops_output = outcome.stdout.clone();
+    *step = "parse rolling-update output";
+    match parse_rolling_update_output(&outcome.stdout) {
+        Ok(plan) => {
+            report.changes_pending = !opts.yes && (plan.needs_roll || plan.pending().count() > 0);
+            report.roll_plan = Some(plan);
+        }
+        // The roll itself succeeded: a table kopsci cannot read must not
+        // turn a done rolling update into a failed job.
+        Err(e) if opts.yes => report.warnings.push(e.to_string()),
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}

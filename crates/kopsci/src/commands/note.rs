@@ -1,0 +1,70 @@
+//! `kopsci note`: the merge-request note summarising the dry runs.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use kopsci_core::gitlab::CiEnv;
+use kopsci_core::gitlab::note::{self, GITLAB_NOTE_MAX_CHARS, NoteOutcome, NoteRequest, NoteRun};
+
+use crate::cli::GlobalArgs;
+use crate::exit::Exit;
+
+/// Post (or update in place) one merge-request note summarising every
+/// cluster's dry run: counts, removed instance groups, failures, details.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  kopsci note --report-dir .kopsci/reports     In a merge-request pipeline's last job
+  kopsci note --print                          Show the note instead of posting it
+
+Posts with KOPSCI_GITLAB_TOKEN (a token with the `api` scope) to
+CI_API_V4_URL, project CI_PROJECT_ID, merge request CI_MERGE_REQUEST_IID.
+Without a token, or outside a merge-request pipeline, it says so in one line
+and exits 0. The note is always written to DIR/merge-request-note.md.")]
+pub struct NoteArgs {
+    /// Clusters the pipeline dry-ran (default: every report in DIR); one
+    /// without a report shows as failed.
+    #[arg(value_name = "CLUSTER")]
+    pub clusters: Vec<String>,
+
+    /// Where the dry runs wrote their reports.
+    #[arg(long, value_name = "DIR", default_value = ".kopsci/reports")]
+    pub report_dir: PathBuf,
+
+    /// Print the note to stdout instead of posting it.
+    #[arg(long)]
+    pub print: bool,
+
+    /// Longest note, in characters (GitLab's limit by default).
+    #[arg(long, value_name = "N", default_value_t = GITLAB_NOTE_MAX_CHARS)]
+    pub max_chars: usize,
+}
+
+pub fn run(global: &GlobalArgs, args: NoteArgs) -> anyhow::Result<Exit> {
+    let request = NoteRequest {
+        fleet: global
+            .fleet
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| kopsci_core::fleet::DEFAULT_FLEET_FILE.to_string()),
+        report_dir: args.report_dir,
+        clusters: args.clusters,
+        max_chars: args.max_chars,
+        dry_run: args.print,
+    };
+    match note::publish(&CiEnv::from_env(), &request)? {
+        NoteRun::Built { body } => print!("{body}"),
+        NoteRun::Skipped { hint } => eprintln!("kopsci note: {hint}"),
+        NoteRun::Posted {
+            outcome,
+            merge_request,
+        } => {
+            let what = match outcome {
+                NoteOutcome::Created(id) => format!("created note {id}"),
+                NoteOutcome::Updated(id) => format!("updated note {id}"),
+                NoteOutcome::Unchanged(id) => format!("note {id} is already up to date"),
+            };
+            eprintln!("kopsci note: {what} on merge request {merge_request}");
+        }
+    }
+    Ok(Exit::Success)
+}
