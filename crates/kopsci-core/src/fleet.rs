@@ -198,7 +198,10 @@ fn aws_settings(
         (Some(id), None) => {
             // STS' own rule; the value itself is never echoed.
             let ok = (2..=1224).contains(&id.value.len())
-                && id.value.chars().all(|c| sts_word(c) || c == ':' || c == '/');
+                && id
+                    .value
+                    .chars()
+                    .all(|c| sts_word(c) || c == ':' || c == '/');
             if !ok {
                 return Err(invalid(
                     &id.referenced,
@@ -1165,7 +1168,10 @@ clusters:
     #[test]
     fn invalid_aws_settings_name_the_key() {
         let cases = [
-            ("aws: {role_arn: kops}", "aws.role_arn: expected an IAM role ARN"),
+            (
+                "aws: {role_arn: kops}",
+                "aws.role_arn: expected an IAM role ARN",
+            ),
             (
                 "aws: {role_arn: \"arn:aws:iam::1:user/x\"}",
                 "expected an IAM role ARN",
@@ -1199,11 +1205,9 @@ clusters:
             assert!(err.starts_with("kopsci.yaml:"), "{err}");
             assert!(!err.contains("bad id!"), "external ID echoed: {err}");
         }
-        let err = parse(
-            "templates: [t]\nenvironments: {dev: {aws: {regio: x}}}\nclusters: []\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let err = parse("templates: [t]\nenvironments: {dev: {aws: {regio: x}}}\nclusters: []\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field"), "{err}");
     }
 

@@ -65,6 +65,19 @@ fn init_logging(verbose: u8, quiet: u8, color: bool) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("KOPSCI_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // ureq-proto dumps raw HTTP bytes at trace level, headers included: that
+    // would print the GitLab token. When trace is on, cap it at debug.
+    let filter = if filter
+        .max_level_hint()
+        .is_none_or(|max| max >= tracing_subscriber::filter::LevelFilter::TRACE)
+    {
+        ["ureq_proto=debug", "ureq_proto::util=debug"]
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .fold(filter, |filter, directive| filter.add_directive(directive))
+    } else {
+        filter
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

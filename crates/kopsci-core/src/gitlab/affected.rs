@@ -178,7 +178,7 @@ pub fn select(fleet: &Fleet, scope: &Scope, repo: &RepoPaths) -> Selection {
         Scope::Changes(changes) => changes,
     };
     let basis = format!(
-        "{} changed since {} ({}, merge base with HEAD)",
+        "{} changed in {}...HEAD (base from {})",
         plural(changes.files.len(), "file"),
         short(&changes.base_commit),
         changes.base.source
@@ -277,7 +277,7 @@ enum SnippetUse<'a> {
     Loaded {
         fleet: &'a Fleet,
         repo: &'a RepoPaths,
-        templates: TemplateSet,
+        templates: Box<TemplateSet>,
     },
     /// The templates do not load at all: every cluster is affected.
     Broken(String),
@@ -289,7 +289,7 @@ impl<'a> SnippetUse<'a> {
             Ok(templates) => SnippetUse::Loaded {
                 fleet,
                 repo,
-                templates,
+                templates: Box::new(templates),
             },
             Err(e) => SnippetUse::Broken(format!(
                 "snippets changed and the templates do not load, so every cluster's dry run must show it: {e}"
@@ -331,8 +331,11 @@ pub fn format_explanation(selection: &Selection, repo: &RepoPaths, fleet: &Fleet
         selection.basis
     );
     let affected: Vec<&ClusterChoice> = selection.affected().collect();
-    let unaffected: Vec<&ClusterChoice> =
-        selection.clusters.iter().filter(|c| !c.affected()).collect();
+    let unaffected: Vec<&ClusterChoice> = selection
+        .clusters
+        .iter()
+        .filter(|c| !c.affected())
+        .collect();
     out.push_str(&format!(
         "affected: {} of {}\n",
         affected.len(),

@@ -248,9 +248,8 @@ impl GitLabApi {
         let body = if text.trim().is_empty() {
             serde_json::Value::Null
         } else {
-            serde_json::from_str(&text).map_err(|e| {
-                Failure::Transport(format!("the response is not JSON: {e}"))
-            })?
+            serde_json::from_str(&text)
+                .map_err(|e| Failure::Transport(format!("the response is not JSON: {e}")))?
         };
         Ok(Response {
             status,
@@ -357,7 +356,9 @@ fn tls_config(ca_file: Option<&Path>) -> Result<TlsConfig> {
             message: format!("{} holds no PEM certificate", path.display()),
         });
     }
-    Ok(builder.root_certs(RootCerts::new_with_certs(&certs)).build())
+    Ok(builder
+        .root_certs(RootCerts::new_with_certs(&certs))
+        .build())
 }
 
 /// Percent-encodes one URL path segment (a project path such as
@@ -410,12 +411,18 @@ mod tests {
 
     #[test]
     fn gitlab_messages_are_extracted_and_cut() {
-        assert_eq!(gitlab_message(r#"{"message":"404 Not found"}"#), "404 Not found");
+        assert_eq!(
+            gitlab_message(r#"{"message":"404 Not found"}"#),
+            "404 Not found"
+        );
         assert_eq!(
             gitlab_message(r#"{"message":{"note":["is too long"]}}"#),
             r#"{"note":["is too long"]}"#
         );
-        assert_eq!(gitlab_message(r#"{"error":"insufficient_scope"}"#), "insufficient_scope");
+        assert_eq!(
+            gitlab_message(r#"{"error":"insufficient_scope"}"#),
+            "insufficient_scope"
+        );
         assert_eq!(gitlab_message("<html>"), "");
         let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(400));
         assert_eq!(gitlab_message(&long).chars().count(), 301);

@@ -137,8 +137,7 @@ fn run(inv: &Invocation) -> Result<crate::kops::Outcome> {
             Error::KopsSpawn { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {
                 Error::Git {
                     command: command_text(inv),
-                    message: "git is not installed (kopsci pipeline needs git on PATH)"
-                        .to_string(),
+                    message: "git is not installed (kopsci pipeline needs git on PATH)".to_string(),
                 }
             }
             Error::KopsSpawn { cause, .. } => Error::Git {
@@ -248,7 +247,9 @@ mod tests {
             "git diff --name-only --no-renames -z abc...HEAD --"
         );
         assert_eq!(
-            argv(&git.verify_commit_invocation("origin/main")).last().unwrap(),
+            argv(&git.verify_commit_invocation("origin/main"))
+                .last()
+                .unwrap(),
             "origin/main^{commit}"
         );
     }
@@ -300,12 +301,28 @@ mod tests {
         std::fs::write(dir.path().join("a"), "1").unwrap();
         std::fs::write(dir.path().join("b c"), "1").unwrap();
         git_in(&["add", "."]);
-        git_in(&["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "one"]);
+        git_in(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qm",
+            "one",
+        ]);
         let base = git_in(&["rev-parse", "HEAD"]).trim().to_string();
         std::fs::write(dir.path().join("b c"), "2").unwrap();
         std::fs::rename(dir.path().join("a"), dir.path().join("moved")).unwrap();
         git_in(&["add", "-A"]);
-        git_in(&["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "two"]);
+        git_in(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qm",
+            "two",
+        ]);
 
         let git = Git::new(dir.path());
         let top = git.toplevel().unwrap();
@@ -313,16 +330,24 @@ mod tests {
             top.canonicalize().unwrap(),
             dir.path().canonicalize().unwrap()
         );
-        assert_eq!(git.resolve_commit(&base).unwrap().as_deref(), Some(base.as_str()));
+        assert_eq!(
+            git.resolve_commit(&base).unwrap().as_deref(),
+            Some(base.as_str())
+        );
         assert_eq!(git.resolve_commit("no-such-ref").unwrap(), None);
         assert_eq!(
             git.changed_files(&base, "HEAD").unwrap(),
-            [PathBuf::from("a"), PathBuf::from("b c"), PathBuf::from("moved")]
+            [
+                PathBuf::from("a"),
+                PathBuf::from("b c"),
+                PathBuf::from("moved")
+            ]
         );
         let err = git.changed_files("no-such-ref", "HEAD").unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("`git diff --name-only --no-renames -z no-such-ref...HEAD --` failed: "),
+            err.to_string().starts_with(
+                "`git diff --name-only --no-renames -z no-such-ref...HEAD --` failed: "
+            ),
             "{err}"
         );
     }

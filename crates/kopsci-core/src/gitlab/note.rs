@@ -127,6 +127,11 @@ impl ClusterSummary {
         } else {
             "no changes".to_string()
         };
+        match self.removed_instance_groups.len() {
+            0 => {}
+            1 => text.push_str(", 1 removed instance group"),
+            n => text.push_str(&format!(", {n} removed instance groups")),
+        }
         if self.kops_skipped.is_some() {
             text.push_str(" (spec diff only: kops did not run)");
         }
@@ -269,7 +274,10 @@ impl ArtifactLinks {
     }
 
     fn file(&self, relative: &str) -> String {
-        format!("{}/artifacts/file/{}/{relative}", self.job_url, self.report_dir)
+        format!(
+            "{}/artifacts/file/{}/{relative}",
+            self.job_url, self.report_dir
+        )
     }
 }
 
@@ -297,7 +305,10 @@ pub fn marker(fleet: &str) -> String {
 /// The note's Markdown, at most `max_chars` characters.
 pub fn render_note(reports: &[ClusterReport], ctx: &NoteContext, max_chars: usize) -> String {
     let mut head = format!("{}\n", ctx.marker);
-    let failed = reports.iter().filter(|r| r.summary.failed.is_some()).count();
+    let failed = reports
+        .iter()
+        .filter(|r| r.summary.failed.is_some())
+        .count();
     let changed = reports
         .iter()
         .filter(|r| r.summary.failed.is_none() && r.summary.has_changes())
@@ -395,10 +406,7 @@ pub fn render_note(reports: &[ClusterReport], ctx: &NoteContext, max_chars: usiz
             (Some(links), Some(path)) => format!(" ([report]({}))", links.file(path)),
             _ => String::new(),
         };
-        let line = format!(
-            "\n- `{}`: details left out{link}\n",
-            report.summary.cluster
-        );
+        let line = format!("\n- `{}`: details left out{link}\n", report.summary.cluster);
         if chars(&line) + chars(&notice) <= budget {
             budget -= chars(&line);
             body.push_str(&line);
@@ -577,7 +585,9 @@ fn find_note(
         )?;
         let notes = response.body.as_array().cloned().unwrap_or_default();
         for note in &notes {
-            let author = note.pointer("/author/id").and_then(serde_json::Value::as_u64);
+            let author = note
+                .pointer("/author/id")
+                .and_then(serde_json::Value::as_u64);
             let system = note
                 .get("system")
                 .and_then(serde_json::Value::as_bool)
@@ -643,15 +653,15 @@ pub fn publish(ci: &CiEnv, request: &NoteRequest) -> Result<NoteRun> {
         artifacts: ArtifactLinks::new(ci.get("CI_JOB_URL"), &request.report_dir),
     };
     let body = render_note(&reports, &ctx, request.max_chars);
-    std::fs::create_dir_all(&request.report_dir)
-        .map_err(|e| Error::io(&request.report_dir, e))?;
+    std::fs::create_dir_all(&request.report_dir).map_err(|e| Error::io(&request.report_dir, e))?;
     crate::fsutil::write_atomic(&body_path(&request.report_dir), body.as_bytes())?;
     if request.dry_run {
         return Ok(NoteRun::Built { body });
     }
     let Some(iid) = ci.get("CI_MERGE_REQUEST_IID") else {
         return Ok(NoteRun::Skipped {
-            hint: "not a merge-request pipeline (no CI_MERGE_REQUEST_IID): no note posted".to_string(),
+            hint: "not a merge-request pipeline (no CI_MERGE_REQUEST_IID): no note posted"
+                .to_string(),
         });
     };
     let Some(token) = ci.token() else {
@@ -667,8 +677,12 @@ pub fn publish(ci: &CiEnv, request: &NoteRequest) -> Result<NoteRun> {
             "{name} is not set: `kopsci note` posts from a GitLab merge-request pipeline (or set CI_API_V4_URL, CI_PROJECT_ID and CI_MERGE_REQUEST_IID)"
         ))
     };
-    let api_url = ci.get("CI_API_V4_URL").ok_or_else(|| missing("CI_API_V4_URL"))?;
-    let project = ci.get("CI_PROJECT_ID").ok_or_else(|| missing("CI_PROJECT_ID"))?;
+    let api_url = ci
+        .get("CI_API_V4_URL")
+        .ok_or_else(|| missing("CI_API_V4_URL"))?;
+    let project = ci
+        .get("CI_PROJECT_ID")
+        .ok_or_else(|| missing("CI_PROJECT_ID"))?;
     let ca_file = ci
         .get("CI_SERVER_TLS_CA_FILE")
         .or_else(|| ci.get("SSL_CERT_FILE"))
@@ -689,7 +703,11 @@ pub fn publish(ci: &CiEnv, request: &NoteRequest) -> Result<NoteRun> {
 mod tests {
     use super::*;
 
-    fn report(cluster: &str, counts: (usize, usize, usize), details: Option<&str>) -> ClusterReport {
+    fn report(
+        cluster: &str,
+        counts: (usize, usize, usize),
+        details: Option<&str>,
+    ) -> ClusterReport {
         ClusterReport {
             summary: ClusterSummary {
                 cluster: cluster.into(),
@@ -735,11 +753,18 @@ mod tests {
         ];
         let note = render_note(&reports, &ctx(), GITLAB_NOTE_MAX_CHARS);
         assert!(note.starts_with("<!-- kopsci-note fleet=kopsci.yaml -->\n### kopsci dry run: 5 clusters, 3 with changes, 1 failed\n"), "{note}");
-        assert!(note.contains("| `a.example.com` (dev) | 1 to create, 2 to modify, 0 to delete |\n"), "{note}");
+        assert!(
+            note.contains("| `a.example.com` (dev) | 1 to create, 2 to modify, 0 to delete |\n"),
+            "{note}"
+        );
         assert!(note.contains("| `b.example.com` (dev) | :x: **failed** (kops update): 'kops update cluster' failed \\| exit 1 &lt;b&gt; |\n"), "{note}");
-        assert!(note.contains("| `d.example.com` (dev) | no changes |\n"), "{note}");
+        assert!(
+            note.contains("| `d.example.com` (dev) | no changes |\n"),
+            "{note}"
+        );
         assert!(note.contains("| `e.example.com` (dev) | 0 to create, 0 to modify, 0 to delete (spec diff only: kops did not run) |\n"), "{note}");
         assert!(note.contains("- `c.example.com`: `nodes-b`\n"), "{note}");
+        assert!(note.contains("| `c.example.com` (dev) | 0 to create, 0 to modify, 0 to delete, 1 removed instance group |\n"), "{note}");
         assert!(note.contains("<details><summary><code>a.example.com</code>: 1 to create, 2 to modify, 0 to delete</summary>\n\ndiff here\n\n</details>\n"), "{note}");
         assert!(note.ends_with("<sub>kopsci · commit 0123456789ab · [pipeline](https://gitlab.example.com/g/p/-/pipelines/7) · [all reports](https://gitlab.example.com/g/p/-/jobs/9/artifacts/browse/.kopsci/reports)</sub>\n"), "{note}");
         assert!(!note.contains("Truncated"));
@@ -748,7 +773,10 @@ mod tests {
     #[test]
     fn no_reports_says_nothing_is_affected() {
         let note = render_note(&[], &ctx(), GITLAB_NOTE_MAX_CHARS);
-        assert!(note.contains("No cluster is affected by this change."), "{note}");
+        assert!(
+            note.contains("No cluster is affected by this change."),
+            "{note}"
+        );
     }
 
     #[test]
@@ -776,7 +804,11 @@ mod tests {
             .collect();
         for limit in [200, 1_000, 10_000] {
             let note = render_note(&reports, &ctx(), limit);
-            assert!(note.chars().count() <= limit, "{limit}: {}", note.chars().count());
+            assert!(
+                note.chars().count() <= limit,
+                "{limit}: {}",
+                note.chars().count()
+            );
             assert!(note.starts_with("<!-- kopsci-note"), "{note}");
             if limit > 500 {
                 assert!(note.contains("**Truncated**"), "{note}");
@@ -807,17 +839,38 @@ mod tests {
             .map(|c| format!("{c}.example.com"))
             .collect();
         let reports = load_reports(dir.path(), &clusters).unwrap();
-        assert_eq!(reports[0].summary.counts(), "1 to create, 2 to modify, 3 to delete");
+        assert_eq!(
+            reports[0].summary.counts(),
+            "1 to create, 2 to modify, 3 to delete"
+        );
         assert_eq!(reports[0].details.as_deref(), Some("# details\n"));
-        assert_eq!(reports[0].details_path.as_deref(), Some("a.example.com/report.md"));
+        assert_eq!(
+            reports[0].details_path.as_deref(),
+            Some("a.example.com/report.md")
+        );
         assert!(
-            reports[1].summary.failed.as_deref().unwrap().contains("not a kopsci report"),
+            reports[1]
+                .summary
+                .failed
+                .as_deref()
+                .unwrap()
+                .contains("not a kopsci report"),
             "{:?}",
             reports[1]
         );
-        assert!(reports[2].summary.failed.as_deref().unwrap().starts_with("no report.json"));
+        assert!(
+            reports[2]
+                .summary
+                .failed
+                .as_deref()
+                .unwrap()
+                .starts_with("no report.json")
+        );
         assert_eq!(reports[3].summary.cluster, "d.example.com");
-        assert_eq!(reports[3].details, None, "a report path leaving its directory is ignored");
+        assert_eq!(
+            reports[3].details, None,
+            "a report path leaving its directory is ignored"
+        );
         // Without names: every directory that has a report.json, sorted.
         let found: Vec<String> = load_reports(dir.path(), &[])
             .unwrap()
@@ -825,11 +878,18 @@ mod tests {
             .map(|r| r.summary.cluster)
             .collect();
         assert_eq!(found, ["a.example.com", "b.example.com", "d.example.com"]);
-        assert!(load_reports(&dir.path().join("none"), &[]).unwrap().is_empty());
+        assert!(
+            load_reports(&dir.path().join("none"), &[])
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn markers_cannot_close_the_comment() {
-        assert_eq!(marker("a--b>c.yaml"), "<!-- kopsci-note fleet=a-bc.yaml -->");
+        assert_eq!(
+            marker("a--b>c.yaml"),
+            "<!-- kopsci-note fleet=a-bc.yaml -->"
+        );
     }
 }

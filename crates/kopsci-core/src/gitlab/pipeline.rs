@@ -35,6 +35,13 @@
 //! are `allow_failure: false`: otherwise a failed (or never started) update
 //! would count as done and let its roll, or the next environment, proceed.
 //!
+//! **AWS.** With `aws_oidc_audience`, cluster jobs get a GitLab ID token
+//! (`id_tokens`) written to a file for the AWS SDKs' web-identity
+//! provider, and `AWS_ROLE_ARN` from `$KOPSCI_DRYRUN_ROLE_ARN` (dry runs)
+//! or `$KOPSCI_UPDATE_ROLE_ARN` (update, roll): the read-only and the write
+//! role are CI/CD variables, so they can be scoped to environments and the
+//! write one protected.
+//!
 //! The output is deterministic: environments in dependency order (ties in
 //! fleet-file order), clusters in fleet-file order.
 
@@ -45,13 +52,28 @@ use serde_json::{Map, Value, json};
 
 use crate::errors::{Error, Result};
 use crate::fleet::Fleet;
-use crate::gitlab::affected::{RepoPaths, Scope, Selection, changes_since, format_explanation, select};
+use crate::gitlab::affected::{
+    RepoPaths, Scope, Selection, changes_since, format_explanation, select,
+};
 use crate::gitlab::ci_env::{BaseSource, CiEnv, PipelineKind};
 use crate::gitlab::git::Git;
 use crate::kops::invocation::shell_quote;
 
-/// GitLab's default limit on `needs:` entries per job (`ci_max_needs`).
+/// GitLab's default limit on `needs:` entries per job.
 pub const GITLAB_MAX_NEEDS: usize = 50;
+
+/// The GitLab ID token given to cluster jobs with `aws_oidc_audience`.
+pub const ID_TOKEN_VARIABLE: &str = "KOPSCI_ID_TOKEN";
+
+/// Where cluster jobs write that token for the AWS SDKs, relative to the
+/// project directory.
+pub const WEB_IDENTITY_TOKEN_FILE: &str = ".kopsci/web-identity-token";
+
+/// The CI/CD variable holding the role dry runs assume (read-only).
+pub const DRYRUN_ROLE_VARIABLE: &str = "KOPSCI_DRYRUN_ROLE_ARN";
+
+/// The CI/CD variable holding the role update and roll assume (write).
+pub const UPDATE_ROLE_VARIABLE: &str = "KOPSCI_UPDATE_ROLE_ARN";
 
 /// Where kops releases are downloaded from when `kops_version` is set.
 pub const KOPS_DOWNLOAD_URL: &str = "https://github.com/kubernetes/kops/releases/download";
@@ -83,6 +105,12 @@ pub struct PipelineOptions {
     pub kops_version: Option<String>,
     /// Base URL of kops releases (a mirror, for runners without GitHub).
     pub kops_download_url: String,
+    /// Authenticate cluster jobs to AWS with a GitLab ID token for this
+    /// audience (`sts.amazonaws.com`): dry runs assume the role in
+    /// `KOPSCI_DRYRUN_ROLE_ARN`, update and roll the one in
+    /// `KOPSCI_UPDATE_ROLE_ARN` (CI/CD variables, which may be scoped to
+    /// environments and protected).
+    pub aws_oidc_audience: Option<String>,
 }
 
 impl PipelineOptions {
@@ -100,6 +128,7 @@ impl PipelineOptions {
             dryrun_environment: true,
             kops_version: None,
             kops_download_url: KOPS_DOWNLOAD_URL.to_string(),
+            aws_oidc_audience: None,
         }
     }
 }
@@ -315,10 +344,40 @@ fn defaults(options: &PipelineOptions) -> Map<String, Value> {
     if !options.tags.is_empty() {
         default.insert("tags".into(), json!(options.tags));
     }
-    if options.kops_version.is_some() {
-        default.insert("before_script".into(), json!(install_kops_script()));
-    }
     default
+}
+
+/// What every cluster job (dry run, update, roll) needs besides its
+/// command: kops installed, and with `aws_oidc_audience` a GitLab ID token
+/// handed to the AWS SDKs (and kops) as a web identity, for the role in
+/// `role_variable`.
+fn add_cluster_setup(job: &mut Map<String, Value>, role_variable: &str, options: &PipelineOptions) {
+    let mut before: Vec<String> = Vec::new();
+    if let Some(audience) = &options.aws_oidc_audience {
+        job.insert(
+            "id_tokens".into(),
+            json!({ ID_TOKEN_VARIABLE: {"aud": audience} }),
+        );
+        job.insert(
+            "variables".into(),
+            json!({
+                "AWS_ROLE_ARN": format!("${role_variable}"),
+                "AWS_WEB_IDENTITY_TOKEN_FILE": format!("$CI_PROJECT_DIR/{WEB_IDENTITY_TOKEN_FILE}"),
+                "AWS_ROLE_SESSION_NAME": "kopsci-$CI_JOB_ID",
+            }),
+        );
+        // The SDKs read the token from a file; GitLab gives it as a
+        // variable. It stays out of every artifact path.
+        before.push(format!(
+            "mkdir -p .kopsci && printf '%s' \"${ID_TOKEN_VARIABLE}\" > {WEB_IDENTITY_TOKEN_FILE}"
+        ));
+    }
+    if options.kops_version.is_some() {
+        before.extend(install_kops_script().iter().map(|l| l.to_string()));
+    }
+    if !before.is_empty() {
+        job.insert("before_script".into(), json!(before));
+    }
 }
 
 /// Installs `$KOPS_VERSION` into `.kopsci/bin` unless the image already
@@ -359,6 +418,7 @@ fn dryrun(cluster: &str, env: &str, options: &PipelineOptions) -> Value {
         job.insert("environment".into(), environment(env, cluster, "prepare"));
     }
     job.insert("interruptible".into(), json!(true));
+    add_cluster_setup(&mut job, DRYRUN_ROLE_VARIABLE, options);
     job.insert(
         "artifacts".into(),
         json!({
@@ -384,38 +444,54 @@ fn update(
             .iter()
             .map(|g| json!({"job": roll_job(g), "artifacts": false})),
     );
-    json!({
-        "stage": stage,
-        "needs": needs,
-        "when": "manual",
-        "allow_failure": false,
-        "interruptible": false,
-        "script": [format!(
+    let mut job = manual_job(stage, json!(needs));
+    job.insert(
+        "script".into(),
+        json!([format!(
             "{} update {cluster} --report-dir {}",
             options.kopsci,
             report_dir_arg(options)
-        )],
-        "resource_group": format!("kops-{cluster}"),
-        "environment": environment(env, cluster, "start"),
-        "artifacts": {
+        )]),
+    );
+    job.insert("resource_group".into(), json!(format!("kops-{cluster}")));
+    job.insert("environment".into(), environment(env, cluster, "start"));
+    add_cluster_setup(&mut job, UPDATE_ROLE_VARIABLE, options);
+    job.insert(
+        "artifacts".into(),
+        json!({
             "when": "always",
             "expire_in": options.expire_in,
             "paths": [format!("{}/", cluster_dir(options, cluster))],
-        },
-    })
+        }),
+    );
+    Value::Object(job)
+}
+
+/// The part update and roll jobs share: manual, blocking, never cancelled.
+fn manual_job(stage: &str, needs: Value) -> Map<String, Value> {
+    let mut job = Map::new();
+    job.insert("stage".into(), json!(stage));
+    job.insert("needs".into(), needs);
+    job.insert("when".into(), json!("manual"));
+    job.insert("allow_failure".into(), json!(false));
+    job.insert("interruptible".into(), json!(false));
+    job
 }
 
 fn roll(cluster: &str, env: &str, stage: &str, options: &PipelineOptions) -> Value {
-    json!({
-        "stage": stage,
-        "needs": [{"job": update_job(cluster), "artifacts": false}],
-        "when": "manual",
-        "allow_failure": false,
-        "interruptible": false,
-        "script": [format!("{} roll {cluster} --yes", options.kopsci)],
-        "resource_group": format!("kops-{cluster}"),
-        "environment": environment(env, cluster, "start"),
-    })
+    let mut job = manual_job(
+        stage,
+        json!([{"job": update_job(cluster), "artifacts": false}]),
+    );
+    job.insert(
+        "script".into(),
+        json!([format!("{} roll {cluster} --yes", options.kopsci)]),
+    );
+    job.insert("resource_group".into(), json!(format!("kops-{cluster}")));
+    job.insert("environment".into(), environment(env, cluster, "start"));
+    // Rolling replaces instances: the update role, not the dry run's.
+    add_cluster_setup(&mut job, UPDATE_ROLE_VARIABLE, options);
+    Value::Object(job)
 }
 
 fn note_job(clusters: &[&str], options: &PipelineOptions) -> Value {
@@ -590,13 +666,26 @@ clusters:
     fn updates_wait_for_the_nearest_affected_environment() {
         let fleet = fleet(FLEET);
         // staging has nothing affected: prod waits for dev's rolls.
-        let sel = selection(&fleet, &["p.example.com", "d1.example.com", "d2.example.com"]);
-        let yaml = generate(&fleet, &sel, &PipelineOptions::new(PipelineKind::DefaultBranch))
-            .unwrap();
+        let sel = selection(
+            &fleet,
+            &["p.example.com", "d1.example.com", "d2.example.com"],
+        );
+        let yaml = generate(
+            &fleet,
+            &sel,
+            &PipelineOptions::new(PipelineKind::DefaultBranch),
+        )
+        .unwrap();
         let doc = parse(&yaml);
         assert_eq!(
             doc["stages"],
-            json!(["dryrun", "update-dev", "roll-dev", "update-prod", "roll-prod"])
+            json!([
+                "dryrun",
+                "update-dev",
+                "roll-dev",
+                "update-prod",
+                "roll-prod"
+            ])
         );
         assert_eq!(
             doc["update:p.example.com"]["needs"],
@@ -611,15 +700,29 @@ clusters:
             json!([{"job": "dryrun:d1.example.com", "artifacts": true}])
         );
         // With staging affected, prod waits for staging only.
-        let sel = selection(&fleet, &["p.example.com", "s.example.com", "d1.example.com"]);
+        let sel = selection(
+            &fleet,
+            &["p.example.com", "s.example.com", "d1.example.com"],
+        );
         let doc = parse(
-            &generate(&fleet, &sel, &PipelineOptions::new(PipelineKind::DefaultBranch)).unwrap(),
+            &generate(
+                &fleet,
+                &sel,
+                &PipelineOptions::new(PipelineKind::DefaultBranch),
+            )
+            .unwrap(),
         );
         assert_eq!(
             doc["update:p.example.com"]["needs"][1],
             json!({"job": "roll:s.example.com", "artifacts": false})
         );
-        assert_eq!(doc["update:p.example.com"]["needs"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            doc["update:p.example.com"]["needs"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -637,7 +740,11 @@ clusters:
             .collect();
         assert_eq!(
             jobs,
-            ["dryrun:p.example.com", "dryrun:l.example.com", "kopsci:note"]
+            [
+                "dryrun:p.example.com",
+                "dryrun:l.example.com",
+                "kopsci:note"
+            ]
         );
         assert_eq!(
             doc["kopsci:note"]["script"][0],
@@ -670,20 +777,77 @@ clusters:
 
     #[test]
     fn too_many_needs_is_an_error() {
-        let mut src = String::from("templates: [t]\nenvironments:\n  a: {}\n  b: {needs: [a]}\nclusters:\n");
+        let mut src =
+            String::from("templates: [t]\nenvironments:\n  a: {}\n  b: {needs: [a]}\nclusters:\n");
         for i in 0..GITLAB_MAX_NEEDS {
             src.push_str(&format!("  - {{name: a{i}.example.com, environment: a}}\n"));
         }
         src.push_str("  - {name: b.example.com, environment: b}\n");
         let fleet = fleet(&src);
-        let names: Vec<String> = fleet.cluster_names().iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = fleet
+            .cluster_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let sel = selection(&fleet, &refs);
-        let err = generate(&fleet, &sel, &PipelineOptions::new(PipelineKind::DefaultBranch))
-            .unwrap_err();
-        assert!(err.to_string().contains("more than the 50 `needs`"), "{err}");
+        let err = generate(
+            &fleet,
+            &sel,
+            &PipelineOptions::new(PipelineKind::DefaultBranch),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("more than the 50 `needs`"),
+            "{err}"
+        );
         // Merge-request pipelines have no needs at all.
-        assert!(generate(&fleet, &sel, &PipelineOptions::new(PipelineKind::MergeRequest)).is_ok());
+        assert!(
+            generate(
+                &fleet,
+                &sel,
+                &PipelineOptions::new(PipelineKind::MergeRequest)
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn oidc_gives_dry_runs_and_updates_their_own_roles() {
+        let fleet = fleet(FLEET);
+        let sel = selection(&fleet, &["d1.example.com"]);
+        let mut options = PipelineOptions::new(PipelineKind::DefaultBranch);
+        options.aws_oidc_audience = Some("sts.amazonaws.com".into());
+        options.kops_version = Some("1.34.1".into());
+        let doc = parse(&generate(&fleet, &sel, &options).unwrap());
+        let dry = &doc["dryrun:d1.example.com"];
+        assert_eq!(
+            dry["id_tokens"],
+            json!({"KOPSCI_ID_TOKEN": {"aud": "sts.amazonaws.com"}})
+        );
+        assert_eq!(dry["variables"]["AWS_ROLE_ARN"], "$KOPSCI_DRYRUN_ROLE_ARN");
+        assert_eq!(
+            dry["variables"]["AWS_WEB_IDENTITY_TOKEN_FILE"],
+            "$CI_PROJECT_DIR/.kopsci/web-identity-token"
+        );
+        assert_eq!(
+            dry["before_script"][0],
+            "mkdir -p .kopsci && printf '%s' \"$KOPSCI_ID_TOKEN\" > .kopsci/web-identity-token"
+        );
+        assert_eq!(dry["before_script"].as_array().unwrap().len(), 3);
+        for job in ["update:d1.example.com", "roll:d1.example.com"] {
+            assert_eq!(
+                doc[job]["variables"]["AWS_ROLE_ARN"], "$KOPSCI_UPDATE_ROLE_ARN",
+                "{job}"
+            );
+        }
+        // The token file is never part of the artifacts.
+        assert!(
+            !dry["artifacts"]["paths"][0]
+                .as_str()
+                .unwrap()
+                .contains("web-identity")
+        );
     }
 
     #[test]
@@ -703,7 +867,14 @@ clusters:
         assert_eq!(doc["variables"]["KOPS_VERSION"], "1.34.1");
         assert_eq!(doc["default"]["image"], "registry.example.com/kopsci:1");
         assert_eq!(doc["default"]["tags"], json!(["aws"]));
-        assert_eq!(doc["default"]["before_script"].as_array().unwrap().len(), 2);
+        assert!(doc["default"].get("before_script").is_none());
+        assert_eq!(
+            doc["dryrun:d1.example.com"]["before_script"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         let dry = &doc["dryrun:d1.example.com"];
         assert_eq!(
             dry["script"][0],
@@ -714,6 +885,9 @@ clusters:
             "out dir/d1.example.com/gitlab-terraform-report.json"
         );
         assert!(dry.get("environment").is_none());
-        assert_eq!(doc["roll:d1.example.com"]["script"][0], "./bin/kopsci roll d1.example.com --yes");
+        assert_eq!(
+            doc["roll:d1.example.com"]["script"][0],
+            "./bin/kopsci roll d1.example.com --yes"
+        );
     }
 }

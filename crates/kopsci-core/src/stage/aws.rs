@@ -159,7 +159,10 @@ async fn assume_role(
         loader = loader.credentials_provider(Credentials::new(
             caller.access_key_id.clone(),
             caller.secret_access_key.expose().to_string(),
-            caller.session_token.as_ref().map(|t| t.expose().to_string()),
+            caller
+                .session_token
+                .as_ref()
+                .map(|t| t.expose().to_string()),
             None,
             "kopsci-caller",
         ));
@@ -341,12 +344,19 @@ mod tests {
         assert_eq!(source, "assumed role arn:aws:iam::123456789012:role/kops");
         assert!(expires.is_some());
         let shown = format!("{identity:?} {}", identity.describe());
-        for secret in ["assumed-secret", "assumed-token", "team-a:7", "ASIAASSUMEDEXAMPLE"] {
+        for secret in [
+            "assumed-secret",
+            "assumed-token",
+            "team-a:7",
+            "ASIAASSUMEDEXAMPLE",
+        ] {
             assert!(!shown.contains(secret), "{secret} shown: {shown}");
         }
         let s3 = s3_for(&identity, &S3Settings::default());
         assert_eq!(
-            s3.session_credentials.as_ref().map(|c| c.access_key_id.as_str()),
+            s3.session_credentials
+                .as_ref()
+                .map(|c| c.access_key_id.as_str()),
             Some("ASIAASSUMEDEXAMPLE")
         );
         assert_eq!(s3.region_hint.as_deref(), Some("eu-west-1"));
@@ -384,10 +394,15 @@ mod tests {
     #[test]
     fn a_missing_external_id_variable_is_named() {
         let mut s = settings();
-        s.external_id = Some(ExternalId::Env("KOPSCI_TEST_SURELY_UNSET_EXTERNAL_ID".into()));
+        s.external_id = Some(ExternalId::Env(
+            "KOPSCI_TEST_SURELY_UNSET_EXTERNAL_ID".into(),
+        ));
         let err = resolve_identity(&s, &sts("http://127.0.0.1:9".into()))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("`KOPSCI_TEST_SURELY_UNSET_EXTERNAL_ID`, which is not set"), "{err}");
+        assert!(
+            err.contains("`KOPSCI_TEST_SURELY_UNSET_EXTERNAL_ID`, which is not set"),
+            "{err}"
+        );
     }
 }

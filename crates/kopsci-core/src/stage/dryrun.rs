@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet, Overrides};
+use crate::kops::AwsIdentity;
 use crate::kops::{Runner, UpdatePlan, parse_update_output};
 use crate::render::RenderOptions;
 use crate::stage::aws::{resolve_identity, s3_for};
@@ -72,6 +73,10 @@ pub fn dryrun(fleet: &Fleet, clusters: &[&Cluster], opts: &DryrunOptions) -> Res
         Some(KopsSetup::locate(opts.kops.as_deref(), fleet)?)
     };
     std::fs::create_dir_all(&opts.report_dir).map_err(|e| Error::io(&opts.report_dir, e))?;
+    if kops.is_none() {
+        // Said once up front, and again in every report.
+        Log::live(opts.settings.log, "kopsci").note(KOPS_SKIPPED);
+    }
     let parallel = clusters.len() > 1 && opts.jobs > 1;
     let reports = bounded(clusters, opts.jobs, |cluster| {
         if stop.check().is_err() {
@@ -99,16 +104,20 @@ fn dryrun_cluster(
     let mut report = Report::new(StageKind::Dryrun, &cluster.name, now_rfc3339());
     report.environment = Some(cluster.environment.clone());
     let dir = cluster_report_dir(&opts.report_dir, &cluster.name);
-    let _section = log.section(
-        "dryrun",
-        &format!("kopsci dryrun {}", cluster.name),
-        false,
-    );
+    let _section = log.section("dryrun", &format!("kopsci dryrun {}", cluster.name), false);
     let mut step = "prepare";
-    let plan = match steps(fleet, cluster, opts, kops, stop, log, &mut report, &mut step) {
+    let plan = match steps(
+        fleet,
+        cluster,
+        opts,
+        kops,
+        stop,
+        log,
+        &mut report,
+        &mut step,
+    ) {
         Ok(plan) => Some(plan),
         Err(e) => {
-            log.line(&format!("error: {}: {step}: {e}", cluster.name));
             report.fail(step, &e);
             None
         }
@@ -122,10 +131,8 @@ fn dryrun_cluster(
         }
     });
     if let Err(e) = written {
-        log.line(&format!("error: {}: writing reports: {e}", cluster.name));
         report.fail("report", &e);
     }
-    log.note(&report.line());
     report
 }
 
@@ -171,7 +178,9 @@ fn steps(
             .map(|role| log.section("identity", &format!("{name}: assume role {role}"), true));
         resolve_identity(&aws, &settings.sts)?
     };
-    log.note(&identity.describe());
+    if !matches!(identity, AwsIdentity::Inherit { region: None }) {
+        log.note(&identity.describe());
+    }
     let s3 = s3_for(&identity, &settings.s3);
 
     *step = "snapshot";
@@ -214,7 +223,11 @@ fn steps(
     match kops {
         None => {
             *step = "spec diff";
-            let _s = log.section("specdiff", &format!("{name}: spec diff (kops skipped)"), true);
+            let _s = log.section(
+                "specdiff",
+                &format!("{name}: spec diff (kops skipped)"),
+                true,
+            );
             let diff = spec_diff(&objects, &before)?;
             report.set_counts(diff.counts(), CountsSource::SpecDiff);
             report.changes_pending = diff.has_changes();
@@ -247,10 +260,13 @@ fn steps(
                     &format!("{name}: {label} -f manifest.yaml (against the snapshot)"),
                     true,
                 );
-                runner.run(&inv)?;
+                report.kops_seconds += runner.run(&inv)?.duration.as_secs_f64();
             }
             let after = StoredObjects::read(&cluster_dir)?;
             report.state_diff = state_diff(&before, &after);
+            // The raw diff also shows how kOps re-serialises objects; the
+            // semantic one says what actually changed.
+            report.spec_changes = spec_diff(&objects, &before)?.objects;
             write_file(&dir, STATE_DIFF_FILE, &report.state_diff)?;
 
             *step = "kops update cluster";
@@ -263,14 +279,17 @@ fn steps(
                 );
                 runner.run(&kops.update_cluster(name, &state_arg, false, &[])?)?
             };
+            report.kops_seconds += outcome.duration.as_secs_f64();
             let plan = parse_update_output(&outcome.stdout);
             report.set_counts(plan.counts(), CountsSource::Kops);
             report.changes_pending = plan.needs_apply
                 || !report.state_diff.is_empty()
                 || !report.removed_instance_groups.is_empty();
-            report
-                .warnings
-                .extend(plan.warnings.iter().map(|w| format!("kops update output: {w}")));
+            report.warnings.extend(
+                plan.warnings
+                    .iter()
+                    .map(|w| format!("kops update output: {w}")),
+            );
             write_file(
                 &dir,
                 KOPS_UPDATE_FILE,
@@ -280,13 +299,6 @@ fn steps(
             report.update_plan = Some(plan);
         }
     }
-    if !report.removed_instance_groups.is_empty() {
-        report.warnings.push(format!(
-            "instance group(s) {} are in the state store but not in the manifest: `kops replace` keeps them; `kopsci update --prune-instance-groups` deletes them",
-            report.removed_instance_groups.join(", ")
-        ));
-    }
-
     *step = "report";
     let record_json = record.to_json();
     Ok(Plan {
@@ -308,9 +320,8 @@ fn steps(
 
 /// `kops-update.txt`: kops' own output, then what kopsci made of it.
 pub fn kops_update_text(cluster: &str, stdout: &str, plan: &UpdatePlan) -> String {
-    let mut out = format!(
-        "$ kops update cluster --name {cluster} --state file://<snapshot>\n{stdout}"
-    );
+    let mut out =
+        format!("$ kops update cluster --name {cluster} --state file://<snapshot>\n{stdout}");
     if !out.ends_with('\n') {
         out.push('\n');
     }

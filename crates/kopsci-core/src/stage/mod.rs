@@ -123,10 +123,8 @@ pub struct Stop {
 
 impl Stop {
     pub fn watch() -> Result<Stop> {
-        let forwarding = Forwarding::start(|_| {}).map_err(|e| Error::KopsSpawn {
-            program: PathBuf::from("kopsci"),
-            cause: std::io::Error::other(format!("cannot watch signals: {e}")),
-        })?;
+        let forwarding =
+            Forwarding::start(|_| {}).map_err(|e| Error::io("SIGINT/SIGTERM handlers", e))?;
         Ok(Stop { forwarding })
     }
 

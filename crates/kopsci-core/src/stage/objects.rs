@@ -261,10 +261,22 @@ metadata: {name: admin}
     #[test]
     fn manifest_errors_are_one_clear_line() {
         let cases = [
-            (MANIFEST.replace("c.example.com", "d.example.com"), "named `d.example.com`"),
-            ("kind: InstanceGroup\nmetadata: {name: a}\n".to_string(), "no `kind: Cluster`"),
-            (format!("{MANIFEST}---\nkind: InstanceGroup\nmetadata: {{name: nodes}}\n"), "appears twice"),
-            (format!("{MANIFEST}---\nkind: InstanceGroup\nmetadata: {{name: ../x}}\n"), "usable metadata.name"),
+            (
+                MANIFEST.replace("c.example.com", "d.example.com"),
+                "named `d.example.com`",
+            ),
+            (
+                "kind: InstanceGroup\nmetadata: {name: a}\n".to_string(),
+                "no `kind: Cluster`",
+            ),
+            (
+                format!("{MANIFEST}---\nkind: InstanceGroup\nmetadata: {{name: nodes}}\n"),
+                "appears twice",
+            ),
+            (
+                format!("{MANIFEST}---\nkind: InstanceGroup\nmetadata: {{name: ../x}}\n"),
+                "usable metadata.name",
+            ),
             ("a: [\n".to_string(), "rendered manifest of c.example.com:"),
         ];
         for (text, want) in cases {

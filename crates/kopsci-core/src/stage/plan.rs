@@ -196,9 +196,14 @@ mod tests {
     #[test]
     fn mismatches_name_each_difference() {
         let p = plan();
-        assert!(p
-            .mismatches("c.example.com", "file:///srv/state", &sha256_hex(b"manifest"))
-            .is_empty());
+        assert!(
+            p.mismatches(
+                "c.example.com",
+                "file:///srv/state",
+                &sha256_hex(b"manifest")
+            )
+            .is_empty()
+        );
         let reasons = p.mismatches("d.example.com", "s3://b", &sha256_hex(b"other"));
         assert_eq!(reasons.len(), 3, "{reasons:?}");
         assert!(reasons[2].contains("rendered manifest differs"));

@@ -112,7 +112,10 @@ pub struct Report {
     pub failed_detail: Vec<String>,
     /// RFC 3339, UTC.
     pub started_at: String,
+    /// Wall time of the whole stage for this cluster.
     pub duration_seconds: f64,
+    /// Of that, time spent waiting for kops.
+    pub kops_seconds: f64,
 }
 
 impl Report {
@@ -146,6 +149,7 @@ impl Report {
             failed_detail: Vec::new(),
             started_at,
             duration_seconds: 0.0,
+            kops_seconds: 0.0,
         }
     }
 
@@ -190,7 +194,8 @@ impl Report {
                     (false, n) => format!("{n} instance group(s) need a rolling update"),
                 }
             }
-            _ => self.summary.clone(),
+            StageKind::Update => format!("applied: {}", self.summary),
+            StageKind::Dryrun => self.summary.clone(),
         };
         if self.kops_skipped.is_some() {
             line.push_str(" (spec diff only, kops skipped)");
@@ -253,7 +258,11 @@ impl Report {
             return md;
         }
         let headline = match self.stage {
-            StageKind::Roll => self.line().split_once(": ").map(|(_, l)| l.to_string()).unwrap_or_default(),
+            StageKind::Roll => self
+                .line()
+                .split_once(": ")
+                .map(|(_, l)| l.to_string())
+                .unwrap_or_default(),
             _ => self.summary.clone(),
         };
         let _ = writeln!(md, "#### `{}`{env} — {headline}\n", self.cluster);
@@ -296,11 +305,21 @@ impl Report {
                 let _ = writeln!(md, "`kops rolling-update cluster` on `{state}`{version}.\n");
             }
         }
+        if self.stage == StageKind::Dryrun && !self.changes_pending {
+            md.push_str("No changes: the manifest matches the state store");
+            md.push_str(if self.kops_skipped.is_some() {
+                ".\n\n"
+            } else {
+                " and kOps has nothing to apply.\n\n"
+            });
+        }
         if !self.removed_instance_groups.is_empty() {
             if self.pruned_instance_groups.is_empty() {
                 md.push_str("**Removed instance groups** — in the state store but not in the manifest. `kops replace` keeps them; `kopsci update --prune-instance-groups` deletes them:\n\n");
             } else {
-                md.push_str("**Pruned instance groups** — deleted with `kops delete instancegroup`:\n\n");
+                md.push_str(
+                    "**Pruned instance groups** — deleted with `kops delete instancegroup`:\n\n",
+                );
             }
             for name in &self.removed_instance_groups {
                 let _ = writeln!(md, "- `{name}`");
@@ -308,6 +327,7 @@ impl Report {
             md.push('\n');
         }
         if !self.spec_changes.is_empty() {
+            md.push_str("Changed kOps objects (compared as data; kOps' stamps ignored):\n\n");
             md.push_str("| change | object | fields |\n| --- | --- | --- |\n");
             for change in &self.spec_changes {
                 let verb = match change.change {
@@ -400,11 +420,7 @@ fn details(md: &mut String, summary: &str, body: &str) {
 /// A fenced code block whose fence is longer than any backtick run inside,
 /// so content can never close it early.
 pub fn fenced(content: &str, lang: &str) -> String {
-    let longest = content
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = content.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
     let body = content.strip_suffix('\n').unwrap_or(content);
     format!("{fence}{lang}\n{body}\n{fence}\n")
@@ -448,9 +464,19 @@ mod tests {
             },
             CountsSource::Kops,
         );
-        assert_eq!(r.terraform_json(), "{\"create\":1,\"update\":2,\"delete\":3}\n");
+        assert_eq!(
+            r.terraform_json(),
+            "{\"create\":1,\"update\":2,\"delete\":3}\n"
+        );
         let v: serde_json::Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
-        for key in ["cluster", "create", "update", "delete", "removed_instance_groups", "failed"] {
+        for key in [
+            "cluster",
+            "create",
+            "update",
+            "delete",
+            "removed_instance_groups",
+            "failed",
+        ] {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert!(v["failed"].is_null());
@@ -470,11 +496,17 @@ mod tests {
             },
         );
         let md = r.markdown();
-        assert!(md.starts_with("#### `c` — dry run failed at `kops update cluster`\n"), "{md}");
+        assert!(
+            md.starts_with("#### `c` — dry run failed at `kops update cluster`\n"),
+            "{md}"
+        );
         assert!(
             md.contains("failed with exit code 1: Error: boom\n\nlast lines of kops' stderr:\nW1121 x\nError: boom\n"),
             "{md}"
         );
-        assert_eq!(r.line(), "c: FAILED: `kops update cluster` failed with exit code 1: Error: boom");
+        assert_eq!(
+            r.line(),
+            "c: FAILED: `kops update cluster` failed with exit code 1: Error: boom"
+        );
     }
 }

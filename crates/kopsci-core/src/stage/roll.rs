@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet};
+use crate::kops::AwsIdentity;
 use crate::kops::{Runner, parse_rolling_update_output};
 use crate::stage::aws::resolve_identity;
 use crate::stage::report::{
@@ -52,7 +53,16 @@ pub fn roll(fleet: &Fleet, cluster: &Cluster, opts: &RollOptions) -> Result<Repo
     let mut step = "prepare";
     let outcome = {
         let _s = log.section("roll", &format!("kopsci roll {}", cluster.name), false);
-        steps(fleet, cluster, opts, &kops, &stop, &log, &mut report, &mut step)
+        steps(
+            fleet,
+            cluster,
+            opts,
+            &kops,
+            &stop,
+            &log,
+            &mut report,
+            &mut step,
+        )
     };
     let interrupted = match outcome {
         Ok(()) => None,
@@ -62,11 +72,10 @@ pub fn roll(fleet: &Fleet, cluster: &Cluster, opts: &RollOptions) -> Result<Repo
         }
     };
     report.duration_seconds = started.elapsed().as_secs_f64();
-    if let Err(e) = report::write_report(&dir, &report, false) {
-        log.line(&format!("error: {}: writing reports: {e}", cluster.name));
-        if report.failed.is_none() {
-            report.fail("report", &e);
-        }
+    if let Err(e) = report::write_report(&dir, &report, false)
+        && report.failed.is_none()
+    {
+        report.fail("report", &e);
     }
     match interrupted {
         Some(e) => Err(e),
@@ -95,7 +104,9 @@ fn steps(
 
     *step = "aws identity";
     let identity = resolve_identity(&fleet.aws_for(cluster), &opts.settings.sts)?;
-    log.note(&identity.describe());
+    if !matches!(identity, AwsIdentity::Inherit { region: None }) {
+        log.note(&identity.describe());
+    }
 
     *step = "kops rolling-update cluster";
     stop.check()?;
@@ -123,6 +134,7 @@ fn steps(
             outcome.stdout
         ),
     )?;
+    report.kops_seconds = outcome.duration.as_secs_f64();
     report.kops_output = outcome.stdout.clone();
     *step = "parse rolling-update output";
     match parse_rolling_update_output(&outcome.stdout) {

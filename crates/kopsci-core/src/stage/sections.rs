@@ -122,11 +122,7 @@ impl Log {
         if self.style.gitlab {
             let flag = if collapsed { "[collapsed=true]" } else { "" };
             let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
-            let _ = write!(
-                sink,
-                "{}",
-                section_start(unix_now(), &name, flag, header)
-            );
+            let _ = write!(sink, "{}", section_start(unix_now(), &name, flag, header));
         } else if !self.style.quiet {
             self.line(&format!("==> {header}"));
         }

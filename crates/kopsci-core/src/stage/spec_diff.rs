@@ -133,7 +133,10 @@ fn compare(
     stored_text: Option<&str>,
 ) -> Result<()> {
     let stored = match stored_text {
-        Some(text) => Some(crate::yaml::from_str::<Value>(text, &format!("stored {key}"))?),
+        Some(text) => Some(crate::yaml::from_str::<Value>(
+            text,
+            &format!("stored {key}"),
+        )?),
         None => None,
     };
     let (old, new) = match (stored, rendered) {
@@ -340,14 +343,17 @@ spec:
 
     #[test]
     fn modified_created_and_removed_objects() {
-        let manifest = MANIFEST.replace("maxSize: 2", "maxSize: 5").replace(
-            "kubernetesVersion: 1.34.1",
-            "kubernetesVersion: 1.34.2",
-        ) + "---\nkind: InstanceGroup\nmetadata: {name: gpu}\nspec: {role: Node}\n";
+        let manifest = MANIFEST
+            .replace("maxSize: 2", "maxSize: 5")
+            .replace("kubernetesVersion: 1.34.1", "kubernetesVersion: 1.34.2")
+            + "---\nkind: InstanceGroup\nmetadata: {name: gpu}\nspec: {role: Node}\n";
         let m = ManifestObjects::parse(&manifest, "c.example.com").unwrap();
         let diff = spec_diff(
             &m,
-            &stored(CONFIG, &[("nodes", NODES), ("old", "kind: InstanceGroup\n")]),
+            &stored(
+                CONFIG,
+                &[("nodes", NODES), ("old", "kind: InstanceGroup\n")],
+            ),
         )
         .unwrap();
         let summary: Vec<(String, Change, Vec<String>)> = diff
@@ -380,9 +386,19 @@ spec:
                 delete: 1
             }
         );
-        assert!(diff.text.contains("-  maxSize: 2\n+  maxSize: 5\n"), "{}", diff.text);
-        assert!(diff.text.contains("--- /dev/null\n+++ b/instancegroup/gpu\n"));
-        assert!(diff.text.contains("--- a/instancegroup/old\n+++ /dev/null\n"));
+        assert!(
+            diff.text.contains("-  maxSize: 2\n+  maxSize: 5\n"),
+            "{}",
+            diff.text
+        );
+        assert!(
+            diff.text
+                .contains("--- /dev/null\n+++ b/instancegroup/gpu\n")
+        );
+        assert!(
+            diff.text
+                .contains("--- a/instancegroup/old\n+++ /dev/null\n")
+        );
         assert!(!diff.text.contains("creationTimestamp"));
     }
 
@@ -392,7 +408,10 @@ spec:
         let diff = spec_diff(&m, &StoredObjects::default()).unwrap();
         assert_eq!(diff.counts().create, 2);
         // The manifest sets configBase: then a different stored one is a change.
-        let with_base = MANIFEST.replace("spec:\n  kube", "spec:\n  configBase: s3://other/c.example.com\n  kube");
+        let with_base = MANIFEST.replace(
+            "spec:\n  kube",
+            "spec:\n  configBase: s3://other/c.example.com\n  kube",
+        );
         let m = ManifestObjects::parse(&with_base, "c.example.com").unwrap();
         let diff = spec_diff(&m, &stored(CONFIG, &[("nodes", NODES)])).unwrap();
         assert_eq!(diff.objects.len(), 1, "{with_base}\n{diff:?}");

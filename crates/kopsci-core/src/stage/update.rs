@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet, Overrides};
+use crate::kops::AwsIdentity;
 use crate::kops::{Runner, parse_update_output};
 use crate::render::RenderOptions;
 use crate::stage::aws::{resolve_identity, s3_for};
@@ -76,12 +77,17 @@ pub fn update(fleet: &Fleet, cluster: &Cluster, opts: &UpdateOptions) -> Result<
     let dir = cluster_report_dir(&opts.report_dir, &cluster.name).join(UPDATE_DIR);
     let mut step = "prepare";
     let outcome = {
-        let _s = log.section(
-            "update",
-            &format!("kopsci update {}", cluster.name),
-            false,
-        );
-        steps(fleet, cluster, opts, &kops, &stop, &log, &mut report, &mut step)
+        let _s = log.section("update", &format!("kopsci update {}", cluster.name), false);
+        steps(
+            fleet,
+            cluster,
+            opts,
+            &kops,
+            &stop,
+            &log,
+            &mut report,
+            &mut step,
+        )
     };
     let interrupted = match outcome {
         Ok(()) => None,
@@ -91,11 +97,10 @@ pub fn update(fleet: &Fleet, cluster: &Cluster, opts: &UpdateOptions) -> Result<
         }
     };
     report.duration_seconds = started.elapsed().as_secs_f64();
-    if let Err(e) = report::write_report(&dir, &report, false) {
-        log.line(&format!("error: {}: writing reports: {e}", cluster.name));
-        if report.failed.is_none() {
-            report.fail("report", &e);
-        }
+    if let Err(e) = report::write_report(&dir, &report, false)
+        && report.failed.is_none()
+    {
+        report.fail("report", &e);
     }
     match interrupted {
         Some(e) => Err(e),
@@ -119,7 +124,10 @@ fn steps(
     let plan_dir = cluster_report_dir(&opts.report_dir, name);
     let dir = plan_dir.join(UPDATE_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    clear_previous(&dir, &[REPORT_MD, REPORT_JSON, KOPS_UPDATE_FILE, MANIFEST_FILE])?;
+    clear_previous(
+        &dir,
+        &[REPORT_MD, REPORT_JSON, KOPS_UPDATE_FILE, MANIFEST_FILE],
+    )?;
     let store = store_for(fleet, cluster, settings.state.as_deref())?;
     let state_arg = store.to_string();
     report.state = Some(store.cluster_url(name));
@@ -137,7 +145,9 @@ fn steps(
 
     *step = "aws identity";
     let identity = resolve_identity(&fleet.aws_for(cluster), &settings.sts)?;
-    log.note(&identity.describe());
+    if !matches!(identity, AwsIdentity::Inherit { region: None }) {
+        log.note(&identity.describe());
+    }
     let s3 = s3_for(&identity, &settings.s3);
 
     *step = "plan check";
@@ -185,7 +195,7 @@ fn steps(
             &format!("{name}: {label} -f manifest.yaml on {state_arg}"),
             false,
         );
-        runner.run(&inv)?;
+        report.kops_seconds += runner.run(&inv)?.duration.as_secs_f64();
     }
 
     if opts.prune_instance_groups {
@@ -197,7 +207,8 @@ fn steps(
                 &format!("{name}: kops delete instancegroup {group}"),
                 false,
             );
-            runner.run(&kops.delete_instance_group(group, name, &state_arg))?;
+            let deleted = runner.run(&kops.delete_instance_group(group, name, &state_arg))?;
+            report.kops_seconds += deleted.duration.as_secs_f64();
             report.pruned_instance_groups.push(group.clone());
         }
     } else if !decision.removed.is_empty() {
@@ -217,6 +228,7 @@ fn steps(
         );
         runner.run(&kops.update_cluster(name, &state_arg, true, &opts.kops_args)?)?
     };
+    report.kops_seconds += outcome.duration.as_secs_f64();
     let applied = parse_update_output(&outcome.stdout);
     write_file(
         &dir,

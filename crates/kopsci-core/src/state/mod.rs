@@ -49,7 +49,7 @@ pub fn progress_wanted() -> bool {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Snapshot(format!("cannot start the I/O runtime: {e}")))

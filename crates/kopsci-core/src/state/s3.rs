@@ -16,7 +16,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use tokio::sync::OnceCell;
@@ -232,7 +232,7 @@ impl S3Store {
             let broke = loop {
                 match body.next().await {
                     Some(Ok(chunk)) => sink.write(&chunk)?,
-                    Some(Err(e)) => break Some(DisplayErrorContext(&e).to_string()),
+                    Some(Err(e)) => break Some(error_chain(&e)),
                     None => break None,
                 }
             };
@@ -347,8 +347,11 @@ fn http_client(settings: &S3Settings) -> Result<aws_sdk_s3::config::SharedHttpCl
 /// lookup at all.
 #[derive(Debug, Clone, Default)]
 struct CachingResolver {
-    hosts: Arc<Mutex<HashMap<String, Arc<OnceCell<Vec<IpAddr>>>>>>,
+    /// One lookup per host name, shared by every connection to it.
+    hosts: Arc<Mutex<HashMap<String, Arc<Lookup>>>>,
 }
+
+type Lookup = OnceCell<Vec<IpAddr>>;
 
 impl ResolveDns for CachingResolver {
     fn resolve_dns<'a>(&'a self, name: &'a str) -> DnsFuture<'a> {
@@ -376,20 +379,87 @@ impl ResolveDns for CachingResolver {
     }
 }
 
+/// An error and its sources on one line, without the SDK's debug dumps.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 /// One message per failed request: the S3 error code when the server sent
 /// one, else the SDK's error chain (which never holds credentials).
 fn s3_error<E, R>(context: String, err: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
+    R: fmt::Debug + 'static,
 {
     let message = match err.as_service_error() {
         Some(service) => match (service.code(), service.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code.to_string(),
-            _ => DisplayErrorContext(&err).to_string(),
+            _ => error_chain(&err),
         },
-        None => DisplayErrorContext(&err).to_string(),
+        None => error_chain(&err),
     };
     Error::S3 { context, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let settings = S3Settings {
+            static_credentials: Some(("AKIDEXAMPLE".into(), "wJalrXUtnFEMI/K7MDENG".into())),
+            ..S3Settings::default()
+        };
+        let text = format!("{settings:?}");
+        assert!(!text.contains("wJalrXUtnFEMI"), "{text}");
+        assert!(!text.contains("AKIDEXAMPLE"), "{text}");
+        assert!(text.contains("<set>"), "{text}");
+    }
+
+    #[test]
+    fn endpoints_without_a_scheme_are_https_as_in_kops() {
+        let with = |e: &str| S3Settings {
+            endpoint: Some(e.into()),
+            ..S3Settings::default()
+        };
+        assert_eq!(
+            with("minio.example.com:9000").endpoint_url().as_deref(),
+            Some("https://minio.example.com:9000")
+        );
+        assert_eq!(
+            with("http://127.0.0.1:9000").endpoint_url().as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(S3Settings::default().endpoint_url(), None);
+    }
+
+    #[tokio::test]
+    async fn ip_literals_resolve_without_a_lookup_and_names_are_cached() {
+        let resolver = CachingResolver::default();
+        assert_eq!(
+            resolver.resolve_dns("127.0.0.1").await.unwrap(),
+            vec![IpAddr::from([127, 0, 0, 1])]
+        );
+        assert_eq!(
+            resolver.resolve_dns("[::1]").await.unwrap(),
+            vec!["::1".parse::<IpAddr>().unwrap()]
+        );
+        assert!(resolver.hosts.lock().unwrap().is_empty());
+        let first = resolver.resolve_dns("localhost").await.unwrap();
+        assert!(!first.is_empty());
+        assert_eq!(resolver.resolve_dns("localhost").await.unwrap(), first);
+        assert_eq!(resolver.hosts.lock().unwrap().len(), 1);
+    }
 }

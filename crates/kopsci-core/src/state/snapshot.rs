@@ -203,6 +203,7 @@ async fn copy_all(
     alive: mpsc::Sender<()>,
 ) -> Result<(Vec<ObjectRecord>, usize)> {
     let permits = Arc::new(Semaphore::new(concurrency));
+    let made = Arc::new(MadeDirs::default());
     let mut tasks: JoinSet<Result<ObjectRecord>> = JoinSet::new();
     let mut objects = Vec::new();
     let mut skipped = 0;
@@ -229,12 +230,13 @@ async fn copy_all(
             }
             let source = Arc::clone(&source);
             let dir = cluster_dir.to_path_buf();
+            let made = Arc::clone(&made);
             let progress = progress.clone();
             let alive = alive.clone();
             tasks.spawn(async move {
                 let _alive = alive;
                 let _permit = permit;
-                let object = copy_one(&source, entry, &dir).await?;
+                let object = copy_one(&source, entry, &dir, &made).await?;
                 progress.inc(object.size);
                 Ok(object)
             });
@@ -268,10 +270,15 @@ fn joined(
 /// Copies one object to its file, hashing the bytes as they are written.
 /// File operations are synchronous on purpose: a task is only ever
 /// cancelled between them, never with a create or write still pending.
-async fn copy_one(source: &Source, entry: Entry, cluster_dir: &Path) -> Result<ObjectRecord> {
+async fn copy_one(
+    source: &Source,
+    entry: Entry,
+    cluster_dir: &Path,
+    made: &MadeDirs,
+) -> Result<ObjectRecord> {
     let path = keys::local_path(cluster_dir, &entry.key)?;
     if let Some(parent) = path.parent() {
-        make_private_dir(parent)?;
+        made.ensure(parent)?;
     }
     let file = OpenOptions::new()
         .write(true)
@@ -330,6 +337,22 @@ impl Sink for FileSink<'_> {
             .map_err(|e| Error::io(self.path, e))?;
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
+        Ok(())
+    }
+}
+
+/// Directories already created in this snapshot: most objects share their
+/// parent with others, and each saved `mkdir` is a syscall per object.
+#[derive(Default)]
+struct MadeDirs(std::sync::Mutex<std::collections::HashSet<PathBuf>>);
+
+impl MadeDirs {
+    fn ensure(&self, dir: &Path) -> Result<()> {
+        let mut made = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !made.contains(dir) {
+            make_private_dir(dir)?;
+            made.insert(dir.to_path_buf());
+        }
         Ok(())
     }
 }

@@ -88,6 +88,12 @@ pub struct PipelineArgs {
     /// Where kops releases are downloaded from (a mirror for offline runners).
     #[arg(long, value_name = "URL", default_value = KOPS_DOWNLOAD_URL)]
     pub kops_download_url: String,
+
+    /// Authenticate the cluster jobs to AWS with a GitLab ID token for this
+    /// audience: dry runs assume $KOPSCI_DRYRUN_ROLE_ARN, update and roll
+    /// $KOPSCI_UPDATE_ROLE_ARN (empty: the runner's own credentials).
+    #[arg(long, value_name = "AUDIENCE")]
+    pub aws_oidc_audience: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -115,14 +121,14 @@ pub fn run(global: &GlobalArgs, args: PipelineArgs) -> anyhow::Result<Exit> {
     options.dryrun_environment = args.dryrun_environment;
     options.kops_version = args.kops_version.filter(|v| !v.trim().is_empty());
     options.kops_download_url = args.kops_download_url;
+    options.aws_oidc_audience = args.aws_oidc_audience.filter(|a| !a.trim().is_empty());
     let request = Request {
         changed_since: args.changed_since,
         all: args.all,
         kind,
         options,
     };
-    let generated =
-        pipeline::generate_child_pipeline(&fleet, &CiEnv::from_env(), &cwd, request)?;
+    let generated = pipeline::generate_child_pipeline(&fleet, &CiEnv::from_env(), &cwd, request)?;
 
     let mut stdout = std::io::stdout().lock();
     if args.explain {
@@ -130,6 +136,9 @@ pub fn run(global: &GlobalArgs, args: PipelineArgs) -> anyhow::Result<Exit> {
     }
     match &args.out {
         Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| kopsci_core::Error::io(dir, e))?;
+            }
             kopsci_core::fsutil::write_atomic(path, generated.yaml.as_bytes())?;
             if !args.explain {
                 eprintln!(

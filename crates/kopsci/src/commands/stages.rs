@@ -180,12 +180,12 @@ fn one_cluster<'a>(fleet: &'a Fleet, name: &str) -> anyhow::Result<&'a Cluster> 
     Ok(fleet.cluster(name)?)
 }
 
-/// Prints the report line, and turns a failed cluster into the error.
+/// Prints the report line, or turns a failed cluster into the one error.
 fn finish(report: &Report, pending: bool) -> anyhow::Result<Exit> {
-    println!("{}", report.line());
     if let Some(failed) = &report.failed {
         return Err(anyhow::anyhow!("{failed}"));
     }
+    println!("{}", report.line());
     Ok(if pending {
         Exit::Pending
     } else {
@@ -196,10 +196,7 @@ fn finish(report: &Report, pending: bool) -> anyhow::Result<Exit> {
 pub fn dryrun(global: &GlobalArgs, args: DryrunArgs) -> anyhow::Result<Exit> {
     let fleet = fleet(global)?;
     if !args.all && args.clusters.is_empty() {
-        return Err(Error::Usage(
-            "name the clusters to dry-run, or pass --all".into(),
-        )
-        .into());
+        return Err(Error::Usage("name the clusters to dry-run, or pass --all".into()).into());
     }
     if args.jobs == 0 {
         return Err(Error::Usage("--jobs must be at least 1".into()).into());

@@ -111,20 +111,6 @@ fn unknown_flag_is_a_usage_error() {
 }
 
 #[test]
-fn later_commands_say_not_implemented_and_exit_2() {
-    for (args, issue) in [
-        (vec!["dryrun", "--all"], "#4"),
-        (vec!["update", "a.example.com"], "#4"),
-        (vec!["roll", "a.example.com"], "#4"),
-    ] {
-        Kopsci::new()
-            .args(&args)
-            .run()
-            .fails_with(2, &["not implemented yet", issue]);
-    }
-}
-
-#[test]
 fn quiet_and_verbose_conflict() {
     Kopsci::new()
         .args(["-v", "-q", "render", "--all"])

@@ -4,7 +4,11 @@ mod harness;
 
 mod cli;
 mod fleet;
+mod gitlab_ci_local;
+mod note;
+mod pipeline;
 mod reference_fleet;
 mod render;
 mod snapshot;
+mod stages;
 mod support;

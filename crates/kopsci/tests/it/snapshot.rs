@@ -805,3 +805,43 @@ fn a_missing_server_binary_fails_with_the_install_hint() {
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(message.contains("scripts/install-test-deps"), "{message}");
 }
+
+#[test]
+fn logs_never_show_object_contents_or_secrets() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let secret = "-----BEGIN RSA PRIVATE KEY-----\nkopsci-test-private-key-material\n";
+    server.put(
+        BUCKET,
+        &format!("{CLUSTER}/config"),
+        b"kind: Cluster\n".to_vec(),
+    );
+    server.put(
+        BUCKET,
+        &format!("{CLUSTER}/pki/private/ca/keyset.yaml"),
+        secret,
+    );
+    server.put(
+        BUCKET,
+        &format!("{CLUSTER}/secrets/admin"),
+        "kopsci-test-secret-token",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("snap");
+    // Most verbose logging, every library included.
+    let result = run(snapshot(&server.endpoint(), "s3://kops-state", CLUSTER, &out).arg("-vvv"));
+    expect_code(&result, 0);
+    let logs = format!("{}{}", stdout(&result), stderr(&result));
+    assert!(logs.contains("listing page"), "no debug logs at -vvv");
+    for needle in [
+        "kopsci-test-private-key-material",
+        "kopsci-test-secret-token",
+        support::s3::SECRET_KEY,
+    ] {
+        assert!(!logs.contains(needle), "logs show {needle:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(out.join(CLUSTER).join("pki/private/ca/keyset.yaml")).unwrap(),
+        secret
+    );
+}

