@@ -113,6 +113,14 @@ class Bench:
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, signal.SIGKILL)
                     p.wait()
+        # SeaweedFS leaves gRPC sockets named by port in /tmp.
+        for port in getattr(self, "weed_ports", []):
+            for name in os.listdir("/tmp"):
+                if name.startswith("seaweedfs-") and name.endswith(f"-{port}.sock"):
+                    try:
+                        os.remove(os.path.join("/tmp", name))
+                    except OSError:
+                        pass
 
     def start_weed(self):
         p = free_ports(10)
@@ -124,9 +132,11 @@ class Bench:
                     f"-s3.port={p[3]}", f"-master.port.grpc={p[4]}", f"-volume.port.grpc={p[5]}",
                     f"-filer.port.grpc={p[6]}", f"-s3.port.grpc={p[7]}", f"-admin.port={p[8]}",
                     f"-admin.port.grpc={p[9]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                    "-webdav=false", "-admin.ui=false", "-master.telemetry=false"],
+                    "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
+                    f"-filer.localSocket={data}/filer.sock", f"-s3.localSocket={data}/s3.sock"],
                    env=self.base_env, stdout=log, stderr=log, cwd=data)
         self.s3_port = p[3]
+        self.weed_ports = p
         wait_http(self.s3_port)
         end = time.time() + 60
         while subprocess.run(self.aws_cmd(self.s3_port, "s3", "ls"), env=self.base_env,

@@ -354,3 +354,23 @@ pub fn kops_update_text(cluster: &str, stdout: &str, plan: &UpdatePlan) -> Strin
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kops_update_text_keeps_the_output_and_adds_the_parse() {
+        let out = "Will modify resources:\n  AutoscalingGroup/nodes.c\n  \tMaxSize             \t 2 -> 5\n\nMust specify --yes to apply changes\n";
+        let plan = parse_update_output(out);
+        let text = kops_update_text("c", out, &plan);
+        assert_eq!(
+            text,
+            format!(
+                "$ kops update cluster --name c --state file://<snapshot>\n{out}\n\
+                 --- parsed by kopsci: 0 to create, 1 to modify, 0 to delete (changes pending)\n\
+                 modify: AutoscalingGroup/nodes.c\n    MaxSize: 2 -> 5\n"
+            )
+        );
+    }
+}

@@ -484,6 +484,34 @@ mod tests {
     }
 
     #[test]
+    fn roll_and_update_reports_read_as_such() {
+        let text = "NAME\tSTATUS\tNEEDUPDATE\tREADY\tMIN\tTARGET\tMAX\tNODES\n\
+                    nodes\tNeedsUpdate\t2\t0\t2\t2\t2\t2\n\nMust specify --yes to rolling-update.\n";
+        let mut roll = Report::new(StageKind::Roll, "c", "t".into());
+        roll.roll_plan = Some(crate::kops::parse_rolling_update_output(text).unwrap());
+        roll.changes_pending = true;
+        assert_eq!(roll.line(), "c: 1 instance group(s) need a rolling update");
+        let md = roll.markdown();
+        assert!(
+            md.starts_with("#### `c` — 1 instance group(s) need a rolling update\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `nodes` | NeedsUpdate | 2 | 0 | 2 | 2 | 2 |"),
+            "{md}"
+        );
+
+        let mut update = Report::new(StageKind::Update, "c", "t".into());
+        update.removed_instance_groups = vec!["old".into()];
+        update.pruned_instance_groups = vec!["old".into()];
+        assert_eq!(
+            update.line(),
+            "c: applied: 0 to create, 0 to modify, 0 to delete; 1 instance group(s) pruned: old"
+        );
+        assert!(update.markdown().contains("**Pruned instance groups**"));
+    }
+
+    #[test]
     fn a_failed_report_says_where_and_why() {
         let mut r = Report::new(StageKind::Dryrun, "c", "t".into());
         r.fail(

@@ -158,7 +158,7 @@ fn take(global: &GlobalArgs, args: SnapshotArgs) -> anyhow::Result<Exit> {
 fn fleet_state(global: &GlobalArgs, cluster: &str) -> anyhow::Result<String> {
     let fleet = Fleet::discover(global.fleet.as_deref()).map_err(|e| {
         Error::Usage(format!(
-            "no --state or KOPS_STATE_STORE, and no fleet file to take the store from: {e}"
+            "no --state or KOPS_STATE_STORE given, and the fleet file cannot name the store: {e}"
         ))
     })?;
     let entry = fleet.cluster(cluster)?;

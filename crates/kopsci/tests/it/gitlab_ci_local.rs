@@ -185,8 +185,8 @@ fn safe_job_name(name: &str) -> String {
 
 /// A fleet repository (`repo/`) with one commit on `main`, an S3 server
 /// holding both clusters' fixture store, already applied to the stand-in's
-/// cloud (`cloud/`), the stand-in's invocation log, and private `home/` and
-/// `tmp/` for everything gitlab-ci-local starts.
+/// cloud (`cloud/`), the stand-in's invocation log, and private `gcl.home/`
+/// and `gcl.tmp/` for everything gitlab-ci-local starts.
 struct World {
     sb: Sandbox,
     server: S3Server,
@@ -194,7 +194,9 @@ struct World {
 
 /// The outcome of one gitlab-ci-local run.
 struct Pipeline {
+    /// stdout, then stderr.
     log: String,
+    stdout: String,
     success: bool,
 }
 
@@ -254,7 +256,7 @@ impl World {
                 copy(entry.path(), &repo.join(rel));
             }
         }
-        for dir in ["bin", "home", "tmp", "cloud"] {
+        for dir in ["bin", "cloud"] {
             std::fs::create_dir_all(sb.join(dir)).expect("mkdir");
         }
         // The runner's kopsci: the binary under test, and nothing else of
@@ -280,26 +282,7 @@ impl World {
         }
         world.write_variables();
 
-        world.git(&["init", "-q", "-b", "main"]);
-        // gitlab-ci-local reads the user for GITLAB_USER_* and warns without.
-        world.git(&["config", "user.name", "kopsci tests"]);
-        world.git(&["config", "user.email", "tests@example.com"]);
-        // gitlab-ci-local's own working files, and nothing else, untracked.
-        std::fs::write(repo.join(".git/info/exclude"), "/.gitlab-ci-local/\n").expect("exclude");
-        world.git(&[
-            "remote",
-            "add",
-            "origin",
-            "https://gitlab.example.com/infra/fleet.git",
-        ]);
-        world.commit("fleet");
-        // origin/HEAD names the default branch, as in a GitLab clone.
-        world.git(&["update-ref", "refs/remotes/origin/main", "HEAD"]);
-        world.git(&[
-            "symbolic-ref",
-            "refs/remotes/origin/HEAD",
-            "refs/remotes/origin/main",
-        ]);
+        init_repo(&repo);
         world
     }
 
@@ -335,19 +318,7 @@ impl World {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(self.repo())
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "kopsci tests")
-            .env("GIT_AUTHOR_EMAIL", "tests@example.com")
-            .env("GIT_COMMITTER_NAME", "kopsci tests")
-            .env("GIT_COMMITTER_EMAIL", "tests@example.com")
-            .output()
-            .expect("run git");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        git(&self.repo(), args)
     }
 
     /// Commits everything; returns the commit.
@@ -417,7 +388,6 @@ impl World {
     /// directory only. The environment is built from nothing, so no CI,
     /// AWS or kOps setting of the machine reaches the jobs.
     fn gitlab_ci_local(&self, args: &[&str]) -> Pipeline {
-        let tool = gitlab_ci_local();
         let repo = self.repo();
         // A fresh state directory: no artifact of an earlier run can stand
         // in for one this run should have made.
@@ -431,73 +401,24 @@ impl World {
         )
         .expect("link the artifact directory");
 
-        let path = std::env::join_paths(std::iter::once(self.sb.join("bin")).chain(
-            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-        ))
-        .expect("PATH");
-        let stdout = std::fs::File::create(self.sb.join("gcl.log")).expect("log file");
-        let stderr = stdout.try_clone().expect("log file");
         let variables = self.sb.join("ci-variables.yml");
-        let home = self.sb.join("home");
-        let mut command = Command::new(tool);
-        command
-            .env_clear()
-            .env("PATH", path)
-            .env("HOME", &home)
-            .env("TMPDIR", self.sb.join("tmp"))
-            .env("LANG", "C.UTF-8")
-            .env("NO_COLOR", "1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .current_dir(&repo)
-            .args([
-                "--shell-isolation",
-                "--no-artifacts-to-source",
-                "--force-shell-executor",
-                "--no-color",
-                "--variables-file",
-            ])
-            .arg(&variables)
-            .arg("--home")
-            .arg(&home)
-            // The pipeline variables GitLab would set, given with
-            // --variable below; gitlab-ci-local warns about each otherwise.
-            .args([
-                "--ignore-predefined-vars",
-                "CI_PIPELINE_SOURCE,CI_COMMIT_BEFORE_SHA,CI_MERGE_REQUEST_IID,\
-                 CI_MERGE_REQUEST_DIFF_BASE_SHA,CI_MERGE_REQUEST_TARGET_BRANCH_NAME",
-            ])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        // Its own process group, so a hung run can be stopped whole.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let started = Instant::now();
-        let mut child = command.spawn().expect("start gitlab-ci-local");
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for gitlab-ci-local") {
-                break status;
-            }
-            if started.elapsed() > RUN_TIMEOUT {
-                let _ = Command::new("kill")
-                    .arg("-KILL")
-                    .arg(format!("-{}", child.id()))
-                    .status();
-                let _ = child.wait();
-                panic!(
-                    "gitlab-ci-local did not finish in {RUN_TIMEOUT:?}; log:\n{}",
-                    std::fs::read_to_string(self.sb.join("gcl.log")).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let log = std::fs::read_to_string(self.sb.join("gcl.log")).expect("read log");
-        Pipeline {
-            log,
-            success: status.success(),
-        }
+        let mut all: Vec<&std::ffi::OsStr> = [
+            "--shell-isolation",
+            "--no-artifacts-to-source",
+            "--force-shell-executor",
+            "--variables-file",
+        ]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .collect();
+        all.push(variables.as_os_str());
+        all.extend(args.iter().map(std::ffi::OsStr::new));
+        run_gitlab_ci_local(
+            &repo,
+            &self.sb.join("bin"),
+            &self.sb.path().join("gcl"),
+            &all,
+        )
     }
 
     /// A merge-request pipeline for the checked-out branch, as GitLab
@@ -560,7 +481,7 @@ impl World {
 
     /// Temporary files kopsci left behind in the jobs' TMPDIR.
     fn kopsci_debris(&self) -> Vec<String> {
-        support::entries(&self.sb.join("tmp"))
+        support::entries(&self.sb.join("gcl.tmp"))
             .into_iter()
             .filter(|e| e.starts_with("kopsci-"))
             .collect()
@@ -570,6 +491,136 @@ impl World {
 fn copy(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).expect("mkdir");
     std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+}
+
+/// Runs git in `dir` with a fixed identity and no user or system config.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "kopsci tests")
+        .env("GIT_AUTHOR_EMAIL", "tests@example.com")
+        .env("GIT_COMMITTER_NAME", "kopsci tests")
+        .env("GIT_COMMITTER_EMAIL", "tests@example.com")
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Makes `dir` a repository like a GitLab clone of a project's `main`:
+/// everything committed, `origin/HEAD` naming the default branch.
+fn init_repo(dir: &Path) {
+    git(dir, &["init", "-q", "-b", "main"]);
+    // gitlab-ci-local reads the user for GITLAB_USER_* and warns without.
+    git(dir, &["config", "user.name", "kopsci tests"]);
+    git(dir, &["config", "user.email", "tests@example.com"]);
+    // gitlab-ci-local's own working files, and nothing else, untracked.
+    std::fs::write(dir.join(".git/info/exclude"), "/.gitlab-ci-local/\n").expect("exclude");
+    git(
+        dir,
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://gitlab.example.com/infra/fleet.git",
+        ],
+    );
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "initial"]);
+    git(dir, &["update-ref", "refs/remotes/origin/main", "HEAD"]);
+    git(
+        dir,
+        &[
+            "symbolic-ref",
+            "refs/remotes/origin/HEAD",
+            "refs/remotes/origin/main",
+        ],
+    );
+}
+
+/// Runs gitlab-ci-local in `cwd` with an environment built from nothing,
+/// so no CI, AWS or kOps setting of the machine reaches it or its jobs:
+/// `bin` first on `PATH` (the runner's kopsci), private `HOME` and
+/// `TMPDIR` under `scratch`, and its output in `scratch.{out,err}`. Stops
+/// it (its whole process group) after [`RUN_TIMEOUT`].
+fn run_gitlab_ci_local(
+    cwd: &Path,
+    bin: &Path,
+    scratch: &Path,
+    args: &[&std::ffi::OsStr],
+) -> Pipeline {
+    let tool = gitlab_ci_local();
+    let home = scratch.with_extension("home");
+    let tmp = scratch.with_extension("tmp");
+    for dir in [&home, &tmp] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    let path = std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let out_path = scratch.with_extension("out");
+    let err_path = scratch.with_extension("err");
+    let mut command = Command::new(tool);
+    command
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", &home)
+        .env("TMPDIR", &tmp)
+        .env("LANG", "C.UTF-8")
+        .env("NO_COLOR", "1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .current_dir(cwd)
+        .arg("--no-color")
+        .arg("--home")
+        .arg(&home)
+        // The pipeline variables GitLab would set, which the tests give with
+        // --variable; gitlab-ci-local warns about each otherwise.
+        .args([
+            "--ignore-predefined-vars",
+            "CI_PIPELINE_SOURCE,CI_COMMIT_BEFORE_SHA,CI_COMMIT_TAG,CI_MERGE_REQUEST_IID,\
+             CI_MERGE_REQUEST_DIFF_BASE_SHA,CI_MERGE_REQUEST_TARGET_BRANCH_NAME",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("log file"))
+        .stderr(std::fs::File::create(&err_path).expect("log file"));
+    // Its own process group, so a hung run can be stopped whole.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let started = Instant::now();
+    let mut child = command.spawn().expect("start gitlab-ci-local");
+    let read = || {
+        (
+            std::fs::read_to_string(&out_path).unwrap_or_default(),
+            std::fs::read_to_string(&err_path).unwrap_or_default(),
+        )
+    };
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for gitlab-ci-local") {
+            break status;
+        }
+        if started.elapsed() > RUN_TIMEOUT {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(format!("-{}", child.id()))
+                .status();
+            let _ = child.wait();
+            let (out, err) = read();
+            panic!("gitlab-ci-local did not finish in {RUN_TIMEOUT:?}:\n{out}\n--- stderr\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (stdout, stderr) = read();
+    Pipeline {
+        log: format!("{stdout}\n--- stderr\n{stderr}"),
+        stdout,
+        success: status.success(),
+    }
 }
 
 /// Every object of the test bucket, by key.
@@ -904,4 +955,93 @@ fn safe_job_names_match_gitlab_ci_locals_artifact_directories() {
     );
     assert_eq!(safe_job_name("a b:c"), "aIAbOgc");
     assert_eq!(safe_job_name("a::.b"), "aOjoub");
+}
+
+// ---------------------------------------------------------------------
+// The project's own pipeline
+// ---------------------------------------------------------------------
+
+/// `.gitlab-ci.yml` at the repository root is valid for GitLab's schema as
+/// written and once gitlab-ci-local has expanded the component into it, and
+/// every kind of pipeline gets the jobs it should.
+#[test]
+fn the_projects_pipeline_is_valid_and_each_kind_of_pipeline_gets_its_jobs() {
+    let root = repo_root();
+    crate::pipeline::validate_gitlab_ci(&[root.join(".gitlab-ci.yml")]);
+
+    let sb = Sandbox::new()
+        .file(
+            ".gitlab-ci.yml",
+            &std::fs::read_to_string(root.join(".gitlab-ci.yml")).expect("read .gitlab-ci.yml"),
+        )
+        .file(
+            "templates/kopsci.yml",
+            &std::fs::read_to_string(root.join("templates/kopsci.yml")).expect("read component"),
+        );
+    init_repo(sb.path());
+    let bin = sb.join("bin");
+    let scratch = sb.join("gcl");
+    let gcl = |args: &[&str]| {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        let run = run_gitlab_ci_local(sb.path(), &bin, &scratch, &args);
+        assert!(run.success, "gitlab-ci-local {args:?} failed:\n{}", run.log);
+        run
+    };
+
+    // The include expanded with its inputs; the result is valid too.
+    let preview = gcl(&["--preview"]);
+    assert!(
+        preview.stdout.contains("kopsci:pipeline:")
+            && preview.stdout.contains("KOPSCI_FLEET: kopsci.yaml"),
+        "{}",
+        preview.log
+    );
+    std::fs::write(sb.join("expanded.yml"), &preview.stdout).expect("write");
+    crate::pipeline::validate_gitlab_ci(&[sb.join("expanded.yml")]);
+
+    // `--list-csv`: `name;stage;when;allowFailure;needs`, jobs that run.
+    let jobs = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["--list-csv"];
+        all.extend(args);
+        gcl(&all)
+            .stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("name;"))
+            .skip(1)
+            .filter_map(|l| l.split(';').next())
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let checks = ["build", "fmt", "clippy", "test"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        checks.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    assert_eq!(
+        jobs(&[
+            "--variable",
+            "CI_PIPELINE_SOURCE=merge_request_event",
+            "--unset-variable",
+            "CI_COMMIT_BRANCH",
+        ]),
+        with(&["kopsci:pipeline", "kopsci:dryrun"]),
+        "merge request"
+    );
+    assert_eq!(
+        jobs(&[]),
+        with(&["release", "kopsci:pipeline", "kopsci:deploy"]),
+        "default branch"
+    );
+    assert_eq!(
+        jobs(&[
+            "--variable",
+            "CI_COMMIT_TAG=v0.1.0",
+            "--unset-variable",
+            "CI_COMMIT_BRANCH",
+        ]),
+        with(&["release"]),
+        "tag"
+    );
+    git(sb.path(), &["checkout", "-q", "-b", "topic"]);
+    assert_eq!(jobs(&[]), with(&[]), "another branch");
 }

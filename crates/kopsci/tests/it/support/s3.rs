@@ -28,6 +28,7 @@ pub fn weed_binary() -> PathBuf {
 /// A running SeaweedFS S3 server.
 pub struct S3Server {
     child: Option<Child>,
+    ports: Vec<u16>,
     s3: SocketAddr,
     data: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
@@ -90,6 +91,11 @@ impl S3Server {
             "-webdav=false".into(),
             "-admin.ui=false".into(),
             "-master.telemetry=false".into(),
+            format!(
+                "-filer.localSocket={}",
+                data.path().join("filer.sock").display()
+            ),
+            format!("-s3.localSocket={}", data.path().join("s3.sock").display()),
         ];
         let child = Command::new(weed)
             .arg("mini")
@@ -111,6 +117,7 @@ impl S3Server {
         let client = client_for(&format!("http://{s3}"));
         let mut server = S3Server {
             child: Some(child),
+            ports,
             s3,
             data,
             runtime,
@@ -272,12 +279,49 @@ impl S3Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.remove_sockets();
+    }
+
+    /// Stops the server politely (SIGTERM), then forcibly after 5 s.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.remove_sockets();
+    }
+
+    /// SeaweedFS puts gRPC sockets in /tmp named by port, and leaves them
+    /// behind when killed.
+    fn remove_sockets(&self) {
+        let Ok(entries) = std::fs::read_dir("/tmp") else {
+            return;
+        };
+        let suffixes: Vec<String> = self.ports.iter().map(|p| format!("-{p}.sock")).collect();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("seaweedfs-") && suffixes.iter().any(|s| name.ends_with(s.as_str()))
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 }
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        self.kill();
+        self.stop();
     }
 }
 
