@@ -17,19 +17,15 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `shared/fixtures/` next to the repository.
-pub fn fixtures() -> PathBuf {
-    let dir = repo_root().join("../shared/fixtures");
-    assert!(
-        dir.is_dir(),
-        "fixtures not found at {} (the shared/ directory next to the repository)",
-        dir.display()
-    );
+/// The kOps fixtures vendored in the repository (tests/fixtures/README.md).
+fn vendored(rel: &str) -> PathBuf {
+    let dir = repo_root().join(rel);
+    assert!(dir.is_dir(), "fixtures not found at {}", dir.display());
     dir
 }
 
 pub fn manifest(cluster: &str) -> PathBuf {
-    fixtures().join("manifests").join(format!("{cluster}.yaml"))
+    vendored("tests/fixtures/manifests").join(format!("{cluster}.yaml"))
 }
 
 /// What one `kops` run did.
@@ -89,7 +85,7 @@ impl Bench {
     pub fn with_fixture(cluster: &str) -> Bench {
         let bench = Bench::new();
         copy_dir(
-            &fixtures().join("kops-state").join(cluster),
+            &vendored("examples/state").join(cluster),
             &bench.store.path().join(cluster),
         );
         bench

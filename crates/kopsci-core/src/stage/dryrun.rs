@@ -242,7 +242,8 @@ fn steps(
             let runner = Runner::new(log.echo());
             let state_arg = format!("file://{}", snapshot_dir.display());
             let manifest_path = work.path().join(MANIFEST_FILE);
-            crate::fsutil::write_atomic(&manifest_path, manifest.as_bytes())?;
+            // A private temporary directory: no one else sees a partial file.
+            std::fs::write(&manifest_path, &manifest).map_err(|e| Error::io(&manifest_path, e))?;
             report.kops_version = Some(setup.version.to_string());
 
             let (inv, label) = match action {

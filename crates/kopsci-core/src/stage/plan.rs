@@ -124,10 +124,8 @@ impl Plan {
             .prefix("kopsci-verify-")
             .tempdir()
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        crate::fsutil::write_atomic(
-            &dir.path().join(RECORD_FILE),
-            self.snapshot.to_json().as_bytes(),
-        )?;
+        let record = dir.path().join(RECORD_FILE);
+        std::fs::write(&record, self.snapshot.to_json()).map_err(|e| Error::io(&record, e))?;
         crate::state::verify(dir.path(), s3, concurrency)
     }
 }

@@ -426,9 +426,21 @@ pub fn fenced(content: &str, lang: &str) -> String {
     format!("{fence}{lang}\n{body}\n{fence}\n")
 }
 
-/// Writes `contents` to `dir/name` atomically.
+/// Writes `contents` to `dir/name` atomically: a temporary file in `dir`,
+/// renamed into place. Unlike [`crate::fsutil::write_atomic`] it does not
+/// fsync: a report is rewritten by the next run anyway, and seven fsyncs per
+/// cluster were most of a `--without-kops` dry run's wall time.
 pub fn write_file(dir: &Path, name: &str, contents: &str) -> Result<()> {
-    crate::fsutil::write_atomic(&dir.join(name), contents.as_bytes())
+    use std::io::Write as _;
+    let path = dir.join(name);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kopsci-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(&path, e))?;
+    tmp.write_all(contents.as_bytes())
+        .map_err(|e| Error::io(&path, e))?;
+    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    Ok(())
 }
 
 /// Writes `report.json` and `report.md`; with `terraform`, also the

@@ -178,7 +178,8 @@ fn steps(
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let manifest_path = work.path().join(MANIFEST_FILE);
-    crate::fsutil::write_atomic(&manifest_path, manifest.as_bytes())?;
+    // A private temporary directory: no one else sees a partial file.
+    std::fs::write(&manifest_path, &manifest).map_err(|e| Error::io(&manifest_path, e))?;
 
     let (inv, label) = match decision.action {
         Action::Create => (kops.create_file(&manifest_path, &state_arg), "kops create"),

@@ -229,6 +229,8 @@ impl Pipeline {
 
 impl World {
     fn new() -> World {
+        // Missing tools fail the test before any server starts.
+        gitlab_ci_local();
         let root = repo_root();
         let sb = Sandbox::new()
             .file("repo/kopsci.yaml", FLEET)

@@ -16,13 +16,13 @@ pub use s3::S3Server;
 
 pub use crate::harness::repo_root;
 
-/// `shared/fixtures/kops-state/`, next to the repository: the state-store
-/// objects kOps writes for 10 clusters.
+/// `examples/state/`: the state-store objects kOps writes for 10 clusters,
+/// vendored from kOps' integration tests (see tests/fixtures/README.md).
 pub fn kops_state_fixtures() -> PathBuf {
-    let dir = repo_root().join("../shared/fixtures/kops-state");
+    let dir = repo_root().join("examples/state");
     assert!(
         dir.is_dir(),
-        "kOps state fixtures not found at {} (the shared/ directory next to the repository)",
+        "kOps state fixtures not found at {}",
         dir.display()
     );
     dir
@@ -32,12 +32,9 @@ pub fn kops_state_fixtures() -> PathBuf {
 pub fn fixture_clusters() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(kops_state_fixtures())
         .expect("read fixtures")
-        .map(|e| {
-            e.expect("fixture entry")
-                .file_name()
-                .into_string()
-                .expect("utf-8 name")
-        })
+        .map(|e| e.expect("fixture entry"))
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().into_string().expect("utf-8 name"))
         .collect();
     names.sort();
     names
