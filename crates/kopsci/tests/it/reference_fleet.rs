@@ -294,7 +294,7 @@ fn vendored_fixtures_match_the_shared_ones() {
             compared += 1;
         }
         assert!(
-            compared > 10,
+            compared >= 10,
             "only {compared} files under {}",
             theirs.display()
         );
