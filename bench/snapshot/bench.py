@@ -69,7 +69,7 @@ def tree(path):
 
 def generate_store(dest, clusters, backups_per_cluster, rng):
     """20 clusters cloned from the fixtures, each with etcd backups."""
-    fixtures = sorted(os.listdir(FIXTURES))
+    fixtures = sorted(d for d in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, d)))
     names = []
     for i in range(clusters):
         name = f"c{i:02d}.gen.example.com"
@@ -227,7 +227,7 @@ def main():
         gen = os.path.join(work, "gen")
         os.makedirs(gen)
         gen_clusters = generate_store(gen, args.clusters, args.backups // args.clusters, rng)
-        fixture_clusters = sorted(os.listdir(FIXTURES))
+        fixture_clusters = sorted(d for d in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, d)))
         bench.start_weed()
         bench.seed("bench-fixture", FIXTURES)
         bench.seed("bench-generated", gen)
