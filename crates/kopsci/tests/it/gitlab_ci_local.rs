@@ -360,7 +360,7 @@ impl World {
 
     /// Every object of the live bucket, by key.
     fn bucket(&self) -> BTreeMap<String, Vec<u8>> {
-        bucket_objects(&self.server.endpoint())
+        self.server.objects(BUCKET)
     }
 
     /// The stand-in's invocations, as `(argv joined, cwd)`.
@@ -623,65 +623,6 @@ fn run_gitlab_ci_local(
         stdout,
         success: status.success(),
     }
-}
-
-/// Every object of the test bucket, by key.
-fn bucket_objects(endpoint: &str) -> BTreeMap<String, Vec<u8>> {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(
-                support::s3::ACCESS_KEY,
-                support::s3::SECRET_KEY,
-                None,
-                None,
-                "test",
-            ))
-            .build();
-        let client = aws_sdk_s3::Client::from_conf(config);
-        let mut out = BTreeMap::new();
-        let mut token = None;
-        loop {
-            let page = client
-                .list_objects_v2()
-                .bucket(BUCKET)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .expect("list");
-            for object in page.contents() {
-                let key = object.key().unwrap().to_string();
-                let body = client
-                    .get_object()
-                    .bucket(BUCKET)
-                    .key(&key)
-                    .send()
-                    .await
-                    .expect("get")
-                    .body
-                    .collect()
-                    .await
-                    .expect("body")
-                    .into_bytes()
-                    .to_vec();
-                out.insert(key, body);
-            }
-            token = page.next_continuation_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
-        out
-    })
 }
 
 fn dryrun_job(cluster: &str) -> String {

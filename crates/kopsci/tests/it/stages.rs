@@ -70,65 +70,6 @@ const BIGGER_NODES: &str = "instanceGroups:\n  nodes:\n    maxSize: 5\n";
 /// instances then need a rolling update.
 const NEW_MACHINE_TYPE: &str = "instanceGroups:\n  nodes:\n    machineType: t3.large\n";
 
-/// Every object of a bucket, by key.
-fn bucket_objects(endpoint: &str, bucket: &str) -> BTreeMap<String, Vec<u8>> {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(
-                support::s3::ACCESS_KEY,
-                support::s3::SECRET_KEY,
-                None,
-                None,
-                "test",
-            ))
-            .build();
-        let client = aws_sdk_s3::Client::from_conf(config);
-        let mut out = BTreeMap::new();
-        let mut token = None;
-        loop {
-            let page = client
-                .list_objects_v2()
-                .bucket(bucket)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .expect("list");
-            for object in page.contents() {
-                let key = object.key().unwrap().to_string();
-                let body = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(&key)
-                    .send()
-                    .await
-                    .expect("get")
-                    .body
-                    .collect()
-                    .await
-                    .expect("body")
-                    .into_bytes()
-                    .to_vec();
-                out.insert(key, body);
-            }
-            token = page.next_continuation_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
-        out
-    })
-}
-
 /// A fleet copy, an S3 server holding the fixture cluster(s), the stand-in's
 /// invocation log and simulated cloud, and a private TMPDIR.
 struct World {
@@ -186,7 +127,7 @@ impl World {
     }
 
     fn bucket(&self) -> BTreeMap<String, Vec<u8>> {
-        bucket_objects(&self.server.endpoint(), BUCKET)
+        self.server.objects(BUCKET)
     }
 
     /// The stand-in's invocations so far.

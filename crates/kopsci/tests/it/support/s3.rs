@@ -230,6 +230,47 @@ impl S3Server {
         });
     }
 
+    /// Every object of `bucket` by key, with its bytes: what tests compare
+    /// to prove a command left the live store untouched.
+    pub fn objects(&self, bucket: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let client = self.client.clone();
+        let bucket = bucket.to_string();
+        self.runtime.block_on(async move {
+            let mut out = std::collections::BTreeMap::new();
+            let mut token = None;
+            loop {
+                let page = client
+                    .list_objects_v2()
+                    .bucket(&bucket)
+                    .set_continuation_token(token)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("list {bucket}: {e:?}"));
+                for object in page.contents() {
+                    let key = object.key().expect("listed key").to_string();
+                    let body = client
+                        .get_object()
+                        .bucket(&bucket)
+                        .key(&key)
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
+                        .body
+                        .collect()
+                        .await
+                        .unwrap_or_else(|e| panic!("body of {key}: {e:?}"))
+                        .into_bytes()
+                        .to_vec();
+                    out.insert(key, body);
+                }
+                token = page.next_continuation_token().map(str::to_string);
+                if token.is_none() {
+                    return out;
+                }
+            }
+        })
+    }
+
     pub fn delete(&self, bucket: &str, key: &str) {
         let client = self.client.clone();
         let (bucket, key) = (bucket.to_string(), key.to_string());
