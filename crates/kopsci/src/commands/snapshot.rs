@@ -138,20 +138,13 @@ fn take(global: &GlobalArgs, args: SnapshotArgs) -> anyhow::Result<Exit> {
         progress: global.quiet == 0 && state::progress_wanted(),
         s3: s3_settings(&args.net),
     };
-    match state::snapshot(&opts) {
-        Ok(summary) => {
-            if global.quiet == 0 {
-                println!("{}", summary.line());
-            }
-            Ok(Exit::Success)
-        }
-        Err(Error::Interrupted { name, signal }) => {
-            // The snapshot cleaned up after itself; exit as the signal would have.
-            eprintln!("error: snapshot interrupted by {name}; nothing was left behind");
-            std::process::exit(128 + signal);
-        }
-        Err(e) => Err(e.into()),
+    // An interruption comes back as `Error::Interrupted` once the snapshot
+    // has cleaned up; `Exit::for_error` turns it into 128+n.
+    let summary = state::snapshot(&opts)?;
+    if global.quiet == 0 {
+        println!("{}", summary.line());
     }
+    Ok(Exit::Success)
 }
 
 /// Fleet mode: the cluster's store as the fleet file declares it.
