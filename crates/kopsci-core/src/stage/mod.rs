@@ -197,6 +197,51 @@ pub(crate) fn cluster_log(style: LogStyle, cluster: &str, parallel: bool) -> Log
     }
 }
 
+/// Runs the steps of a single-cluster kops stage (`update`, `roll`) inside
+/// its log section and always writes the report: a failing step is recorded
+/// in `failed` under the step's name, and only an interruption comes back
+/// as an error, after the report is written.
+pub(crate) fn run_cluster_stage(
+    kind: report::StageKind,
+    cluster: &crate::fleet::Cluster,
+    kops: &KopsSetup,
+    log: &Log,
+    dir: &Path,
+    steps: impl FnOnce(&mut report::Report, &mut &'static str) -> Result<()>,
+) -> Result<report::Report> {
+    let started = std::time::Instant::now();
+    let mut report = report::Report::new(kind, &cluster.name, now_rfc3339());
+    report.environment = Some(cluster.environment.clone());
+    report.kops_version = Some(kops.version.to_string());
+    let mut step = "prepare";
+    let outcome = {
+        let command = kind.command();
+        let _section = log.section(
+            command,
+            &format!("kopsci {command} {}", cluster.name),
+            false,
+        );
+        steps(&mut report, &mut step)
+    };
+    let interrupted = match outcome {
+        Ok(()) => None,
+        Err(e) => {
+            report.fail(step, &e);
+            matches!(e, Error::Interrupted { .. }).then_some(e)
+        }
+    };
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    if let Err(e) = report::write_report(dir, &report, false)
+        && report.failed.is_none()
+    {
+        report.fail("report", &e);
+    }
+    match interrupted {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
 /// Removes the files a previous run of this stage left in `dir`, so that a
 /// failed run never leaves an old plan or report looking current.
 pub(crate) fn clear_previous(dir: &Path, names: &[&str]) -> Result<()> {

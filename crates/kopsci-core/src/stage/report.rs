@@ -34,6 +34,15 @@ pub enum StageKind {
 }
 
 impl StageKind {
+    /// The kopsci subcommand that runs this stage.
+    pub fn command(self) -> &'static str {
+        match self {
+            StageKind::Dryrun => "dryrun",
+            StageKind::Update => "update",
+            StageKind::Roll => "roll",
+        }
+    }
+
     pub fn title(self) -> &'static str {
         match self {
             StageKind::Dryrun => "dry run",

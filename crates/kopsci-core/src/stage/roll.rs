@@ -8,19 +8,16 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet};
 use crate::kops::AwsIdentity;
 use crate::kops::{Runner, parse_rolling_update_output};
 use crate::stage::aws::resolve_identity;
-use crate::stage::report::{
-    self, KOPS_ROLL_FILE, REPORT_JSON, REPORT_MD, Report, StageKind, write_file,
-};
+use crate::stage::report::{KOPS_ROLL_FILE, REPORT_JSON, REPORT_MD, Report, StageKind, write_file};
 use crate::stage::{
     KopsSetup, Log, StageSettings, Stop, clear_previous, cluster_log, cluster_report_dir,
-    now_rfc3339, store_for,
+    run_cluster_stage, store_for,
 };
 
 /// The sub-directory of a cluster's report directory for `roll`.
@@ -45,42 +42,15 @@ pub fn roll(fleet: &Fleet, cluster: &Cluster, opts: &RollOptions) -> Result<Repo
     crate::kops::invocation::check_extra("kops rolling-update cluster", &opts.kops_args)?;
     let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
     let log = cluster_log(opts.settings.log, &cluster.name, false);
-    let started = Instant::now();
-    let mut report = Report::new(StageKind::Roll, &cluster.name, now_rfc3339());
-    report.environment = Some(cluster.environment.clone());
-    report.kops_version = Some(kops.version.to_string());
     let dir = cluster_report_dir(&opts.report_dir, &cluster.name).join(ROLL_DIR);
-    let mut step = "prepare";
-    let outcome = {
-        let _s = log.section("roll", &format!("kopsci roll {}", cluster.name), false);
-        steps(
-            fleet,
-            cluster,
-            opts,
-            &kops,
-            &stop,
-            &log,
-            &mut report,
-            &mut step,
-        )
-    };
-    let interrupted = match outcome {
-        Ok(()) => None,
-        Err(e) => {
-            report.fail(step, &e);
-            matches!(e, Error::Interrupted { .. }).then_some(e)
-        }
-    };
-    report.duration_seconds = started.elapsed().as_secs_f64();
-    if let Err(e) = report::write_report(&dir, &report, false)
-        && report.failed.is_none()
-    {
-        report.fail("report", &e);
-    }
-    match interrupted {
-        Some(e) => Err(e),
-        None => Ok(report),
-    }
+    run_cluster_stage(
+        StageKind::Roll,
+        cluster,
+        &kops,
+        &log,
+        &dir,
+        |report, step| steps(fleet, cluster, opts, &kops, &stop, &log, report, step),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -15,7 +15,6 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet, Overrides};
@@ -26,12 +25,12 @@ use crate::stage::aws::{resolve_identity, s3_for};
 use crate::stage::objects::{ManifestObjects, StoredObjects};
 use crate::stage::plan::{Plan, sha256_hex};
 use crate::stage::report::{
-    self, Action, CountsSource, KOPS_UPDATE_FILE, MANIFEST_FILE, REPORT_JSON, REPORT_MD, Report,
+    Action, CountsSource, KOPS_UPDATE_FILE, MANIFEST_FILE, REPORT_JSON, REPORT_MD, Report,
     StageKind, write_file,
 };
 use crate::stage::{
     KopsSetup, Log, StageSettings, Stop, clear_previous, cluster_log, cluster_report_dir,
-    now_rfc3339, store_for,
+    run_cluster_stage, store_for,
 };
 use crate::state::{self, FilterSpec, S3Settings, SnapshotOptions, StoreUrl};
 
@@ -70,42 +69,15 @@ pub fn update(fleet: &Fleet, cluster: &Cluster, opts: &UpdateOptions) -> Result<
     crate::kops::invocation::check_extra("kops update cluster", &opts.kops_args)?;
     let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
     let log = cluster_log(opts.settings.log, &cluster.name, false);
-    let started = Instant::now();
-    let mut report = Report::new(StageKind::Update, &cluster.name, now_rfc3339());
-    report.environment = Some(cluster.environment.clone());
-    report.kops_version = Some(kops.version.to_string());
     let dir = cluster_report_dir(&opts.report_dir, &cluster.name).join(UPDATE_DIR);
-    let mut step = "prepare";
-    let outcome = {
-        let _s = log.section("update", &format!("kopsci update {}", cluster.name), false);
-        steps(
-            fleet,
-            cluster,
-            opts,
-            &kops,
-            &stop,
-            &log,
-            &mut report,
-            &mut step,
-        )
-    };
-    let interrupted = match outcome {
-        Ok(()) => None,
-        Err(e) => {
-            report.fail(step, &e);
-            matches!(e, Error::Interrupted { .. }).then_some(e)
-        }
-    };
-    report.duration_seconds = started.elapsed().as_secs_f64();
-    if let Err(e) = report::write_report(&dir, &report, false)
-        && report.failed.is_none()
-    {
-        report.fail("report", &e);
-    }
-    match interrupted {
-        Some(e) => Err(e),
-        None => Ok(report),
-    }
+    run_cluster_stage(
+        StageKind::Update,
+        cluster,
+        &kops,
+        &log,
+        &dir,
+        |report, step| steps(fleet, cluster, opts, &kops, &stop, &log, report, step),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
