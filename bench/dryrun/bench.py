@@ -22,46 +22,19 @@ import json
 import math
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-FIXTURES = os.path.abspath(os.path.join(ROOT, "..", "shared", "fixtures", "kops-state"))
-ACCESS, SECRET = "kopsci-bench-access", "kopsci-bench-secret"
+sys.path.insert(0, os.path.dirname(HERE))
+from common import ACCESS, FIXTURES, ROOT, SECRET, Servers as BaseServers  # noqa: E402
+
 BUCKET = "bench-dryrun"
 ONE = "minimal-aws.example.com"
 CONCURRENCY = 64  # kopsci's default snapshot concurrency
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def wait_http(port, deadline=60):
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return  # any HTTP answer: the server is up
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing answers on 127.0.0.1:{port}")
 
 
 def objects(cluster):
@@ -77,65 +50,16 @@ def objects(cluster):
     return keys
 
 
-class Servers:
+class Servers(BaseServers):
     def __init__(self, args, work):
-        self.args = args
-        self.work = work
-        self.procs = []
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("AWS_", "S3_", "KOPS", "GITLAB_"))}
-        self.env.update({"AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET,
-                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-                         "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})
-
-    def start(self, cmd, **kw):
-        p = subprocess.Popen(cmd, start_new_session=True, **kw)
-        self.procs.append(p)
-        return p
-
-    def stop_all(self):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
+        super().__init__(args, work, strip=("AWS_", "S3_", "KOPS", "GITLAB_"))
 
     def aws(self, *rest):
-        return [self.args.aws, "--endpoint-url", f"http://127.0.0.1:{self.s3_port}", *rest]
+        return self.aws_cmd(self.s3_port, *rest)
 
     def start_weed(self):
-        p = free_ports(10)
-        data = os.path.join(self.work, "weed")
-        os.makedirs(data)
-        log = open(os.path.join(self.work, "weed.log"), "wb")
-        self.start([self.args.weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                    f"-master.port={p[0]}", f"-volume.port={p[1]}", f"-filer.port={p[2]}",
-                    f"-s3.port={p[3]}", f"-master.port.grpc={p[4]}", f"-volume.port.grpc={p[5]}",
-                    f"-filer.port.grpc={p[6]}", f"-s3.port.grpc={p[7]}", f"-admin.port={p[8]}",
-                    f"-admin.port.grpc={p[9]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                    "-webdav=false", "-admin.ui=false", "-master.telemetry=false"],
-                   env=self.env, stdout=log, stderr=log, cwd=data)
-        self.s3_port = p[3]
-        wait_http(self.s3_port)
-        end = time.time() + 60
-        while subprocess.run(self.aws("s3", "ls"), env=self.env, capture_output=True).returncode != 0:
-            if time.time() > end:
-                raise SystemExit("SeaweedFS never became ready; see " + os.path.join(self.work, "weed.log"))
-            time.sleep(0.2)
-        subprocess.run(self.aws("s3", "mb", f"s3://{BUCKET}"), env=self.env, check=True, capture_output=True)
-        subprocess.run(self.aws("s3", "cp", "--recursive", "--only-show-errors", FIXTURES, f"s3://{BUCKET}/"),
-                       env=self.env, check=True)
-
-    def start_proxy(self):
-        (port,) = free_ports(1)
-        p = self.start([self.args.proxy, str(port), str(self.s3_port), str(self.args.delay_ms)],
-                       stdout=subprocess.PIPE)
-        if p.stdout.readline().strip() != b"ready":
-            raise SystemExit("delay proxy did not start")
-        self.proxy_port = port
+        super().start_weed()
+        self.seed(BUCKET, FIXTURES)
 
 
 def dryrun(servers, clusters, with_kops, proxied, work):
@@ -178,7 +102,7 @@ def main():
 
     work = tempfile.mkdtemp(prefix="kopsci-bench-dryrun-")
     servers = Servers(args, work)
-    all_clusters = sorted(os.listdir(FIXTURES))
+    all_clusters = sorted(d for d in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, d)))
     rtt = 2 * args.delay_ms / 1000.0
     rows = []
     try:
