@@ -66,6 +66,7 @@ class Bench(Servers):
     def __init__(self, args, work):
         super().__init__(args, work, strip=("AWS_", "S3_", "KOPS", "RCLONE_"))
         self.base_env = self.env
+        self.runs = 0
 
     # One command per tool: copy cluster `c` of `bucket` into `dest`.
     def cmd_kopsci(self, bucket, c, dest, concurrency=None, direct=False):
@@ -93,8 +94,15 @@ class Bench(Servers):
         return cmd, env
 
     def timed(self, tool, bucket, clusters, dest, **kw):
-        """Wall time to copy every cluster, one process per cluster (one CI job each)."""
-        shutil.rmtree(dest, ignore_errors=True)
+        """Wall time to copy every cluster, one process per cluster (one CI job each).
+
+        Every run writes into a directory of its own, and nothing is deleted
+        until the end: ext4 avoids reusing recently deleted inodes, and with
+        thousands of them (a previous run's copy, deleted) every file and
+        directory created costs more, run after run, for every tool. A CI
+        job starts from a fresh checkout instead."""
+        self.runs += 1
+        dest = f"{dest}.{self.runs}"
         os.makedirs(dest)
         start = time.perf_counter()
         for c in clusters:
@@ -103,7 +111,7 @@ class Bench(Servers):
             r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if r.returncode != 0:
                 raise SystemExit(f"{tool} failed on {c}: {r.stderr.decode(errors='replace')[-2000:]}")
-        return time.perf_counter() - start
+        return time.perf_counter() - start, dest
 
 
 def main():
@@ -156,18 +164,20 @@ def main():
                 pages = max(1, math.ceil(len(keys) / PAGE))
                 floor += (pages + math.ceil(len(kept) / args.concurrency)) * rtt
             times = {t: [] for t in tools + ["direct"]}
+            copies = {}  # each tool's last copy
             for _ in range(args.runs):
                 for t in tools:
-                    times[t].append(bench.timed(t, bucket, clusters, os.path.join(work, "out", t)))
+                    seconds, copies[t] = bench.timed(t, bucket, clusters, os.path.join(work, "out", t))
+                    times[t].append(seconds)
                 # The same copy without the proxy: the server's own time.
-                times["direct"].append(bench.timed("kopsci", bucket, clusters, os.path.join(work, "out", "direct"),
-                                                   direct=True))
+                seconds, _ = bench.timed("kopsci", bucket, clusters, os.path.join(work, "out", "direct"), direct=True)
+                times["direct"].append(seconds)
             # All three copied the same objects, byte for byte.
             ref = {}
             for c in clusters:
-                ref.update({f"{c}/{k}": v for k, v in tree(os.path.join(work, "out", "kopsci", c, c)).items()})
+                ref.update({f"{c}/{k}": v for k, v in tree(os.path.join(copies["kopsci"], c, c)).items()})
             for t in ("aws", "rclone"):
-                got = tree(os.path.join(work, "out", t))
+                got = tree(copies[t])
                 if got != ref:
                     missing = sorted(set(ref) - set(got))[:5]
                     extra = sorted(set(got) - set(ref))[:5]
@@ -178,7 +188,7 @@ def main():
         sweep = []
         label, bucket, clusters = rows[-1][0], rows[-1][1], rows[-1][2]
         for c in [int(x) for x in args.sweep.split(",") if x]:
-            ts = [bench.timed("kopsci", bucket, clusters, os.path.join(work, "out", "sweep"), concurrency=c)
+            ts = [bench.timed("kopsci", bucket, clusters, os.path.join(work, "out", "sweep"), concurrency=c)[0]
                   for _ in range(args.runs)]
             sweep.append((c, statistics.median(ts)))
     finally:

@@ -228,6 +228,7 @@ impl S3Store {
                 .map_err(|e| s3_error(context(), e))?;
             let etag = out.e_tag().and_then(normalize_etag);
             let mut body = out.body;
+            sink.ready().await?;
             sink.reset()?;
             let broke = loop {
                 match body.next().await {

@@ -3,8 +3,9 @@
 //! failure or signal removes the temporary directory (and any parent
 //! directories this run created) before returning.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::future::Future;
 use std::io::{Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -15,7 +16,7 @@ use std::time::{Instant, SystemTime};
 use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::errors::{Error, Result};
@@ -23,7 +24,7 @@ use crate::state::filter::{Filter, FilterSpec};
 use crate::state::keys;
 use crate::state::record::{FORMAT, ObjectRecord, RECORD_FILE, Record};
 use crate::state::s3::S3Settings;
-use crate::state::source::{Entry, Sink, Source};
+use crate::state::source::{Entry, Ready, Sink, Source};
 use crate::state::url::StoreUrl;
 
 /// Everything `kopsci snapshot` needs to know.
@@ -203,7 +204,7 @@ async fn copy_all(
     alive: mpsc::Sender<()>,
 ) -> Result<(Vec<ObjectRecord>, usize)> {
     let permits = Arc::new(Semaphore::new(concurrency));
-    let made = Arc::new(MadeDirs::default());
+    let files = FileMaker::start()?;
     let mut tasks: JoinSet<Result<ObjectRecord>> = JoinSet::new();
     let mut objects = Vec::new();
     let mut skipped = 0;
@@ -228,15 +229,15 @@ async fn copy_all(
             while let Some(done) = tasks.try_join_next() {
                 objects.push(joined(done)?);
             }
+            let path = keys::local_path(cluster_dir, &entry.key)?;
+            let file = files.create(path.clone(), entry.key.clone(), alive.clone());
             let source = Arc::clone(&source);
-            let dir = cluster_dir.to_path_buf();
-            let made = Arc::clone(&made);
             let progress = progress.clone();
             let alive = alive.clone();
             tasks.spawn(async move {
                 let _alive = alive;
                 let _permit = permit;
-                let object = copy_one(&source, entry, &dir, &made).await?;
+                let object = copy_one(&source, entry, &path, file).await?;
                 progress.inc(object.size);
                 Ok(object)
             });
@@ -273,30 +274,12 @@ fn joined(
 async fn copy_one(
     source: &Source,
     entry: Entry,
-    cluster_dir: &Path,
-    made: &MadeDirs,
+    path: &Path,
+    file: PendingFile,
 ) -> Result<ObjectRecord> {
-    let path = keys::local_path(cluster_dir, &entry.key)?;
-    if let Some(parent) = path.parent() {
-        made.ensure(parent)?;
-    }
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
-                Error::Snapshot(format!(
-                    "object key `{}` collides with another key (a key cannot be both a file and a directory)",
-                    entry.key
-                ))
-            }
-            _ => Error::io(&path, e),
-        })?;
     let mut sink = FileSink {
-        file,
-        path: &path,
+        file: SinkFile::Pending(file),
+        path,
         hasher: Sha256::new(),
         size: 0,
     };
@@ -304,6 +287,12 @@ async fn copy_one(
     let FileSink {
         file, hasher, size, ..
     } = sink;
+    if let SinkFile::Pending(_) = file {
+        return Err(Error::Snapshot(format!(
+            "internal error: `{}` was fetched but never written",
+            entry.key
+        )));
+    }
     drop(file);
     Ok(ObjectRecord {
         key: entry.key,
@@ -313,18 +302,52 @@ async fn copy_one(
     })
 }
 
+/// An object's file as the file thread will hand it over.
+type PendingFile = oneshot::Receiver<Result<File>>;
+
+enum SinkFile {
+    Pending(PendingFile),
+    Open(File),
+}
+
 struct FileSink<'a> {
-    file: std::fs::File,
+    file: SinkFile,
     path: &'a Path,
     hasher: Sha256,
     size: u64,
 }
 
+impl FileSink<'_> {
+    fn open_file(&mut self) -> Result<&mut File> {
+        match &mut self.file {
+            SinkFile::Open(file) => Ok(file),
+            SinkFile::Pending(_) => Err(Error::Snapshot(format!(
+                "internal error: {} written before it was created",
+                self.path.display()
+            ))),
+        }
+    }
+}
+
 impl Sink for FileSink<'_> {
+    fn ready(&mut self) -> Ready<'_> {
+        Box::pin(async move {
+            if let SinkFile::Pending(pending) = &mut self.file {
+                let file = pending.await.map_err(|_| {
+                    Error::Snapshot("internal error: the file thread stopped".into())
+                })??;
+                self.file = SinkFile::Open(file);
+            }
+            Ok(())
+        })
+    }
+
     fn reset(&mut self) -> Result<()> {
         if self.size > 0 {
-            self.file.set_len(0).map_err(|e| Error::io(self.path, e))?;
-            self.file.rewind().map_err(|e| Error::io(self.path, e))?;
+            let path = self.path;
+            let file = self.open_file()?;
+            file.set_len(0).map_err(|e| Error::io(path, e))?;
+            file.rewind().map_err(|e| Error::io(path, e))?;
         }
         self.hasher = Sha256::new();
         self.size = 0;
@@ -332,28 +355,103 @@ impl Sink for FileSink<'_> {
     }
 
     fn write(&mut self, chunk: &[u8]) -> Result<()> {
-        self.file
+        let path = self.path;
+        self.open_file()?
             .write_all(chunk)
-            .map_err(|e| Error::io(self.path, e))?;
+            .map_err(|e| Error::io(path, e))?;
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
         Ok(())
     }
 }
 
-/// Directories already created in this snapshot: most objects share their
-/// parent with others, and each saved `mkdir` is a syscall per object.
-#[derive(Default)]
-struct MadeDirs(std::sync::Mutex<std::collections::HashSet<PathBuf>>);
+/// Creates the snapshot's directories and files on a thread of its own, in
+/// listing order, while the runtime thread sends the GETs: a request goes
+/// out without first waiting for a `mkdir` and an `open` (the filesystem's
+/// share of a snapshot), and its file is there when the response arrives.
+struct FileMaker {
+    jobs: std::sync::mpsc::Sender<FileJob>,
+}
 
-impl MadeDirs {
-    fn ensure(&self, dir: &Path) -> Result<()> {
-        let mut made = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !made.contains(dir) {
-            make_private_dir(dir)?;
-            made.insert(dir.to_path_buf());
+struct FileJob {
+    path: PathBuf,
+    key: String,
+    reply: oneshot::Sender<Result<File>>,
+    /// Held until the file is created or skipped, so the temporary
+    /// directory is only removed after the thread's last create in it.
+    _alive: mpsc::Sender<()>,
+}
+
+impl FileMaker {
+    /// Starts the thread; it ends when the `FileMaker` is dropped and the
+    /// queued jobs are done.
+    fn start() -> Result<FileMaker> {
+        let (jobs, queue) = std::sync::mpsc::channel::<FileJob>();
+        std::thread::Builder::new()
+            .name("kopsci-files".into())
+            .spawn(move || {
+                // Most objects share their parent with others: one `mkdir`
+                // per directory, not per object.
+                let mut made = HashSet::new();
+                for job in queue {
+                    if job.reply.is_closed() {
+                        continue; // its copy was cancelled
+                    }
+                    let file = create_object_file(&job.path, &job.key, &mut made);
+                    let _ = job.reply.send(file);
+                }
+            })
+            .map_err(|e| Error::Snapshot(format!("starting the file thread: {e}")))?;
+        Ok(FileMaker { jobs })
+    }
+
+    /// Queues the creation of `path`, the file of `key`.
+    fn create(&self, path: PathBuf, key: String, alive: mpsc::Sender<()>) -> PendingFile {
+        let (reply, file) = oneshot::channel();
+        // Sending fails only if the thread is gone; the dropped reply then
+        // reports that to the copy task.
+        let _ = self.jobs.send(FileJob {
+            path,
+            key,
+            reply,
+            _alive: alive,
+        });
+        file
+    }
+}
+
+/// Creates the private file of object `key` at `path`, and its parent
+/// directories unless `made` says they exist.
+fn create_object_file(path: &Path, key: &str, made: &mut HashSet<PathBuf>) -> Result<File> {
+    if let Some(parent) = path.parent()
+        && !made.contains(parent)
+    {
+        make_private_dir(parent).map_err(|e| collision_or(e, key))?;
+        made.insert(parent.to_path_buf());
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| collision_or(Error::io(path, e), key))
+}
+
+/// A key that is both a file and a directory (`a` and `a/b`) shows up as
+/// an existing file or a non-directory parent; name it as what it is.
+fn collision_or(err: Error, key: &str) -> Error {
+    match &err {
+        Error::Io { cause, .. }
+            if matches!(
+                cause.kind(),
+                std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Error::Snapshot(format!(
+                "object key `{key}` collides with another key (a key cannot be both a file and a directory)"
+            ))
         }
-        Ok(())
+        _ => err,
     }
 }
 
@@ -514,5 +612,82 @@ impl Target {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_files_are_private_and_parents_made_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut made = HashSet::new();
+        let path = dir.path().join("pki/private/ca/keyset.yaml");
+        create_object_file(&path, "pki/private/ca/keyset.yaml", &mut made).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("pki/private")), 0o700);
+        assert!(made.contains(&dir.path().join("pki/private/ca")));
+        // A second object in a known directory needs no mkdir: removing the
+        // directory makes that visible as a failure.
+        std::fs::remove_dir_all(dir.path().join("pki/private/ca")).unwrap();
+        let err = create_object_file(
+            &dir.path().join("pki/private/ca/other"),
+            "pki/private/ca/other",
+            &mut made,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_key_that_is_both_file_and_directory_is_named_as_a_collision() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut made = HashSet::new();
+        create_object_file(&dir.path().join("config"), "config", &mut made).unwrap();
+        let under_file =
+            create_object_file(&dir.path().join("config/extra"), "config/extra", &mut made)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            under_file.contains("object key `config/extra` collides with another key"),
+            "{under_file}"
+        );
+
+        create_object_file(&dir.path().join("ig/nodes"), "ig/nodes", &mut made).unwrap();
+        let over_dir = create_object_file(&dir.path().join("ig"), "ig", &mut made)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            over_dir.contains("object key `ig` collides with another key"),
+            "{over_dir}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_file_thread_hands_over_files_in_order_and_stops_with_its_maker() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alive, mut all_stopped) = mpsc::channel::<()>(1);
+        let maker = FileMaker::start().unwrap();
+        let pending: Vec<_> = (0..20)
+            .map(|i| {
+                let key = format!("instancegroup/ig-{i:02}");
+                maker.create(dir.path().join(&key), key, alive.clone())
+            })
+            .collect();
+        drop(alive);
+        drop(maker);
+        for (i, file) in pending.into_iter().enumerate() {
+            let mut file = file.await.unwrap().unwrap();
+            file.write_all(format!("{i}").as_bytes()).unwrap();
+        }
+        // Every job (and its hold on the directory) is gone once the thread
+        // has drained its queue.
+        assert!(all_stopped.recv().await.is_none());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("instancegroup/ig-07")).unwrap(),
+            "7"
+        );
     }
 }

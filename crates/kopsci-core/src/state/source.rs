@@ -1,6 +1,9 @@
 //! One interface over the stores a snapshot can read from (S3, `file://`):
 //! list a cluster's objects page by page, stream one object into a sink.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use sha2::{Digest, Sha256};
 
 use crate::errors::Result;
@@ -17,8 +20,17 @@ pub struct Entry {
     pub etag: Option<String>,
 }
 
+/// What [`Sink::ready`] returns.
+pub type Ready<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
 /// Where fetched bytes go. `reset` starts over (a retried body).
 pub trait Sink: Send {
+    /// Resolves when the sink can take bytes. A source calls it once the
+    /// response has begun, so a sink can get ready (create its file) while
+    /// the request is in flight instead of before it is sent.
+    fn ready(&mut self) -> Ready<'_> {
+        Box::pin(std::future::ready(Ok(())))
+    }
     fn reset(&mut self) -> Result<()>;
     fn write(&mut self, chunk: &[u8]) -> Result<()>;
 }
@@ -95,7 +107,10 @@ impl Source {
     pub async fn fetch(&self, key: &str, sink: &mut dyn Sink) -> Result<Option<String>> {
         match self {
             Source::S3(s3) => s3.fetch(key, sink).await,
-            Source::Local(local) => local.fetch(key, sink),
+            Source::Local(local) => {
+                sink.ready().await?;
+                local.fetch(key, sink)
+            }
         }
     }
 }
