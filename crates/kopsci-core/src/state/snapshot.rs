@@ -269,8 +269,9 @@ fn joined(
 }
 
 /// Copies one object to its file, hashing the bytes as they are written.
-/// File operations are synchronous on purpose: a task is only ever
-/// cancelled between them, never with a create or write still pending.
+/// Writes are synchronous on purpose: a task is only ever cancelled between
+/// them, never with a write still pending. The file itself comes from the
+/// [`FileMaker`] thread, whose jobs hold the temporary directory open too.
 async fn copy_one(
     source: &Source,
     entry: Entry,
