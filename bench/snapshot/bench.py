@@ -12,6 +12,7 @@ import argparse
 import math
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -114,6 +115,27 @@ class Bench(Servers):
         return time.perf_counter() - start, dest
 
 
+def phases(bench, bucket, clusters, dest, direct):
+    """Mean listing time, GET time and the rest (process start and finish)
+    per cluster, from kopsci's own debug timings."""
+    listing = gets = rest = 0.0
+    for c in clusters:
+        cmd, env = bench.cmd_kopsci(bucket, c, os.path.join(f"{dest}.{int(direct)}", c), direct=direct)
+        cmd = [a for a in cmd if a != "-q"]
+        env = dict(env, KOPSCI_LOG="kopsci_core=debug")
+        start = time.perf_counter()
+        r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+        wall = (time.perf_counter() - start) * 1000
+        log = r.stderr.decode(errors="replace")
+        listed = int(re.search(r"listing page keys=\d+ ms=(\d+)", log).group(1))
+        done = int(re.search(r"copy done objects=\d+ ms=(\d+)", log).group(1))
+        listing += listed
+        gets += done - listed
+        rest += wall - done
+    n = len(clusters)
+    return listing / n, gets / n, rest / n
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kopsci", required=True)
@@ -191,6 +213,8 @@ def main():
             ts = [bench.timed("kopsci", bucket, clusters, os.path.join(work, "out", "sweep"), concurrency=c)[0]
                   for _ in range(args.runs)]
             sweep.append((c, statistics.median(ts)))
+        split = [phases(bench, bucket, clusters, os.path.join(work, "out", "phases"), direct)
+                 for direct in (False, True)]
     finally:
         bench.stop_all()
         shutil.rmtree(work, ignore_errors=True)
@@ -210,6 +234,11 @@ def main():
     print("| concurrency | " + " | ".join(str(c) for c, _ in sweep) + " |")
     print("| --- |" + " ---: |" * len(sweep))
     print("| seconds | " + " | ".join(f"{t:.2f}" for _, t in sweep) + " |")
+    print("\nWhere a cluster's time goes on the generated store (mean per cluster, from kopsci's debug timings):\n")
+    print("| | listing | GETs | process start and finish |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, (listing, gets, rest) in zip(("through the proxy", "straight to the server"), split):
+        print(f"| {name} | {listing:.1f} ms | {gets:.1f} ms | {rest:.1f} ms |")
     print(f"\nGoals (≥ 3× faster than aws s3 sync, faster than rclone, within 1.5× of the floor): "
           f"{'met' if ok else 'MISSED'}")
     if args.check and not ok:
