@@ -88,14 +88,14 @@ class Servers:
         data = os.path.join(self.work, "weed")
         os.makedirs(data)
         log = open(os.path.join(self.work, "weed.log"), "wb")
-        self.start([self.args.weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                    f"-master.port={p[0]}", f"-volume.port={p[1]}", f"-filer.port={p[2]}",
-                    f"-s3.port={p[3]}", f"-master.port.grpc={p[4]}", f"-volume.port.grpc={p[5]}",
-                    f"-filer.port.grpc={p[6]}", f"-s3.port.grpc={p[7]}", f"-admin.port={p[8]}",
-                    f"-admin.port.grpc={p[9]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                    "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
-                    f"-filer.localSocket={data}/filer.sock", f"-s3.localSocket={data}/s3.sock"],
-                   env=self.env, stdout=log, stderr=log, cwd=data)
+        self.weed = self.start([self.args.weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                                f"-master.port={p[0]}", f"-volume.port={p[1]}", f"-filer.port={p[2]}",
+                                f"-s3.port={p[3]}", f"-master.port.grpc={p[4]}", f"-volume.port.grpc={p[5]}",
+                                f"-filer.port.grpc={p[6]}", f"-s3.port.grpc={p[7]}", f"-admin.port={p[8]}",
+                                f"-admin.port.grpc={p[9]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                                "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
+                                f"-filer.localSocket={data}/filer.sock", f"-s3.localSocket={data}/s3.sock"],
+                               env=self.env, stdout=log, stderr=log, cwd=data)
         self.s3_port = p[3]
         self.weed_ports = p
         wait_http(self.s3_port)
@@ -105,6 +105,12 @@ class Servers:
             if time.time() > end:
                 raise SystemExit("SeaweedFS never became ready; see " + os.path.join(self.work, "weed.log"))
             time.sleep(0.2)
+
+    def server_cpu_ms(self):
+        """CPU time SeaweedFS has used so far (user + system), in ms."""
+        with open(f"/proc/{self.weed.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
     def seed(self, bucket, src):
         subprocess.run(self.aws_cmd(self.s3_port, "s3", "mb", f"s3://{bucket}"), env=self.env,

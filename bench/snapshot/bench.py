@@ -94,12 +94,6 @@ class Bench(Servers):
                "--exclude", "backups/etcd/*/2*/**", "-q"]
         return cmd, env
 
-    def server_cpu_ms(self):
-        """CPU time SeaweedFS has used so far (user + system), in ms."""
-        with open(f"/proc/{self.procs[0].pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
-
     def timed(self, tool, bucket, clusters, dest, **kw):
         """Wall time to copy every cluster, one process per cluster (one CI job each).
 
