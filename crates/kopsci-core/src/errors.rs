@@ -58,13 +58,25 @@ pub enum Error {
         message: String,
     },
 
-    /// The fleet file is invalid.
-    #[error("{origin}: {message}")]
-    Fleet { origin: String, message: String },
+    /// The fleet file is missing or invalid.
+    #[error(transparent)]
+    Fleet(Box<FleetError>),
+
+    /// A name (cluster, environment, instance group) is not valid.
+    #[error(transparent)]
+    Name(#[from] NameError),
 
     /// A cluster named on the command line is not in the fleet.
-    #[error("unknown cluster `{name}` (the fleet has: {known})")]
-    UnknownCluster { name: String, known: String },
+    #[error(
+        "unknown cluster `{name}`{}{}",
+        suggestion.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default(),
+        if known.is_empty() { " (the fleet has no clusters)".to_string() } else { format!(" (the fleet has: {known})") }
+    )]
+    UnknownCluster {
+        name: String,
+        known: String,
+        suggestion: Option<String>,
+    },
 
     /// A failure while working on one cluster of the fleet.
     #[error("cluster `{cluster}`: {cause}")]
@@ -179,7 +191,23 @@ pub enum Error {
     Pipeline(String),
 }
 
+impl From<FleetError> for Error {
+    fn from(err: FleetError) -> Error {
+        Error::Fleet(Box::new(err))
+    }
+}
+
 impl Error {
+    /// Whether the error is about how kopsci was called (a missing fleet
+    /// file, an unknown cluster, a bad flag) rather than about the work.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            Error::Usage(_) | Error::UnknownCluster { .. } | Error::Name(_) => true,
+            Error::Fleet(fleet) => matches!(**fleet, FleetError::NotFound { .. }),
+            _ => false,
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, cause: io::Error) -> Self {
         Error::Io {
@@ -187,4 +215,104 @@ impl Error {
             cause,
         }
     }
+}
+
+/// Where in the fleet file something is: `kopsci.yaml:12:5`, or just the
+/// file when no position is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At {
+    pub file: String,
+    /// 1-based; 0 when unknown.
+    pub line: u64,
+    pub column: u64,
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            f.write_str(&self.file)
+        } else {
+            write!(f, "{}:{}:{}", self.file, self.line, self.column)
+        }
+    }
+}
+
+/// A fleet file that cannot be used. Data in the variants, text only in
+/// `Display`; every message says where, what is wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// No fleet file where one was looked for.
+    #[error(
+        "{}: no such fleet file{}",
+        path.display(),
+        if *explicit { "" } else { " in the current directory: pass --fleet FILE, or --template (and --values) to render without a fleet" }
+    )]
+    NotFound { path: PathBuf, explicit: bool },
+
+    #[error("{file}: `templates` must list at least one template file or directory")]
+    NoTemplates { file: String },
+
+    /// A key's value is not what the key takes.
+    #[error("{at}: {key}: {problem}")]
+    Invalid {
+        at: At,
+        key: String,
+        problem: String,
+    },
+
+    #[error("{at}: {source}")]
+    Name {
+        at: At,
+        #[source]
+        source: NameError,
+    },
+
+    #[error("{at}: cluster `{name}` is declared twice")]
+    DuplicateCluster { at: At, name: String },
+
+    #[error(
+        "{at}: {referrer}: unknown environment `{name}`; {}",
+        if known.is_empty() { "the fleet declares no `environments`".to_string() }
+        else { format!("{}expected one of: {}", suggestion.as_ref().map(|s| format!("did you mean `{s}`? ")).unwrap_or_default(), known.join(", ")) }
+    )]
+    UnknownEnvironment {
+        at: At,
+        referrer: String,
+        name: String,
+        known: Vec<String>,
+        suggestion: Option<String>,
+    },
+
+    #[error("{file}: environments.*.needs form a cycle: {}", cycle.join(" → "))]
+    NeedsCycle { file: String, cycle: Vec<String> },
+
+    #[error("{at}: {key}: set `{first}` or `{second}`, not both")]
+    Conflict {
+        at: At,
+        key: String,
+        first: &'static str,
+        second: &'static str,
+    },
+
+    #[error(
+        "{at}: cluster `{cluster}`: aws.external_id, aws.session_name and aws.duration_seconds only apply with aws.role_arn, which no level sets for this cluster"
+    )]
+    RoleRequired { at: At, cluster: String },
+
+    #[error(
+        "no state store for cluster `{cluster}`: set `state:` in {file} or pass --state (KOPS_STATE_STORE)"
+    )]
+    NoStateStore { cluster: String, file: String },
+}
+
+/// A name that kopsci cannot use. The name is shown escaped: it may hold
+/// control characters from an input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("invalid cluster name `{}`: {reason}", name.escape_debug())]
+    Cluster { name: String, reason: &'static str },
+    #[error("invalid environment name `{}`: {reason}", name.escape_debug())]
+    Environment { name: String, reason: &'static str },
+    #[error("invalid kOps object name `{}`: {reason}", name.escape_debug())]
+    Object { name: String, reason: &'static str },
 }

@@ -1,11 +1,14 @@
 //! kopsci's library: everything the `kopsci` binary does, as plain functions
 //! that return [`Error`]s instead of exiting.
 
+pub mod aws;
 pub mod errors;
 pub mod fleet;
 pub mod fsutil;
 pub mod gitlab;
 pub mod kops;
+pub mod names;
+pub mod pool;
 pub mod render;
 pub mod stage;
 pub mod state;

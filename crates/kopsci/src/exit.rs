@@ -29,8 +29,7 @@ impl Exit {
     pub fn for_error(err: &anyhow::Error) -> Exit {
         match err.downcast_ref::<kopsci_core::Error>() {
             Some(kopsci_core::Error::Interrupted { signal, .. }) => Exit::Interrupted(*signal),
-            Some(kopsci_core::Error::Usage(_))
-            | Some(kopsci_core::Error::UnknownCluster { .. }) => Exit::Usage,
+            Some(e) if e.is_usage() => Exit::Usage,
             _ => Exit::Error,
         }
     }

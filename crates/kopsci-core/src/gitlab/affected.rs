@@ -196,7 +196,7 @@ pub fn select(fleet: &Fleet, scope: &Scope, repo: &RepoPaths) -> Selection {
     };
     let mut shared = declared(&[fleet.path().to_path_buf()], "the fleet file");
     shared.extend(declared(fleet.templates(), "template"));
-    shared.extend(declared(fleet.base_values(), "base values"));
+    shared.extend(declared(&paths_of(fleet.base_values()), "base values"));
 
     let snippet_roots: Vec<PathBuf> = fleet
         .snippets()
@@ -217,9 +217,14 @@ pub fn select(fleet: &Fleet, scope: &Scope, repo: &RepoPaths) -> Selection {
             let env_inputs = fleet
                 .environments()
                 .find(|e| e.name == cluster.environment)
-                .map(|e| declared(&e.values, &format!("environment `{}` values", e.name)))
+                .map(|e| {
+                    declared(
+                        &paths_of(&e.values),
+                        &format!("environment `{}` values", e.name),
+                    )
+                })
                 .unwrap_or_default();
-            let own = declared(&cluster.values, "cluster values");
+            let own = declared(&paths_of(&cluster.values), "cluster values");
             inputs.extend(env_inputs.iter());
             inputs.extend(own.iter());
 
@@ -373,6 +378,11 @@ fn plural(n: usize, what: &str) -> String {
     } else {
         format!("{n} {what}s")
     }
+}
+
+/// The paths of values entries, whatever their kind.
+fn paths_of(values: &[crate::fleet::ValuesSource]) -> Vec<std::path::PathBuf> {
+    values.iter().map(|v| v.path().to_path_buf()).collect()
 }
 
 #[cfg(test)]

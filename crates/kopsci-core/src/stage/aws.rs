@@ -18,8 +18,8 @@ use aws_sdk_sts::config::{Credentials, Region};
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 
+use crate::aws::{AwsSettings, ExternalId};
 use crate::errors::{Error, Result};
-use crate::fleet::{AwsSettings, ExternalId};
 use crate::kops::{AwsCredentials, AwsIdentity, Secret};
 use crate::state::S3Settings;
 

@@ -19,8 +19,6 @@ pub mod spec_diff;
 pub mod update;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
 use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
@@ -87,17 +85,8 @@ impl KopsSetup {
 
 /// The live store of a cluster: the override, else the fleet's.
 pub fn store_for(fleet: &Fleet, cluster: &Cluster, state: Option<&str>) -> Result<StoreUrl> {
-    let url = match state {
-        Some(url) => url,
-        None => fleet.state_for(cluster).ok_or_else(|| {
-            Error::Usage(format!(
-                "no state store for cluster `{}`: set `state:` in {} or pass --state (KOPS_STATE_STORE)",
-                cluster.name,
-                fleet.path().display()
-            ))
-        })?,
-    };
-    StoreUrl::parse(url)
+    let state = state.map(StoreUrl::parse).transpose()?;
+    fleet.store_for(cluster, state.as_ref())
 }
 
 /// Where a cluster's reports go: `<report dir>/<cluster>/`.
@@ -153,39 +142,7 @@ impl StageResult {
     }
 }
 
-/// Runs `work` on every item, at most `jobs` at a time, and returns the
-/// results in item order. `work` returning `None` (skipped) leaves a gap
-/// that is dropped.
-pub(crate) fn bounded<T: Sync, R: Send>(
-    items: &[T],
-    jobs: usize,
-    work: impl Fn(&T) -> Option<R> + Sync,
-) -> Vec<R> {
-    let jobs = jobs.max(1).min(items.len().max(1));
-    if jobs == 1 {
-        return items.iter().filter_map(&work).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(item) = items.get(i) else { break };
-                    let result = work(item);
-                    results.lock().unwrap_or_else(PoisonError::into_inner)[i] = result;
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner)
-        .into_iter()
-        .flatten()
-        .collect()
-}
+pub(crate) use crate::pool::bounded;
 
 /// The log for one cluster: live when it is the only one running,
 /// buffered otherwise (see [`sections`]).
@@ -259,16 +216,6 @@ pub(crate) fn clear_previous(dir: &Path, names: &[&str]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bounded_keeps_order_and_drops_skips() {
-        let items: Vec<usize> = (0..20).collect();
-        let out = bounded(&items, 4, |&i| (i % 5 != 0).then_some(i * 2));
-        let want: Vec<usize> = (0..20).filter(|i| i % 5 != 0).map(|i| i * 2).collect();
-        assert_eq!(out, want);
-        assert_eq!(bounded(&items, 1, |&i| Some(i)), items);
-        assert!(bounded(&[] as &[usize], 3, |&i| Some(i)).is_empty());
-    }
 
     #[test]
     fn timestamps_are_rfc3339_utc() {

@@ -18,8 +18,16 @@ pub enum StoreUrl {
 }
 
 impl StoreUrl {
-    /// Parses a store URL as given to `--state` / `KOPS_STATE_STORE`.
+    /// Parses a store URL as given to `--state` / `KOPS_STATE_STORE`; a
+    /// relative `file://` path is taken from the current directory.
     pub fn parse(url: &str) -> Result<StoreUrl> {
+        let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+        StoreUrl::parse_in(url, &cwd)
+    }
+
+    /// Parses a store URL written in a file under `base` (the fleet file's
+    /// directory): a relative `file://` path is taken from `base`.
+    pub fn parse_in(url: &str, base: &Path) -> Result<StoreUrl> {
         let bad = |message: &str| Error::StateUrl {
             url: url.to_string(),
             message: message.to_string(),
@@ -58,9 +66,12 @@ impl StoreUrl {
             let path = Path::new(rest);
             let root = if path.is_absolute() {
                 path.to_path_buf()
+            } else if base.is_absolute() {
+                base.join(path)
             } else {
                 std::env::current_dir()
                     .map_err(|e| Error::io(".", e))?
+                    .join(base)
                     .join(path)
             };
             return Ok(StoreUrl::File { root });
