@@ -22,7 +22,7 @@ use std::time::Duration;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::errors::{Error, Result};
-use crate::kops::Secret;
+use crate::secret::Secret;
 
 /// How often and how patiently requests are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

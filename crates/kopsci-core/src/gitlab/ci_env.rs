@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::kops::Secret;
+use crate::secret::Secret;
 
 /// The variables kopsci reads. Only these are copied from the environment.
 const NAMES: &[&str] = &[

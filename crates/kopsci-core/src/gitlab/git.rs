@@ -18,7 +18,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::errors::{Error, Result};
-use crate::kops::{Echo, Invocation, Runner};
+use crate::process::{Echo, Invocation, Runner};
 
 /// git, run in one directory.
 #[derive(Debug, Clone)]
@@ -130,7 +130,7 @@ impl Git {
     }
 }
 
-fn run(inv: &Invocation) -> Result<crate::kops::Outcome> {
+fn run(inv: &Invocation) -> Result<crate::process::Outcome> {
     Runner::new(Echo::Off)
         .run_unchecked(inv)
         .map_err(|e| match e {
@@ -155,7 +155,7 @@ fn command_text(inv: &Invocation) -> String {
         .args
         .iter()
         .skip(3)
-        .map(|a| crate::kops::invocation::shell_quote(a))
+        .map(|a| crate::process::shell_quote(a))
         .collect();
     format!("git {}", words.join(" "))
 }

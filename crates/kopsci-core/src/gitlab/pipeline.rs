@@ -57,7 +57,7 @@ use crate::gitlab::affected::{
 };
 use crate::gitlab::ci_env::{BaseSource, CiEnv, PipelineKind};
 use crate::gitlab::git::Git;
-use crate::kops::invocation::shell_quote;
+use crate::process::shell_quote;
 
 /// GitLab's default limit on `needs:` entries per job.
 pub const GITLAB_MAX_NEEDS: usize = 50;

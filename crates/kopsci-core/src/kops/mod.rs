@@ -9,27 +9,23 @@
 //! kopsci must work with the real kops unchanged: nothing here relies on a
 //! behaviour the kOps docs (`reference/kops/`) do not promise.
 
-pub mod identity;
-pub mod invocation;
+pub mod command;
 pub mod klog;
 pub mod rolling_update;
-pub mod runner;
-pub mod signals;
 pub mod update_output;
 pub mod version;
 
-pub use identity::{AwsCredentials, AwsIdentity, ChildEnv, Secret};
-pub use invocation::{Invocation, Kops};
+pub use command::Kops;
 pub use rolling_update::{RollPlan, RollRow, RollStatus, parse_rolling_update_output};
-pub use runner::{Echo, Outcome, Runner};
-pub use signals::Interruption;
 pub use update_output::{Counts, FieldChange, Resource, UpdatePlan, parse_update_output};
 pub use version::{check_version, locate, parse_version};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::{AwsCredentials, AwsIdentity, Secret};
     use crate::errors::Error;
+    use crate::process::{Echo, Runner};
     use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
 

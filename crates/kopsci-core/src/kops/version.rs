@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use semver::{Version, VersionReq};
 
 use crate::errors::{Error, Result};
-use crate::kops::invocation::Kops;
+use crate::kops::command::Kops;
 use crate::kops::klog::is_klog_line;
-use crate::kops::runner::Runner;
+use crate::process::Runner;
 
 /// The environment variable naming the kops binary.
 pub const KOPS_ENV: &str = "KOPSCI_KOPS";

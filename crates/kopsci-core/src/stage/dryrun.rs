@@ -15,12 +15,13 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::aws::AwsIdentity;
+use crate::aws::{resolve_identity, s3_for};
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet, Overrides};
-use crate::kops::AwsIdentity;
-use crate::kops::{Runner, UpdatePlan, parse_update_output};
+use crate::kops::{UpdatePlan, parse_update_output};
+use crate::process::Runner;
 use crate::render::RenderOptions;
-use crate::stage::aws::{resolve_identity, s3_for};
 use crate::stage::objects::{ManifestObjects, StoredObjects, state_diff};
 use crate::stage::plan::{PLAN_FILE, PLAN_FORMAT, Plan, sha256_hex};
 use crate::stage::report::{

@@ -8,7 +8,6 @@
 //! several clusters at once with a bound, and the per-cluster report
 //! directory.
 
-pub mod aws;
 pub mod dryrun;
 pub mod objects;
 pub mod plan;
@@ -23,13 +22,15 @@ use std::time::SystemTime;
 
 use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
 
+use crate::aws::AwsIdentity;
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet};
-use crate::kops::signals::Forwarding;
-use crate::kops::{AwsIdentity, Echo, Kops, Runner};
+use crate::kops::Kops;
+use crate::process::signals::Forwarding;
+use crate::process::{Echo, Runner};
 use crate::state::{S3Settings, StoreUrl};
 
-pub use aws::StsClientSettings;
+pub use crate::aws::StsClientSettings;
 pub use dryrun::{DryrunOptions, dryrun};
 pub use plan::{PLAN_FILE, Plan};
 pub use report::{Report, StageKind};

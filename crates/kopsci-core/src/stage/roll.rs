@@ -9,11 +9,12 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::aws::AwsIdentity;
+use crate::aws::resolve_identity;
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet};
-use crate::kops::AwsIdentity;
-use crate::kops::{Runner, parse_rolling_update_output};
-use crate::stage::aws::resolve_identity;
+use crate::kops::parse_rolling_update_output;
+use crate::process::Runner;
 use crate::stage::report::{KOPS_ROLL_FILE, REPORT_JSON, REPORT_MD, Report, StageKind, write_file};
 use crate::stage::{
     KopsSetup, Log, StageSettings, Stop, clear_previous, cluster_log, cluster_report_dir,
@@ -39,7 +40,7 @@ pub struct RollOptions {
 /// failures are in the report's `failed`.
 pub fn roll(fleet: &Fleet, cluster: &Cluster, opts: &RollOptions) -> Result<Report> {
     let stop = Stop::watch()?;
-    crate::kops::invocation::check_extra("kops rolling-update cluster", &opts.kops_args)?;
+    crate::kops::command::check_extra("kops rolling-update cluster", &opts.kops_args)?;
     let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
     let log = cluster_log(opts.settings.log, &cluster.name, false);
     let dir = cluster_report_dir(&opts.report_dir, &cluster.name).join(ROLL_DIR);
@@ -99,7 +100,7 @@ fn steps(
             if opts.yes { " --yes" } else { "" },
             opts.kops_args
                 .iter()
-                .map(|a| format!(" {}", crate::kops::invocation::shell_quote(a)))
+                .map(|a| format!(" {}", crate::process::shell_quote(a)))
                 .collect::<String>(),
             outcome.stdout
         ),

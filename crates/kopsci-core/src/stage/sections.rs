@@ -16,7 +16,7 @@ use std::io::{self, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::kops::Echo;
+use crate::process::Echo;
 
 /// How a stage writes its log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -16,12 +16,13 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::aws::AwsIdentity;
+use crate::aws::{resolve_identity, s3_for};
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet, Overrides};
-use crate::kops::AwsIdentity;
-use crate::kops::{Runner, parse_update_output};
+use crate::kops::parse_update_output;
+use crate::process::Runner;
 use crate::render::RenderOptions;
-use crate::stage::aws::{resolve_identity, s3_for};
 use crate::stage::objects::{ManifestObjects, StoredObjects};
 use crate::stage::plan::{Plan, sha256_hex};
 use crate::stage::report::{
@@ -66,7 +67,7 @@ struct Decision {
 pub fn update(fleet: &Fleet, cluster: &Cluster, opts: &UpdateOptions) -> Result<Report> {
     let stop = Stop::watch()?;
     // Checked before the plan: a wrong kops must not get as far as the store.
-    crate::kops::invocation::check_extra("kops update cluster", &opts.kops_args)?;
+    crate::kops::command::check_extra("kops update cluster", &opts.kops_args)?;
     let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
     let log = cluster_log(opts.settings.log, &cluster.name, false);
     let dir = cluster_report_dir(&opts.report_dir, &cluster.name).join(UPDATE_DIR);
@@ -210,7 +211,7 @@ fn steps(
             "$ kops update cluster --name {name} --state {state_arg} --yes{}\n{}",
             opts.kops_args
                 .iter()
-                .map(|a| format!(" {}", crate::kops::invocation::shell_quote(a)))
+                .map(|a| format!(" {}", crate::process::shell_quote(a)))
                 .collect::<String>(),
             outcome.stdout
         ),

@@ -47,7 +47,7 @@ pub struct S3Settings {
     /// Credentials kopsci resolved itself (an assumed role, fleet file
     /// `aws.role_arn`), used instead of the standard chain. Static `S3_*`
     /// credentials still win: they are kOps' own setting for the store.
-    pub session_credentials: Option<crate::kops::AwsCredentials>,
+    pub session_credentials: Option<crate::aws::AwsCredentials>,
     /// `AWS_CA_BUNDLE`: extra trusted certificates (PEM).
     pub ca_bundle: Option<PathBuf>,
     /// Attempts per request, first one included (SDK standard retry mode).

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use duct::unix::HandleExt;
 
 use crate::errors::{Error, Result};
-use crate::kops::invocation::Invocation;
-use crate::kops::signals::{Forwarding, signal_name};
+use crate::process::invocation::Invocation;
+use crate::process::signals::{Forwarding, signal_name};
 
 /// How many trailing stderr lines a failure keeps.
 pub const STDERR_TAIL_LINES: usize = 20;
@@ -305,7 +305,7 @@ mod tests {
     /// Set in a re-executed copy of this test binary: the script the
     /// helper test runs through the runner (see `forwards`).
     const HELPER_ENV: &str = "KOPSCI_TEST_RUNNER_SCRIPT";
-    const HELPER_TEST: &str = "kops::runner::tests::helper_runs_a_script_when_asked";
+    const HELPER_TEST: &str = "process::runner::tests::helper_runs_a_script_when_asked";
 
     /// Writes `body` as a script and returns the invocation running it.
     /// Run through `/bin/sh` rather than exec'd directly: exec'ing a file

@@ -18,9 +18,9 @@ use aws_sdk_sts::config::{Credentials, Region};
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 
+use crate::aws::identity::{AwsCredentials, AwsIdentity, Secret};
 use crate::aws::{AwsSettings, ExternalId};
 use crate::errors::{Error, Result};
-use crate::kops::{AwsCredentials, AwsIdentity, Secret};
 use crate::state::S3Settings;
 
 /// Where STS is asked, and with which caller credentials; the environment
