@@ -308,11 +308,11 @@ fn fetch_kops_refuses_a_download_that_is_not_the_pinned_one_and_installs_nothing
             ("KOPS_ARCH", "amd64"),
         ],
     );
+    let url = format!("{}/v1.34.1/kops-linux-amd64", server.url());
     assert_failed(
         &out,
         &[&format!(
-            "{url}.sha256 publishes {other}, not the pinned {sha} (KOPS_SHA256)",
-            url = format!("{}/v1.34.1/kops-linux-amd64", server.url())
+            "{url}.sha256 publishes {other}, not the pinned {sha} (KOPS_SHA256)"
         )],
     );
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old kops");
@@ -728,8 +728,8 @@ fn the_containerfile_the_pipeline_and_the_component_agree() {
     assert!(froms[1].starts_with("alpine:3."), "{froms:?}");
     let user = containerfile
         .lines()
-        .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
         .expect("a USER");
     let uid: u32 = user
         .split(':')
