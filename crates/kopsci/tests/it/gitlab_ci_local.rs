@@ -193,11 +193,11 @@ struct World {
 }
 
 /// The outcome of one gitlab-ci-local run.
-struct Pipeline {
+pub(crate) struct Pipeline {
     /// stdout, then stderr.
-    log: String,
-    stdout: String,
-    success: bool,
+    pub(crate) log: String,
+    pub(crate) stdout: String,
+    pub(crate) success: bool,
 }
 
 impl Pipeline {
@@ -496,7 +496,7 @@ fn copy(from: &Path, to: &Path) {
 }
 
 /// Runs git in `dir` with a fixed identity and no user or system config.
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -514,7 +514,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// Makes `dir` a repository like a GitLab clone of a project's `main`:
 /// everything committed, `origin/HEAD` naming the default branch.
-fn init_repo(dir: &Path) {
+pub(crate) fn init_repo(dir: &Path) {
     git(dir, &["init", "-q", "-b", "main"]);
     // gitlab-ci-local reads the user for GITLAB_USER_* and warns without.
     git(dir, &["config", "user.name", "kopsci tests"]);
@@ -548,7 +548,7 @@ fn init_repo(dir: &Path) {
 /// `bin` first on `PATH` (the runner's kopsci), private `HOME` and
 /// `TMPDIR` under `scratch`, and its output in `scratch.{out,err}`. Stops
 /// it (its whole process group) after [`RUN_TIMEOUT`].
-fn run_gitlab_ci_local(
+pub(crate) fn run_gitlab_ci_local(
     cwd: &Path,
     bin: &Path,
     scratch: &Path,
@@ -978,11 +978,11 @@ fn the_projects_pipeline_is_valid_and_each_kind_of_pipeline_gets_its_jobs() {
     assert_eq!(
         jobs(&[
             "--variable",
-            "CI_COMMIT_TAG=v0.1.0",
+            "CI_COMMIT_TAG=0.1.0",
             "--unset-variable",
             "CI_COMMIT_BRANCH",
         ]),
-        with(&["release"]),
+        with(&["release", "container-image", "catalog-release"]),
         "tag"
     );
     git(sb.path(), &["checkout", "-q", "-b", "topic"]);
