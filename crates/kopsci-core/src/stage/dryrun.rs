@@ -186,10 +186,7 @@ fn steps(
 
     *step = "snapshot";
     stop.check()?;
-    let work = tempfile::Builder::new()
-        .prefix("kopsci-dryrun-")
-        .tempdir()
-        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let work = crate::fsutil::WorkDir::create(&std::env::temp_dir(), "kopsci-dryrun-")?;
     let snapshot_dir = work.path().join("state");
     {
         let _s = log.section(

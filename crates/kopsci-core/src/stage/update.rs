@@ -146,10 +146,7 @@ fn steps(
 
     let kops = setup.kops(&identity);
     let runner = Runner::new(log.echo());
-    let work = tempfile::Builder::new()
-        .prefix("kopsci-update-")
-        .tempdir()
-        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let work = crate::fsutil::WorkDir::create(&std::env::temp_dir(), "kopsci-update-")?;
     let manifest_path = work.path().join(MANIFEST_FILE);
     // A private temporary directory: no one else sees a partial file.
     std::fs::write(&manifest_path, &manifest).map_err(|e| Error::io(&manifest_path, e))?;
@@ -309,10 +306,7 @@ fn check_plan(
         log.line(&format!("warning: {name}: --allow-stale: {reason}"));
     }
     // No trustworthy plan: read what the live store holds now.
-    let work = tempfile::Builder::new()
-        .prefix("kopsci-update-")
-        .tempdir()
-        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let work = crate::fsutil::WorkDir::create(&std::env::temp_dir(), "kopsci-update-")?;
     let out = work.path().join("state");
     state::snapshot(&SnapshotOptions {
         store: store.clone(),

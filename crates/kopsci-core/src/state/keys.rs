@@ -85,6 +85,31 @@ pub fn classify<'a>(full_key: &'a str, prefix: &str, size: u64) -> Result<Listed
     Ok(Listed::Object(rel))
 }
 
+/// Decodes a key from a listing sent with `encoding-type=url`: `%XX`
+/// escapes, and `+` for a space as S3 writes it (a literal `+` comes as
+/// `%2B`). A malformed escape or bytes that are not UTF-8 are refused,
+/// never guessed at.
+pub fn url_decode(listed: &str) -> Result<String> {
+    let unsafe_key = |reason| Error::UnsafeKey {
+        key: listed.escape_debug().to_string(),
+        reason,
+    };
+    let bytes = listed.as_bytes();
+    for (i, _) in listed.match_indices('%') {
+        let well_formed = bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit));
+        if !well_formed {
+            return Err(unsafe_key("malformed URL encoding in the listing"));
+        }
+    }
+    let spaced = listed.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|_| unsafe_key("not valid UTF-8 once URL-decoded"))
+}
+
 /// The path a checked relative key lands on under `root`. Re-checks the
 /// key so no caller can skip the check.
 pub fn local_path(root: &Path, rel: &str) -> Result<PathBuf> {
@@ -168,6 +193,45 @@ mod tests {
             };
             let err = classify(bad, p, size).unwrap_err();
             assert!(matches!(err, Error::UnsafeKey { .. }), "{bad}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn url_encoded_listing_keys_are_decoded_as_s3_encodes_them() {
+        for (listed, key) in [
+            ("c/config", "c/config"),
+            ("c/a%01b", "c/a\u{1}b"),
+            ("c/nl%0Ax%09y", "c/nl\nx\ty"),
+            ("c/sp+ace%2Bplus%25pct", "c/sp ace+plus%pct"),
+            ("c/%C3%BCn%C3%AFcode", "c/ünïcode"),
+            ("c/ünïcode", "c/ünïcode"),
+        ] {
+            assert_eq!(url_decode(listed).unwrap(), key, "{listed}");
+        }
+        for (listed, reason) in [
+            ("c/100%", "malformed URL encoding"),
+            ("c/%zz", "malformed URL encoding"),
+            ("c/%4", "malformed URL encoding"),
+            ("c/%FF%FE", "not valid UTF-8"),
+        ] {
+            let err = url_decode(listed).unwrap_err().to_string();
+            assert!(err.contains(reason), "{listed}: {err}");
+        }
+    }
+
+    #[test]
+    fn decoded_control_characters_are_refused_by_name_escaped() {
+        let p = "c.example.com/";
+        for (listed, shown) in [
+            ("c.example.com/pki/a%01b", "pki/a\\u{1}b"),
+            ("c.example.com/config%0A%1B%5B2J", "config\\n\\u{1b}[2J"),
+            ("c.example.com/x%1Fy", "x\\u{1f}y"),
+        ] {
+            let key = url_decode(listed).unwrap();
+            let err = classify(&key, p, 3).unwrap_err().to_string();
+            assert!(err.contains("contains a control character"), "{err}");
+            assert!(err.contains(shown), "{err} should show {shown}");
+            assert!(!err.chars().any(char::is_control), "{err:?}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! kOps state stores: safe, verifiable local snapshots of a cluster's state
-//! (`kopsci snapshot`) that kOps reads as a `file://` store, and the check
-//! that the live store has not changed since (`kopsci snapshot verify`).
+//! (`kopsci snapshot`) that kOps reads as a `file://` store, and the checks
+//! that the live store has not changed since (`kopsci snapshot verify`) and
+//! that the local copy has not been altered (`snapshot verify --local`).
 //!
 //! The blocking entry points ([`snapshot`], [`verify`]) run their own Tokio
 //! runtime; the `async` ones ([`snapshot::take`], [`verify::verify`]) are for
@@ -13,6 +14,7 @@ pub mod record;
 pub mod s3;
 pub mod snapshot;
 pub mod source;
+pub mod tree;
 pub mod url;
 pub mod verify;
 
@@ -24,7 +26,7 @@ pub use record::{ObjectRecord, RECORD_FILE, Record};
 pub use s3::S3Settings;
 pub use snapshot::{DEFAULT_CONCURRENCY, SnapshotOptions, SnapshotSummary};
 pub use url::StoreUrl;
-pub use verify::VerifyReport;
+pub use verify::{LocalReport, VerifyReport, verify_local};
 
 use crate::errors::{Error, Result};
 

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{Error, Result};
+use crate::fsutil::escape_controls;
 use crate::state::filter::FilterSpec;
 use crate::state::keys;
 
@@ -66,7 +67,12 @@ impl Record {
             }
             Err(e) => return Err(Error::io(path, e)),
         };
-        Record::parse(&text).map_err(|message| Error::SnapshotRecord { path, message })
+        // A tampered record could carry control characters into the message
+        // (serde quotes unknown field names).
+        Record::parse(&text).map_err(|message| Error::SnapshotRecord {
+            path,
+            message: escape_controls(&message),
+        })
     }
 
     /// Parses and checks a record: every key must be safe and unique, so a
@@ -76,7 +82,7 @@ impl Record {
         if record.format != FORMAT {
             return Err(format!(
                 "unsupported record format `{}` (this kopsci reads `{FORMAT}`)",
-                record.format
+                record.format.escape_debug()
             ));
         }
         keys::check_cluster_name(&record.cluster).map_err(|e| e.to_string())?;
@@ -88,13 +94,13 @@ impl Record {
             if previous.is_some_and(|p| p >= object.key.as_str()) {
                 return Err(format!(
                     "object keys are not sorted and unique at `{}`",
-                    object.key
+                    object.key.escape_debug()
                 ));
             }
             if object.sha256.len() != 64 || !object.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(format!(
                     "object `{}`: sha256 is not 64 hex digits",
-                    object.key
+                    object.key.escape_debug()
                 ));
             }
             previous = Some(&object.key);

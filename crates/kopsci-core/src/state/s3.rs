@@ -17,11 +17,13 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types::EncodingType;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use tokio::sync::OnceCell;
 
 use crate::errors::{Error, Result};
+use crate::fsutil::escape_controls;
 use crate::state::keys::{self, Listed};
 use crate::state::record::normalize_etag;
 use crate::state::source::{Entry, Sink};
@@ -176,16 +178,27 @@ impl S3Store {
             .bucket(&self.bucket)
             .prefix(&self.prefix)
             .set_continuation_token(token.clone())
+            // XML 1.0 cannot carry most control characters: without this a
+            // key holding one makes the whole listing unparseable.
+            .encoding_type(EncodingType::Url)
             .send()
             .await
             .map_err(|e| s3_error(format!("listing {}", self.location()), e))?;
+        // A server that ignores the request sends keys as they are; only a
+        // listing that says it is URL-encoded is decoded.
+        let encoded = out.encoding_type() == Some(&EncodingType::Url);
         let mut entries = Vec::with_capacity(out.contents().len());
         for object in out.contents() {
-            let Some(full_key) = object.key() else {
+            let Some(listed_key) = object.key() else {
                 continue;
             };
+            let full_key = if encoded {
+                keys::url_decode(listed_key)?
+            } else {
+                listed_key.to_string()
+            };
             let size = u64::try_from(object.size().unwrap_or(0)).unwrap_or(0);
-            match keys::classify(full_key, &self.prefix, size)? {
+            match keys::classify(&full_key, &self.prefix, size)? {
                 Listed::DirMarker => {}
                 Listed::Object(rel) => entries.push(Entry {
                     key: rel.to_string(),
@@ -410,7 +423,11 @@ where
         },
         None => error_chain(&err),
     };
-    Error::S3 { context, message }
+    // The server's words are untrusted: they never reach the terminal raw.
+    Error::S3 {
+        context,
+        message: escape_controls(&message),
+    }
 }
 
 #[cfg(test)]

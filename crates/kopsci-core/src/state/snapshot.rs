@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::future::Future;
 use std::io::{Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -20,11 +20,13 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::errors::{Error, Result};
+use crate::fsutil::{WorkDir, escape_path};
 use crate::state::filter::{Filter, FilterSpec};
 use crate::state::keys;
 use crate::state::record::{FORMAT, ObjectRecord, RECORD_FILE, Record};
 use crate::state::s3::S3Settings;
 use crate::state::source::{Entry, Ready, Sink, Source};
+use crate::state::tree::LocalTree;
 use crate::state::url::StoreUrl;
 
 /// Everything `kopsci snapshot` needs to know.
@@ -115,13 +117,12 @@ async fn copy_and_commit(
     cancel: impl Future<Output = Error>,
 ) -> Result<(Record, usize)> {
     let started = Instant::now();
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.kopsci-tmp-", target.name.to_string_lossy()))
-        .tempdir_in(&target.parent)
-        .map_err(|e| Error::io(&target.parent, e))?;
-    // tempfile leaves the mode to the umask; the snapshot root is private.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io(tmp.path(), e))?;
+    // A locked work directory, so that a later run removes it should this
+    // process be killed (SIGKILL) with copies of `pki/` keys in it.
+    let tmp = WorkDir::create(
+        &target.parent,
+        &format!(".{}.kopsci-tmp-", target.name.to_string_lossy()),
+    )?;
     let cluster_dir = tmp.path().join(&opts.cluster);
     make_private_dir(&cluster_dir)?;
 
@@ -184,9 +185,8 @@ async fn copy_and_commit(
             Ok(done)
         }
         Err(e) => {
-            let path = tmp.path().to_path_buf();
             if let Err(cleanup) = tmp.close() {
-                tracing::warn!("could not remove {}: {cleanup}", path.display());
+                tracing::warn!("could not clean up: {cleanup}");
             }
             Err(e)
         }
@@ -456,6 +456,57 @@ fn collision_or(err: Error, key: &str) -> Error {
     }
 }
 
+/// Refuses to replace `out` unless it is empty or an intact snapshot: a
+/// valid record, and nothing in the directory but the record and files it
+/// lists. Says why otherwise; nothing is deleted.
+fn check_replaceable(out: &Path) -> Result<()> {
+    let refuse = |why: String| {
+        Error::Snapshot(format!(
+            "{} is not a kopsci snapshot that --force may replace: {why}; --force replaces only \
+             an intact snapshot (its {RECORD_FILE} and the files it lists) or an empty \
+             directory, and nothing was deleted (remove the directory yourself if nothing in it \
+             is needed)",
+            escape_path(out)
+        ))
+    };
+    let is_empty = std::fs::read_dir(out)
+        .map_err(|e| Error::io(out, e))?
+        .next()
+        .is_none();
+    if is_empty {
+        return Ok(());
+    }
+    match std::fs::symlink_metadata(out.join(RECORD_FILE)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The wording older versions used, which scripts may match.
+            return Err(Error::Snapshot(format!(
+                "{} is not a kopsci snapshot (no {RECORD_FILE}); --force only replaces snapshots \
+                 and empty directories, and nothing was deleted",
+                escape_path(out)
+            )));
+        }
+        Err(e) => return Err(Error::io(out.join(RECORD_FILE), e)),
+        Ok(meta) if !meta.is_file() => {
+            return Err(refuse(format!("its {RECORD_FILE} is not a regular file")));
+        }
+        Ok(_) => {}
+    }
+    let record = match Record::load(out) {
+        Ok(record) => record,
+        Err(Error::SnapshotRecord { message, .. }) => {
+            return Err(refuse(format!(
+                "its {RECORD_FILE} is not a valid snapshot record ({message})"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let tree = LocalTree::read(out, &record.cluster)?;
+    match tree.foreign_content(&record) {
+        Some(why) => Err(refuse(why)),
+        None => Ok(()),
+    }
+}
+
 /// Creates `dir` and missing parents with mode 0700.
 pub(crate) fn make_private_dir(dir: &Path) -> Result<()> {
     DirBuilder::new()
@@ -533,17 +584,7 @@ impl Target {
                         out.display()
                     )));
                 }
-                let is_snapshot = out.join(RECORD_FILE).is_file();
-                let is_empty = std::fs::read_dir(&out)
-                    .map_err(|e| Error::io(&out, e))?
-                    .next()
-                    .is_none();
-                if !is_snapshot && !is_empty {
-                    return Err(Error::Snapshot(format!(
-                        "{} is not a kopsci snapshot (no {RECORD_FILE}); --force only replaces snapshots and empty directories",
-                        out.display()
-                    )));
-                }
+                check_replaceable(&out)?;
                 true
             }
         };
@@ -573,34 +614,36 @@ impl Target {
     }
 
     /// Puts the finished copy in place.
-    fn commit(&self, tmp: tempfile::TempDir) -> Result<()> {
+    fn commit(&self, tmp: WorkDir) -> Result<()> {
         if !self.replace {
-            return std::fs::rename(tmp.path(), &self.out)
-                .map_err(|e| Error::io(&self.out, e))
-                .map(|()| {
-                    let _ = tmp.keep();
-                });
+            return tmp.rename_to(&self.out);
         }
-        // Move the old snapshot aside first: a rename cannot replace a
-        // non-empty directory.
-        let old = tempfile::Builder::new()
-            .prefix(&format!(".{}.kopsci-old-", self.name.to_string_lossy()))
-            .tempdir_in(&self.parent)
-            .map_err(|e| Error::io(&self.parent, e))?;
-        std::fs::rename(&self.out, old.path()).map_err(|e| Error::io(&self.out, e))?;
-        if let Err(e) = std::fs::rename(tmp.path(), &self.out) {
-            let _ = std::fs::rename(old.path(), &self.out);
-            let _ = old.keep();
-            return Err(Error::io(&self.out, e));
+        // Checked again: the copy took a while, and what is about to be
+        // deleted is what is there now.
+        check_replaceable(&self.out)?;
+        // Move the old snapshot aside first, into a work directory of its
+        // own (removed by a later run if this one is killed): a rename
+        // cannot replace a non-empty directory.
+        let old = WorkDir::create(
+            &self.parent,
+            &format!(".{}.kopsci-old-", self.name.to_string_lossy()),
+        )?;
+        let previous = old.path().join("previous");
+        std::fs::rename(&self.out, &previous).map_err(|e| Error::io(&self.out, e))?;
+        if let Err(e) = tmp.rename_to(&self.out) {
+            if std::fs::rename(&previous, &self.out).is_ok() {
+                return Err(e);
+            }
+            // Neither copy is in place: keep the previous one where it is
+            // rather than delete the only one left.
+            let kept = old.keep();
+            return Err(Error::Snapshot(format!(
+                "{e}; the previous snapshot is kept at {}",
+                crate::fsutil::escape_path(&kept)
+            )));
         }
-        let _ = tmp.keep();
-        // `old` now holds the previous snapshot; dropping it removes it.
-        let old_path = old.path().to_path_buf();
         if let Err(e) = old.close() {
-            tracing::warn!(
-                "could not remove the previous snapshot at {}: {e}",
-                old_path.display()
-            );
+            tracing::warn!("could not remove the previous snapshot: {e}");
         }
         Ok(())
     }
@@ -618,6 +661,8 @@ impl Target {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

@@ -1,20 +1,23 @@
 //! `snapshot verify`: has the live store changed since a snapshot? Lists the
 //! store with the snapshot's own filters and compares every object's bytes
 //! (SHA-256) with the record — never the listing's ETag alone, which
-//! servers report inconsistently.
+//! servers report inconsistently. `snapshot verify --local` asks the other
+//! question: has the local copy been altered since it was taken?
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::errors::{Error, Result};
+use crate::fsutil::{escape_controls, escape_path};
 use crate::state::filter::Filter;
 use crate::state::record::Record;
 use crate::state::s3::S3Settings;
 use crate::state::source::{HashSink, Source};
+use crate::state::tree::{LocalTree, hash_file};
 use crate::state::url::StoreUrl;
 
 /// The outcome of a verification.
@@ -58,17 +61,119 @@ impl VerifyReport {
                 self.source, self.time, self.unchanged
             )
         };
-        for (label, keys) in [
-            ("added", &self.added),
-            ("removed", &self.removed),
-            ("modified", &self.modified),
-        ] {
-            for key in keys {
-                out.push_str(&format!("  {label:<9}{key}\n"));
-            }
-        }
+        push_changes(&mut out, &self.added, &self.removed, &self.modified);
         out
     }
+}
+
+/// One line per changed key, control characters escaped.
+fn push_changes(out: &mut String, added: &[String], removed: &[String], modified: &[String]) {
+    for (label, keys) in [
+        ("added", added),
+        ("removed", removed),
+        ("modified", modified),
+    ] {
+        for key in keys {
+            out.push_str(&format!("  {label:<9}{}\n", escape_controls(key)));
+        }
+    }
+}
+
+/// The outcome of `snapshot verify --local`: the snapshot directory against
+/// its own record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReport {
+    /// The snapshot directory.
+    pub dir: PathBuf,
+    pub cluster: String,
+    /// When the snapshot was taken.
+    pub time: String,
+    /// Files the record does not list, as keys relative to the cluster
+    /// directory; anything outside it as a path relative to the snapshot
+    /// directory.
+    pub added: Vec<String>,
+    /// Listed objects whose file is gone.
+    pub removed: Vec<String>,
+    /// Listed objects whose bytes differ, or that are no longer a regular
+    /// file (a symlink in their place).
+    pub modified: Vec<String>,
+    /// Files found identical.
+    pub unchanged: usize,
+}
+
+impl LocalReport {
+    pub fn changed(&self) -> bool {
+        !(self.added.is_empty() && self.removed.is_empty() && self.modified.is_empty())
+    }
+
+    /// Human-readable report, as for the live store.
+    pub fn render(&self) -> String {
+        let dir = escape_path(&self.dir);
+        let mut out = if self.changed() {
+            format!(
+                "local snapshot {dir} altered since it was taken ({}): {} added, {} removed, {} modified\n",
+                self.time,
+                self.added.len(),
+                self.removed.len(),
+                self.modified.len()
+            )
+        } else {
+            format!(
+                "local snapshot {dir} unchanged since it was taken ({}): {} files identical\n",
+                self.time, self.unchanged
+            )
+        };
+        push_changes(&mut out, &self.added, &self.removed, &self.modified);
+        out
+    }
+}
+
+/// Re-hashes the files of the snapshot in `dir` and compares them with its
+/// record: what a job runs to prove its snapshot was not altered.
+pub fn verify_local(dir: &Path) -> Result<LocalReport> {
+    let record = Record::load(dir)?;
+    let tree = LocalTree::read(dir, &record.cluster)?;
+    let mut report = LocalReport {
+        dir: dir.to_path_buf(),
+        cluster: record.cluster.clone(),
+        time: record.time.clone(),
+        added: Vec::new(),
+        removed: Vec::new(),
+        modified: Vec::new(),
+        unchanged: 0,
+    };
+    let listed: BTreeMap<&str, _> = record.objects.iter().map(|o| (o.key.as_str(), o)).collect();
+    for stray in &tree.strays {
+        match &stray.key {
+            Some(key) if listed.contains_key(key.as_str()) => report.modified.push(key.clone()),
+            Some(key) => report.added.push(key.clone()),
+            None => report
+                .added
+                .push(format!("{} ({})", stray.path, stray.kind)),
+        }
+    }
+    for key in tree.files.keys() {
+        if !listed.contains_key(key.as_str()) {
+            report.added.push(key.clone());
+        }
+    }
+    for (key, object) in &listed {
+        let Some(path) = tree.files.get(*key) else {
+            if !report.modified.iter().any(|m| m == key) {
+                report.removed.push(key.to_string());
+            }
+            continue;
+        };
+        let (size, sha256) = hash_file(path)?;
+        if size == object.size && sha256 == object.sha256 {
+            report.unchanged += 1;
+        } else {
+            report.modified.push(key.to_string());
+        }
+    }
+    report.added.sort();
+    report.modified.sort();
+    Ok(report)
 }
 
 /// Compares the live store with the snapshot in `dir`.

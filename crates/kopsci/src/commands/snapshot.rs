@@ -1,5 +1,6 @@
 //! `kopsci snapshot`: copy a kOps state store to a local `file://` store,
-//! and `kopsci snapshot verify`: has the live store changed since?
+//! and `kopsci snapshot verify`: has the live store changed since (or, with
+//! `--local`, the local copy)?
 
 use std::path::PathBuf;
 
@@ -27,7 +28,8 @@ use crate::exit::Exit;
     after_help = "Examples:
   kopsci snapshot --state s3://kops-state --name dev-a.k8s.example.com --out .kopsci/snap
   kops get cluster --state file://$PWD/.kopsci/snap --name dev-a.k8s.example.com
-  kopsci snapshot verify .kopsci/snap      exit 3 when the live store changed"
+  kopsci snapshot verify .kopsci/snap           exit 3 when the live store changed
+  kopsci snapshot verify --local .kopsci/snap   exit 3 when the local copy was altered"
 )]
 pub struct SnapshotArgs {
     #[command(subcommand)]
@@ -46,7 +48,9 @@ pub struct SnapshotArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Replace DIR if it holds a previous snapshot (or is empty).
+    /// Replace DIR if it is empty or holds an intact previous snapshot: a
+    /// valid record and nothing but the files it lists. Anything else is
+    /// refused and nothing is deleted.
     #[arg(long)]
     pub force: bool,
 
@@ -84,10 +88,27 @@ pub struct NetArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotAction {
-    /// Compare the live store with a snapshot's record (exit 3 when changed).
+    /// Has the live store changed since the snapshot? (exit 3 when it has)
+    ///
+    /// Lists the live store with the snapshot's filters and compares every
+    /// object's bytes (SHA-256) with the snapshot's record. This checks the
+    /// live store against the record only: it does not look at the local
+    /// files, so it cannot tell whether they were altered since. Use
+    /// `--local` for that.
+    ///
+    /// Exit codes: 0 unchanged, 3 differences found, 1 error.
+    #[command(after_help = "Examples:
+  kopsci snapshot verify .kopsci/snap           live store changed since the snapshot?
+  kopsci snapshot verify --local .kopsci/snap   local files still as the record says?")]
     Verify {
         /// The snapshot directory.
         dir: PathBuf,
+
+        /// Check the local snapshot instead of the live store: re-hash its
+        /// files against the record and report files added, removed or
+        /// modified since it was taken. Reads nothing from the store.
+        #[arg(long)]
+        local: bool,
 
         #[command(flatten)]
         net: NetArgs,
@@ -96,16 +117,31 @@ pub enum SnapshotAction {
 
 pub fn run(global: &GlobalArgs, args: SnapshotArgs) -> anyhow::Result<Exit> {
     match args.action {
-        Some(SnapshotAction::Verify { ref dir, ref net }) => {
+        Some(SnapshotAction::Verify {
+            ref dir,
+            local: true,
+            ..
+        }) => {
+            let report = state::verify_local(dir)?;
+            print!("{}", report.render());
+            Ok(differs_if(report.changed()))
+        }
+        Some(SnapshotAction::Verify {
+            ref dir, ref net, ..
+        }) => {
             let report = state::verify(dir, &s3_settings(net), net.concurrency)?;
             print!("{}", report.render());
-            Ok(if report.changed() {
-                Exit::Differs
-            } else {
-                Exit::Success
-            })
+            Ok(differs_if(report.changed()))
         }
         None => take(global, args),
+    }
+}
+
+fn differs_if(changed: bool) -> Exit {
+    if changed {
+        Exit::Differs
+    } else {
+        Exit::Success
     }
 }
 

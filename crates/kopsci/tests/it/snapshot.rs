@@ -845,3 +845,579 @@ fn logs_never_show_object_contents_or_secrets() {
         secret
     );
 }
+
+// ---------------------------------------------------------------------
+// Issue #10: hardening
+// ---------------------------------------------------------------------
+
+/// A fresh snapshot of the fixture cluster in `work/name`.
+fn fixture_snapshot(server: &S3Server, work: &Path, name: &str) -> PathBuf {
+    let out = work.join(name);
+    expect_code(
+        &run(&mut snapshot(
+            &server.endpoint(),
+            "s3://kops-state",
+            CLUSTER,
+            &out,
+        )),
+        0,
+    );
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// `snapshot --force` into `victim` is refused with `reason`, and every
+/// file in it is still there, unchanged; no work directory is left.
+#[track_caller]
+fn assert_force_refused(server: &S3Server, victim: &Path, reason: &str) {
+    let before = support::tree(victim);
+    let parent = victim.parent().unwrap();
+    let siblings = support::entries(parent);
+    let result =
+        run(snapshot(&server.endpoint(), "s3://kops-state", CLUSTER, victim).arg("--force"));
+    expect_code(&result, 1);
+    let err = stderr(&result);
+    assert!(
+        err.contains("is not a kopsci snapshot"),
+        "{}",
+        show(&result)
+    );
+    assert!(err.contains(reason), "{reason:?} not in\n{}", show(&result));
+    assert!(err.contains("nothing was deleted"), "{}", show(&result));
+    assert!(
+        support::tree(victim) == before,
+        "{} changed",
+        victim.display()
+    );
+    assert_eq!(
+        support::entries(parent),
+        siblings,
+        "debris beside the target"
+    );
+}
+
+#[test]
+fn force_never_deletes_a_directory_with_a_planted_record_and_extra_files() {
+    let server = backup_server();
+    let work = tempfile::tempdir().unwrap();
+    let snap = fixture_snapshot(&server, work.path(), "snap");
+
+    // Someone's files, with a genuine record dropped in beside them.
+    let victim = work.path().join("victim");
+    std::fs::create_dir_all(victim.join("src")).unwrap();
+    std::fs::write(victim.join("notes.txt"), "mine").unwrap();
+    std::fs::write(victim.join("src/main.rs"), "fn main() {}").unwrap();
+    std::fs::copy(
+        snap.join(".kopsci-snapshot.json"),
+        victim.join(".kopsci-snapshot.json"),
+    )
+    .unwrap();
+    assert_force_refused(
+        &server,
+        &victim,
+        "it holds `notes.txt` (a file outside the cluster directory), and 1 more",
+    );
+
+    // A genuine snapshot plus one file its record does not list.
+    let grown = work.path().join("grown");
+    copy_dir(&snap, &grown);
+    std::fs::write(grown.join(CLUSTER).join("instancegroup/planted"), "x").unwrap();
+    assert_force_refused(
+        &server,
+        &grown,
+        &format!("it holds `{CLUSTER}/instancegroup/planted`, which the record does not list"),
+    );
+
+    // A symlink in place of a listed object: not what kopsci wrote.
+    let linked = work.path().join("linked");
+    copy_dir(&snap, &linked);
+    let outside = work.path().join("outside.txt");
+    std::fs::write(&outside, "outside").unwrap();
+    std::fs::remove_file(linked.join(CLUSTER).join("config")).unwrap();
+    std::os::unix::fs::symlink(&outside, linked.join(CLUSTER).join("config")).unwrap();
+    assert_force_refused(
+        &server,
+        &linked,
+        &format!("it holds `{CLUSTER}/config` (a symlink)"),
+    );
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "outside");
+
+    // The genuine snapshot, with files kops could have changed, is replaced.
+    std::fs::write(snap.join(CLUSTER).join("config"), "edited").unwrap();
+    let result =
+        run(snapshot(&server.endpoint(), "s3://kops-state", CLUSTER, &snap).arg("--force"));
+    expect_code(&result, 0);
+    assert!(
+        support::tree(&snap.join(CLUSTER))
+            == support::tree(&support::kops_state_fixtures().join(CLUSTER))
+    );
+}
+
+#[test]
+fn force_never_deletes_a_directory_whose_record_does_not_parse() {
+    let server = backup_server();
+    let work = tempfile::tempdir().unwrap();
+    let snap = fixture_snapshot(&server, work.path(), "snap");
+
+    let garbled = work.path().join("garbled");
+    copy_dir(&snap, &garbled);
+    std::fs::write(
+        garbled.join(".kopsci-snapshot.json"),
+        "{\"format\": \"kopsci-snap",
+    )
+    .unwrap();
+    assert_force_refused(&server, &garbled, "is not a valid snapshot record (");
+
+    // Valid JSON, but a record no kopsci writes: a key that climbs out.
+    let hostile = work.path().join("hostile");
+    copy_dir(&snap, &hostile);
+    let mut rec = record(&snap);
+    rec["objects"][0]["key"] = "../../outside".into();
+    std::fs::write(hostile.join(".kopsci-snapshot.json"), rec.to_string()).unwrap();
+    assert_force_refused(&server, &hostile, "`..` path segment");
+
+    // Control characters in the record are never echoed raw.
+    let noisy = work.path().join("noisy");
+    std::fs::create_dir(&noisy).unwrap();
+    std::fs::write(noisy.join("data"), "keep").unwrap();
+    std::fs::write(
+        noisy.join(".kopsci-snapshot.json"),
+        // JSON's own escape: the parser hands the raw character back.
+        "{\"format\": \"kopsci-snapshot/v1\", \"bogus\\u001b[2J\": 1}",
+    )
+    .unwrap();
+    let result =
+        run(snapshot(&server.endpoint(), "s3://kops-state", CLUSTER, &noisy).arg("--force"));
+    expect_code(&result, 1);
+    assert!(!stderr(&result).contains('\u{1b}'), "{}", show(&result));
+    assert!(stderr(&result).contains("\\u{1b}[2J"), "{}", show(&result));
+    assert_eq!(std::fs::read_to_string(noisy.join("data")).unwrap(), "keep");
+
+    // A record that is a symlink is not a record kopsci wrote.
+    let linked = work.path().join("linked-record");
+    copy_dir(&snap, &linked);
+    std::fs::remove_file(linked.join(".kopsci-snapshot.json")).unwrap();
+    std::os::unix::fs::symlink(
+        snap.join(".kopsci-snapshot.json"),
+        linked.join(".kopsci-snapshot.json"),
+    )
+    .unwrap();
+    assert_force_refused(&server, &linked, "is not a regular file");
+}
+
+#[test]
+fn force_never_deletes_files_the_record_does_not_list() {
+    let server = backup_server();
+    let work = tempfile::tempdir().unwrap();
+    let snap = fixture_snapshot(&server, work.path(), "snap");
+
+    // The record lists two objects; the directory holds other files under
+    // the cluster's name.
+    let mismatched = work.path().join("mismatched");
+    std::fs::create_dir_all(mismatched.join(CLUSTER).join("pki")).unwrap();
+    std::fs::write(mismatched.join(CLUSTER).join("config"), "mine").unwrap();
+    std::fs::write(mismatched.join(CLUSTER).join("pki/id_ed25519"), "mine").unwrap();
+    let mut rec = record(&snap);
+    let objects: Vec<serde_json::Value> = rec["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["key"] == "config" || o["key"] == "kops-version.txt")
+        .cloned()
+        .collect();
+    assert_eq!(objects.len(), 2);
+    rec["objects"] = objects.into();
+    std::fs::write(mismatched.join(".kopsci-snapshot.json"), rec.to_string()).unwrap();
+    assert_force_refused(
+        &server,
+        &mismatched,
+        &format!("it holds `{CLUSTER}/pki/id_ed25519`, which the record does not list"),
+    );
+
+    // A record for another cluster than the one the directory holds.
+    let other = work.path().join("other");
+    copy_dir(&snap, &other);
+    let mut rec = record(&snap);
+    rec["cluster"] = "other.example.com".into();
+    std::fs::write(other.join(".kopsci-snapshot.json"), rec.to_string()).unwrap();
+    assert_force_refused(
+        &server,
+        &other,
+        &format!("it holds `{CLUSTER}` (a directory outside the cluster directory)"),
+    );
+}
+
+#[test]
+fn keys_with_control_characters_are_refused_by_name_not_an_xml_error() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    server.seed_dir(
+        BUCKET,
+        CLUSTER,
+        &support::kops_state_fixtures().join(CLUSTER),
+    );
+    // Keys S3 allows that need URL encoding in a listing: copied under
+    // their real names.
+    let odd = [
+        "addons/with space+plus%25.yaml",
+        "addons/ünïcode & <xml>.yaml",
+    ];
+    for key in odd {
+        server.put(BUCKET, &format!("{CLUSTER}/{key}"), key.as_bytes().to_vec());
+    }
+    let work = tempfile::tempdir().unwrap();
+    let good = work.path().join("good");
+    let result = run(&mut snapshot(
+        &server.endpoint(),
+        "s3://kops-state",
+        CLUSTER,
+        &good,
+    ));
+    expect_code(&result, 0);
+    for key in odd {
+        assert_eq!(
+            std::fs::read(good.join(CLUSTER).join(key)).unwrap(),
+            key.as_bytes(),
+            "{key}"
+        );
+    }
+    expect_code(&run(&mut verify(&server.endpoint(), &good)), 0);
+
+    // SeaweedFS stores keys with control characters; an XML 1.0 listing
+    // cannot carry them unless URL-encoded.
+    for (i, (rel, shown)) in [
+        ("pki/private/evil\u{1}name", "pki/private/evil\\u{1}name"),
+        ("config\u{1b}[2J\u{7}", "config\\u{1b}[2J\\u{7}"),
+        ("instancegroup/a\u{1f}b", "instancegroup/a\\u{1f}b"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = format!("{CLUSTER}/{rel}");
+        server.put(BUCKET, &key, b"hostile".to_vec());
+        let parent = work.path().join(format!("case{i}"));
+        std::fs::create_dir(&parent).unwrap();
+        let result = run(&mut snapshot(
+            &server.endpoint(),
+            "s3://kops-state",
+            CLUSTER,
+            &parent.join("snap"),
+        ));
+        expect_code(&result, 1);
+        let err = stderr(&result);
+        assert!(
+            err.contains(&format!(
+                "refusing object key `{CLUSTER}/{shown}`: contains a control character"
+            )),
+            "{}",
+            show(&result)
+        );
+        assert!(!err.to_lowercase().contains("xml"), "{}", show(&result));
+        assert!(
+            !err.chars().any(|c| c.is_control() && c != '\n'),
+            "raw control character in {err:?}"
+        );
+        assert_no_debris(&parent, &[]);
+
+        // verify lists the same way, and refuses the same way.
+        let result = run(&mut verify(&server.endpoint(), &good));
+        expect_code(&result, 1);
+        assert!(
+            stderr(&result).contains(&format!("`{CLUSTER}/{shown}`")),
+            "{}",
+            show(&result)
+        );
+        server.delete(BUCKET, &key);
+    }
+    expect_code(&run(&mut verify(&server.endpoint(), &good)), 0);
+}
+
+/// The work directories (`.NAME.kopsci-tmp-*`) in `parent`.
+fn work_dirs(parent: &Path) -> Vec<String> {
+    support::entries(parent)
+        .into_iter()
+        .filter(|n| n.contains(".kopsci-tmp-") || n.contains(".kopsci-old-"))
+        .collect()
+}
+
+/// A server with 400 objects (one a private key) behind a slow proxy: a
+/// snapshot through it takes a few seconds.
+fn slow_world() -> (S3Server, Proxy) {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let mut objects: Vec<(String, Vec<u8>)> = (0..400)
+        .map(|i| {
+            (
+                format!("{CLUSTER}/instancegroup/ig-{i:04}"),
+                vec![b'x'; 512],
+            )
+        })
+        .collect();
+    objects.push((
+        format!("{CLUSTER}/pki/private/ca/keyset.yaml"),
+        b"private key".to_vec(),
+    ));
+    server.put_many(BUCKET, objects);
+    let proxy = Proxy::builder()
+        .delay(Duration::from_millis(20))
+        .start(server.addr());
+    (server, proxy)
+}
+
+#[test]
+fn a_snapshot_killed_with_sigkill_leaves_keys_that_the_next_run_removes() {
+    let (server, proxy) = slow_world();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("snap");
+    let mut child = snapshot(&proxy.endpoint(), "s3://kops-state", CLUSTER, &out)
+        .args(["--concurrency", "4"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_partial_copy(work.path());
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let stale = work_dirs(work.path());
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert!(
+        !support::tree(&work.path().join(&stale[0])).is_empty(),
+        "the killed run left nothing to clean up"
+    );
+
+    // Look-alikes that are not kopsci's work directories: kept.
+    let foreign = work.path().join(".snap.kopsci-tmp-foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("keep"), "keep").unwrap();
+    let marked = work.path().join(".snap.kopsci-tmp-othermarker");
+    std::fs::create_dir(&marked).unwrap();
+    std::fs::write(marked.join(".kopsci-workdir"), "not kopsci's\n").unwrap();
+
+    let result = run(&mut snapshot(
+        &server.endpoint(),
+        "s3://kops-state",
+        CLUSTER,
+        &out,
+    ));
+    expect_code(&result, 0);
+    assert_eq!(
+        support::entries(work.path()),
+        [
+            ".snap.kopsci-tmp-foreign",
+            ".snap.kopsci-tmp-othermarker",
+            "snap"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("keep")).unwrap(),
+        "keep"
+    );
+    assert_eq!(support::tree(&out.join(CLUSTER)).len(), 401);
+    assert_private(&out);
+    // The finished snapshot carries no work-directory marker.
+    assert_eq!(
+        support::entries(&out),
+        [".kopsci-snapshot.json".to_string(), CLUSTER.to_string()]
+    );
+}
+
+#[test]
+fn a_work_dir_locked_by_a_live_snapshot_is_kept() {
+    let (server, proxy) = slow_world();
+    let work = tempfile::tempdir().unwrap();
+    let slow_out = work.path().join("slow");
+    let slow = snapshot(&proxy.endpoint(), "s3://kops-state", CLUSTER, &slow_out)
+        .args(["--concurrency", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_partial_copy(work.path());
+    let live = work_dirs(work.path());
+    assert_eq!(live.len(), 1, "{live:?}");
+
+    // Another run beside it sweeps the parent: the live copy survives.
+    let fast_out = work.path().join("fast");
+    expect_code(
+        &run(&mut snapshot(
+            &server.endpoint(),
+            "s3://kops-state",
+            CLUSTER,
+            &fast_out,
+        )),
+        0,
+    );
+    assert_eq!(work_dirs(work.path()), live);
+
+    let result = slow.wait_with_output().unwrap();
+    expect_code(&result, 0);
+    assert_eq!(support::tree(&slow_out.join(CLUSTER)).len(), 401);
+    assert_eq!(support::entries(work.path()), ["fast", "slow"]);
+}
+
+/// A copy of the reference fleet (`kopsci.yaml`, templates, values) with a
+/// private TMPDIR.
+fn fleet_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = support::repo_root();
+    for sub in ["templates", "values"] {
+        copy_dir(&root.join(sub), &dir.path().join(sub));
+    }
+    std::fs::copy(root.join("kopsci.yaml"), dir.path().join("kopsci.yaml")).unwrap();
+    std::fs::create_dir(dir.path().join("tmp")).unwrap();
+    dir
+}
+
+fn dryrun(fleet: &Path, endpoint: &str) -> Command {
+    let mut cmd = support::kopsci();
+    cmd.current_dir(fleet)
+        .envs(support::s3::env_for(endpoint))
+        .env("TMPDIR", fleet.join("tmp"))
+        .args([
+            "dryrun",
+            CLUSTER,
+            "--without-kops",
+            "--state",
+            "s3://kops-state",
+        ]);
+    cmd
+}
+
+#[test]
+fn a_dry_run_killed_with_sigkill_leaves_a_work_dir_the_next_run_removes() {
+    let server = backup_server();
+    let proxy = Proxy::builder()
+        .delay(Duration::from_millis(100))
+        .start(server.addr());
+    let fleet = fleet_copy();
+    let tmp = fleet.path().join("tmp");
+    let mut child = dryrun(fleet.path(), &proxy.endpoint())
+        .args(["--concurrency", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The dry run's private directory holds the snapshot being copied.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stale = loop {
+        let copying = support::entries(&tmp)
+            .into_iter()
+            .find(|n| n.starts_with("kopsci-dryrun-") && support::tree(&tmp.join(n)).len() >= 3);
+        if let Some(name) = copying {
+            break name;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dry run's snapshot never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(support::entries(&tmp), [stale.as_str()]);
+
+    let lookalike = tmp.join("kopsci-dryrun-lookalike");
+    std::fs::create_dir(&lookalike).unwrap();
+    std::fs::write(lookalike.join("keep"), "keep").unwrap();
+
+    let result = run(&mut dryrun(fleet.path(), &server.endpoint()));
+    expect_code(&result, 0);
+    assert_eq!(support::entries(&tmp), ["kopsci-dryrun-lookalike"]);
+    assert_eq!(
+        std::fs::read_to_string(lookalike.join("keep")).unwrap(),
+        "keep"
+    );
+}
+
+#[test]
+fn verify_local_reports_tampered_added_and_removed_files() {
+    let server = backup_server();
+    let work = tempfile::tempdir().unwrap();
+    let snap = fixture_snapshot(&server, work.path(), "snap");
+    let verify_local = |dir: &Path| {
+        let mut cmd = support::kopsci();
+        // No store is reachable: --local reads nothing from it.
+        cmd.envs(support::s3::env_for("http://127.0.0.1:9"))
+            .args(["snapshot", "verify", "--local"])
+            .arg(dir);
+        run(&mut cmd)
+    };
+
+    let result = verify_local(&snap);
+    expect_code(&result, 0);
+    let objects = record(&snap)["objects"].as_array().unwrap().len();
+    assert_eq!(
+        stdout(&result),
+        format!(
+            "local snapshot {} unchanged since it was taken ({}): {objects} files identical\n",
+            snap.display(),
+            record(&snap)["time"].as_str().unwrap()
+        )
+    );
+
+    // Same size, different bytes; a new file; a file gone; a symlink where
+    // a file was; a stray file beside the cluster directory.
+    let config = snap.join(CLUSTER).join("config");
+    let mut bytes = std::fs::read(&config).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] = if bytes[last] == b'x' { b'y' } else { b'x' };
+    std::fs::write(&config, bytes).unwrap();
+    std::fs::write(snap.join(CLUSTER).join("instancegroup/planted"), "x").unwrap();
+    std::fs::remove_file(snap.join(CLUSTER).join("kops-version.txt")).unwrap();
+    let spec = snap.join(CLUSTER).join("cluster-completed.spec");
+    assert!(spec.is_file());
+    std::fs::remove_file(&spec).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", &spec).unwrap();
+    std::fs::write(snap.join("stray\u{1b}[2J"), "x").unwrap();
+
+    let result = verify_local(&snap);
+    expect_code(&result, 3);
+    let text = stdout(&result);
+    assert!(
+        text.starts_with(&format!(
+            "local snapshot {} altered since it was taken (",
+            snap.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("2 added, 1 removed, 2 modified"), "{text}");
+    assert!(
+        text.contains("  added    instancegroup/planted\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  added    stray\\u{1b}[2J (file outside the cluster directory)\n"),
+        "{text}"
+    );
+    assert!(text.contains("  removed  kops-version.txt\n"), "{text}");
+    assert!(text.contains("  modified config\n"), "{text}");
+    assert!(
+        text.contains("  modified cluster-completed.spec\n"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+
+    // The live store did not change: plain verify says so, which is why
+    // a job that must trust its snapshot runs --local.
+    expect_code(&run(&mut verify(&server.endpoint(), &snap)), 0);
+
+    // Not a snapshot: an error, not "altered".
+    let result = verify_local(work.path());
+    expect_code(&result, 1);
+    assert!(
+        stderr(&result).contains("not a kopsci snapshot directory"),
+        "{}",
+        show(&result)
+    );
+}
