@@ -163,6 +163,48 @@ pub enum Error {
         reasons: Vec<String>,
     },
 
+    /// `update` would change the Kubernetes version with the sequence kOps'
+    /// upgrade guide says can crash kubelets.
+    #[error(
+        "cluster `{cluster}`: refusing to change Kubernetes {from} → {to} with `kopsci update` then `kopsci roll` (kops {kops}): {guide}. Use `kopsci apply {cluster}` (kops reconcile cluster), set `apply: reconcile` for its environment in the fleet, or pass --allow-version-skew to take the risk"
+    )]
+    VersionSkew {
+        cluster: String,
+        from: String,
+        to: String,
+        kops: String,
+        guide: &'static str,
+    },
+
+    /// `kops validate cluster` did not pass within its wait.
+    #[error(
+        "cluster `{cluster}` did not validate within {wait}: {failures} failure(s), first: {first} (see the validation table in the report; docs/troubleshooting.md: \"A validation that never passes\")"
+    )]
+    ValidationFailed {
+        cluster: String,
+        wait: String,
+        failures: usize,
+        first: String,
+    },
+
+    /// `kops reconcile cluster --yes` failed; `phase` is where it stopped.
+    #[error(
+        "cluster `{cluster}`: `kops reconcile cluster --yes` failed with {status} during \"{phase}\"{}; re-run the job to resume (the rolling update skips groups already updated)",
+        stderr_tail.last().map(|l| format!(": {l}")).unwrap_or_default()
+    )]
+    ReconcileFailed {
+        cluster: String,
+        phase: String,
+        status: String,
+        stderr_tail: Vec<String>,
+    },
+
+    /// `kopsci delete` of a cluster the fleet does not retire.
+    #[error(
+        "refusing to delete cluster `{cluster}`: {fleet} does not mark it `absent: true` (a deletion must be reviewed in the fleet file first)"
+    )]
+    NotAbsent { cluster: String, fleet: String },
+
     /// kops printed output kopsci cannot make sense of.
     #[error("cannot parse the output of `{command}`: {message}")]
     KopsOutput {

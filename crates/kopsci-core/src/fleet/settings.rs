@@ -133,9 +133,9 @@ pub struct ApplySettings {
     pub auto_roll: bool,
     /// Run `kops validate cluster` after apply and roll (default true).
     pub validate: bool,
-    /// `kops validate cluster --wait` (default 15m, kOps' own default for
-    /// rolling updates).
-    pub validation_timeout: Timeout,
+    /// `kops validate cluster --wait` and rolling updates'
+    /// `--validation-timeout`; kOps' default (15m) when unset.
+    pub validation_timeout: Option<Timeout>,
     /// `--drain-timeout` for rolling updates; kOps' default when unset.
     pub drain_timeout: Option<Timeout>,
     /// `--api-server` for kops commands that document it (private APIs).
@@ -145,7 +145,8 @@ pub struct ApplySettings {
 /// Default GitLab timeout of apply and roll jobs: long rolls of big groups
 /// take hours.
 pub const DEFAULT_APPLY_TIMEOUT: Timeout = Timeout::from_secs(3 * 3600);
-/// Default `kops validate cluster --wait`.
+/// Default `kops validate cluster --wait`: kOps' own default validation
+/// timeout for rolling updates.
 pub const DEFAULT_VALIDATION_TIMEOUT: Timeout = Timeout::from_secs(15 * 60);
 
 impl Default for ApplySettings {
@@ -157,7 +158,7 @@ impl Default for ApplySettings {
             auto_apply: false,
             auto_roll: false,
             validate: true,
-            validation_timeout: DEFAULT_VALIDATION_TIMEOUT,
+            validation_timeout: None,
             drain_timeout: None,
             api_server: None,
         }
@@ -180,6 +181,12 @@ pub(super) struct ApplyLayer {
 }
 
 impl ApplySettings {
+    /// How long `kops validate cluster --wait` waits.
+    pub fn validation_wait(&self) -> Timeout {
+        self.validation_timeout
+            .unwrap_or(DEFAULT_VALIDATION_TIMEOUT)
+    }
+
     /// `self` with every key `layer` sets replaced by `layer`'s.
     pub(super) fn overlay(&self, layer: &ApplyLayer) -> ApplySettings {
         ApplySettings {
@@ -191,7 +198,7 @@ impl ApplySettings {
             auto_apply: layer.auto_apply.unwrap_or(self.auto_apply),
             auto_roll: layer.auto_roll.unwrap_or(self.auto_roll),
             validate: layer.validate.unwrap_or(self.validate),
-            validation_timeout: layer.validation_timeout.unwrap_or(self.validation_timeout),
+            validation_timeout: layer.validation_timeout.or(self.validation_timeout),
             drain_timeout: layer.drain_timeout.or(self.drain_timeout),
             api_server: layer.api_server.clone().or_else(|| self.api_server.clone()),
         }

@@ -296,7 +296,7 @@ fn apply_settings_resolve_fleet_then_environment_then_cluster() {
     assert_eq!(a.apply.strategy, ApplyStrategy::Reconcile);
     assert_eq!(a.apply.timeout.gitlab(), "2h");
     assert!(a.apply.auto_apply && a.apply.prune_instance_groups && a.apply.validate);
-    assert_eq!(a.apply.validation_timeout.go(), "20m");
+    assert_eq!(a.apply.validation_wait().go(), "20m");
     assert_eq!(b.apply.strategy, ApplyStrategy::UpdateRoll);
     assert!(!b.apply.auto_apply && !b.apply.prune_instance_groups && !b.apply.validate);
     assert_eq!(b.apply.drain_timeout.map(|t| t.go()), Some("5m".into()));

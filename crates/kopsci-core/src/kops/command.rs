@@ -19,6 +19,8 @@ use crate::process::Invocation;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Kops {
     base: Invocation,
+    /// `--api-server` for the commands that document it (private APIs).
+    api_server: Option<String>,
 }
 
 impl fmt::Debug for Kops {
@@ -32,6 +34,25 @@ impl Kops {
     pub fn new(program: impl Into<PathBuf>) -> Kops {
         Kops {
             base: Invocation::new(program),
+            api_server: None,
+        }
+    }
+
+    /// Passes `--api-server URL` to every command whose docs list it
+    /// (`update`, `rolling-update`, `reconcile`, `validate`, `export
+    /// kubeconfig`), unless the user's own flags already do.
+    pub fn with_api_server(mut self, url: Option<&str>) -> Kops {
+        self.api_server = url.map(str::to_string);
+        self
+    }
+
+    /// `--api-server URL` unless `extra` sets it.
+    fn api_server_flag(&self, extra: &[OsString]) -> Vec<String> {
+        match &self.api_server {
+            Some(url) if !sets_flag(extra, "--api-server") => {
+                vec!["--api-server".to_string(), url.clone()]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -108,7 +129,61 @@ impl Kops {
             .call(["update", "cluster"])
             .args(cluster_flags(name, state))
             .args(yes.then_some("--yes"))
+            .args(self.api_server_flag(extra))
             .args(extra.iter().cloned()))
+    }
+
+    /// `kops update cluster --name NAME --state STATE --prune --yes`: deletes
+    /// the old revisions of cloud resources an upgrade left (kOps 1.29+).
+    pub fn update_prune(&self, name: &str, state: &str) -> Invocation {
+        self.call(["update", "cluster"])
+            .args(cluster_flags(name, state))
+            .args(["--prune", "--yes"])
+            .args(self.api_server_flag(&[]))
+    }
+
+    /// `kops reconcile cluster --name NAME --state STATE [--yes]` (kOps
+    /// 1.31+): updates and rolls the control plane, then the nodes, then
+    /// prunes.
+    pub fn reconcile(&self, name: &str, state: &str, yes: bool) -> Invocation {
+        self.call(["reconcile", "cluster"])
+            .args(cluster_flags(name, state))
+            .args(yes.then_some("--yes"))
+            .args(self.api_server_flag(&[]))
+    }
+
+    /// `kops validate cluster --name NAME --state STATE --wait WAIT -o json`.
+    /// With `--wait`, kOps prints one JSON result per attempt; the last one
+    /// is the verdict.
+    pub fn validate(&self, name: &str, state: &str, wait: &str) -> Invocation {
+        self.call(["validate", "cluster"])
+            .args(cluster_flags(name, state))
+            .args(["--wait", wait, "-o", "json"])
+            .args(self.api_server_flag(&[]))
+    }
+
+    /// `kops delete cluster --name NAME --state STATE [--yes]`: without
+    /// `--yes`, the list of what would be deleted.
+    pub fn delete_cluster(&self, name: &str, state: &str, yes: bool) -> Invocation {
+        self.call(["delete", "cluster"])
+            .args(cluster_flags(name, state))
+            .args(yes.then_some("--yes"))
+    }
+
+    /// `kops export kubeconfig --name NAME --state STATE --kubeconfig FILE
+    /// --admin=DURATION`: a short-lived admin credential in FILE.
+    pub fn export_kubeconfig(
+        &self,
+        name: &str,
+        state: &str,
+        file: &Path,
+        admin: &str,
+    ) -> Invocation {
+        self.call(["export", "kubeconfig"])
+            .args(cluster_flags(name, state))
+            .args([OsStr::new("--kubeconfig"), file.as_os_str()])
+            .args([format!("--admin={admin}")])
+            .args(self.api_server_flag(&[]))
     }
 
     /// `kops rolling-update cluster --name NAME --state STATE [--yes] EXTRA…`.
@@ -124,16 +199,26 @@ impl Kops {
             .call(["rolling-update", "cluster"])
             .args(cluster_flags(name, state))
             .args(yes.then_some("--yes"))
+            .args(self.api_server_flag(extra))
             .args(extra.iter().cloned()))
     }
 
     /// `kops delete instancegroup IG --name NAME --state STATE --yes`. The
     /// group is positional, as the docs' synopsis has it; `--yes` always,
-    /// because kopsci only calls this once the prune was decided.
-    pub fn delete_instance_group(&self, group: &str, name: &str, state: &str) -> Invocation {
-        self.call(["delete", "instancegroup", group])
+    /// because kopsci only calls this once the prune was decided. The name
+    /// is checked as a kOps object name first, so it can never be read as
+    /// a flag.
+    pub fn delete_instance_group(
+        &self,
+        group: &str,
+        name: &str,
+        state: &str,
+    ) -> Result<Invocation> {
+        crate::names::check_object_name(group)?;
+        Ok(self
+            .call(["delete", "instancegroup", group])
             .args(cluster_flags(name, state))
-            .args(["--yes"])
+            .args(["--yes"]))
     }
 
     /// `kops get instancegroups --name NAME --state STATE -o yaml`.
@@ -150,6 +235,14 @@ fn state_flag(state: &str) -> [&str; 2] {
 
 fn cluster_flags<'a>(name: &'a str, state: &'a str) -> [&'a str; 4] {
     ["--name", name, "--state", state]
+}
+
+/// Whether the user's flags set `flag` (`--flag value` or `--flag=value`).
+pub fn sets_flag(extra: &[OsString], flag: &str) -> bool {
+    extra.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    })
 }
 
 /// Refuses user-supplied kops flags that would override what kopsci decides:
@@ -266,7 +359,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            argv(&kops.delete_instance_group("nodes-b", "c", st)),
+            argv(&kops.delete_instance_group("nodes-b", "c", st).unwrap()),
             [
                 "delete",
                 "instancegroup",
@@ -291,6 +384,98 @@ mod tests {
                 "yaml"
             ]
         );
+    }
+
+    #[test]
+    fn new_calls_use_documented_flags_and_the_api_server_where_documented() {
+        let kops = Kops::new("kops").with_api_server(Some("https://api.internal"));
+        let st = "s3://b";
+        assert_eq!(
+            argv(&kops.reconcile("c", st, true)),
+            [
+                "reconcile",
+                "cluster",
+                "--name",
+                "c",
+                "--state",
+                st,
+                "--yes",
+                "--api-server",
+                "https://api.internal"
+            ]
+        );
+        assert_eq!(
+            argv(&kops.validate("c", st, "15m")),
+            [
+                "validate",
+                "cluster",
+                "--name",
+                "c",
+                "--state",
+                st,
+                "--wait",
+                "15m",
+                "-o",
+                "json",
+                "--api-server",
+                "https://api.internal"
+            ]
+        );
+        assert_eq!(
+            argv(&kops.update_prune("c", st)),
+            [
+                "update",
+                "cluster",
+                "--name",
+                "c",
+                "--state",
+                st,
+                "--prune",
+                "--yes",
+                "--api-server",
+                "https://api.internal"
+            ]
+        );
+        // `kops delete cluster` documents no --api-server.
+        assert_eq!(
+            argv(&kops.delete_cluster("c", st, false)),
+            ["delete", "cluster", "--name", "c", "--state", st]
+        );
+        assert_eq!(
+            argv(&kops.export_kubeconfig("c", st, Path::new("/k/config"), "1h0m0s")),
+            [
+                "export",
+                "kubeconfig",
+                "--name",
+                "c",
+                "--state",
+                st,
+                "--kubeconfig",
+                "/k/config",
+                "--admin=1h0m0s",
+                "--api-server",
+                "https://api.internal"
+            ]
+        );
+        // The user's own --api-server wins; kopsci adds none.
+        let inv = kops
+            .rolling_update("c", st, false, &os(&["--api-server=https://other"]))
+            .unwrap();
+        assert_eq!(
+            argv(&inv)
+                .iter()
+                .filter(|a| a.starts_with("--api-server"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn instance_group_names_that_look_like_flags_are_refused() {
+        let kops = Kops::new("kops");
+        for bad in ["--yes", "-v=10", "a b", "../x", ""] {
+            assert!(kops.delete_instance_group(bad, "c", "s").is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -338,7 +523,7 @@ mod tests {
             "kops update cluster"
         );
         assert_eq!(
-            kops.delete_instance_group("ig", "c", "s").label(),
+            kops.delete_instance_group("ig", "c", "s").unwrap().label(),
             "kops delete instancegroup"
         );
     }

@@ -11,13 +11,17 @@
 
 pub mod command;
 pub mod klog;
+pub mod reconcile;
 pub mod rolling_update;
 pub mod update_output;
+pub mod validate;
 pub mod version;
 
 pub use command::Kops;
+pub use reconcile::{ReconcilePhase, phase_sections, reconcile_phases};
 pub use rolling_update::{RollPlan, RollRow, RollStatus, parse_rolling_update_output};
 pub use update_output::{Counts, FieldChange, Resource, UpdatePlan, parse_update_output};
+pub use validate::{Validation, ValidationFailure, ValidationNode, parse_validate_output};
 pub use version::{check_version, locate, parse_version};
 
 #[cfg(test)]

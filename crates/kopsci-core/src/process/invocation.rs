@@ -95,6 +95,17 @@ impl Invocation {
             .join(" ")
     }
 
+    /// The command line with the program's file name instead of its path,
+    /// shell-quoted: `kops update cluster --name c --state s3://b`. For
+    /// reports, which should not show where a job keeps its binaries.
+    pub fn command_line(&self) -> String {
+        let program = self.program.file_name().unwrap_or(self.program.as_os_str());
+        std::iter::once(shell_quote(program))
+            .chain(self.args.iter().map(|a| shell_quote(a)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// The duct expression that runs this invocation; output redirection is
     /// the runner's business.
     pub(crate) fn expression(&self) -> duct::Expression {

@@ -1,21 +1,27 @@
-//! The stage commands: `dryrun` (render → snapshot → kops replace/create and
-//! kops update against the snapshot → reports), `update` (check the plan,
-//! apply to the live store) and `roll` (kops rolling-update, parsed).
+//! The stage commands, each a short composition of the per-cluster steps
+//! in [`run`]: `dryrun` (render → snapshot → kops replace/create and kops
+//! update against the snapshot → reports and a plan), `update` (check the
+//! plan, apply to the live store), `roll` (kops rolling-update, parsed),
+//! `apply` (check the plan, then `kops reconcile cluster` — kOps' one-step
+//! apply — and validate), `delete` (retire an `absent: true` cluster).
 //!
-//! Every stage works cluster by cluster and reports per cluster; what is
-//! shared lives here: finding and checking kops, the store and AWS identity
-//! of a cluster, stopping cleanly on SIGINT/SIGTERM between steps, running
-//! several clusters at once with a bound, and the per-cluster report
+//! What the stages share lives here: finding and checking kops, stopping
+//! cleanly on SIGINT/SIGTERM between steps, and the per-cluster report
 //! directory.
 
+pub mod apply;
+pub mod delete;
 pub mod dryrun;
+pub mod kubeconfig;
 pub mod objects;
 pub mod plan;
 pub mod report;
 pub mod roll;
+pub mod run;
 pub mod sections;
 pub mod spec_diff;
 pub mod update;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -31,10 +37,14 @@ use crate::process::{Echo, Runner};
 use crate::state::{S3Settings, StoreUrl};
 
 pub use crate::aws::StsClientSettings;
+pub use apply::{ApplyOptions, apply};
+pub use delete::{DeleteOptions, delete};
 pub use dryrun::{DryrunOptions, dryrun};
+pub use kubeconfig::{KubeconfigOptions, kubeconfig};
 pub use plan::{PLAN_FILE, Plan};
 pub use report::{Report, StageKind};
 pub use roll::{RollOptions, roll};
+pub use run::Step;
 pub use sections::{Log, LogStyle};
 pub use update::{UpdateOptions, update};
 
@@ -49,7 +59,7 @@ pub struct StageSettings {
     /// `--state` / `KOPS_STATE_STORE`: overrides the fleet's store for every
     /// cluster. A relative `file://` path is taken from the current
     /// directory.
-    pub state: Option<String>,
+    pub state: Option<StoreUrl>,
     pub s3: S3Settings,
     pub sts: StsClientSettings,
     /// Objects fetched at once by snapshots and verification.
@@ -82,12 +92,21 @@ impl KopsSetup {
     pub fn kops(&self, identity: &AwsIdentity) -> Kops {
         Kops::new(&self.program).with_identity(identity)
     }
-}
 
-/// The live store of a cluster: the override, else the fleet's.
-pub fn store_for(fleet: &Fleet, cluster: &Cluster, state: Option<&str>) -> Result<StoreUrl> {
-    let state = state.map(StoreUrl::parse).transpose()?;
-    fleet.store_for(cluster, state.as_ref())
+    fn at_least(&self, major: u64, minor: u64) -> bool {
+        (self.version.major, self.version.minor) >= (major, minor)
+    }
+
+    /// `kops reconcile cluster` and `update cluster --instance-group-roles`
+    /// arrived in kOps 1.31.
+    pub fn has_reconcile(&self) -> bool {
+        self.at_least(1, 31)
+    }
+
+    /// `kops update cluster --prune` arrived in kOps 1.29.
+    pub fn has_prune(&self) -> bool {
+        self.at_least(1, 29)
+    }
 }
 
 /// Where a cluster's reports go: `<report dir>/<cluster>/`.
@@ -155,49 +174,23 @@ pub(crate) fn cluster_log(style: LogStyle, cluster: &str, parallel: bool) -> Log
     }
 }
 
-/// Runs the steps of a single-cluster kops stage (`update`, `roll`) inside
-/// its log section and always writes the report: a failing step is recorded
-/// in `failed` under the step's name, and only an interruption comes back
-/// as an error, after the report is written.
-pub(crate) fn run_cluster_stage(
-    kind: report::StageKind,
-    cluster: &crate::fleet::Cluster,
-    kops: &KopsSetup,
-    log: &Log,
-    dir: &Path,
-    steps: impl FnOnce(&mut report::Report, &mut &'static str) -> Result<()>,
-) -> Result<report::Report> {
-    let started = std::time::Instant::now();
-    let mut report = report::Report::new(kind, &cluster.name, now_rfc3339());
-    report.environment = Some(cluster.environment.clone());
-    report.kops_version = Some(kops.version.to_string());
-    let mut step = "prepare";
-    let outcome = {
-        let command = kind.command();
-        let _section = log.section(
-            command,
-            &format!("kopsci {command} {}", cluster.name),
-            false,
-        );
-        steps(&mut report, &mut step)
-    };
-    let interrupted = match outcome {
-        Ok(()) => None,
-        Err(e) => {
-            report.fail(step, &e);
-            matches!(e, Error::Interrupted { .. }).then_some(e)
+/// Removes the files a previous run of `kind` left for each cluster — before
+/// anything can fail, kops missing or the wrong version included — so that
+/// a failed run never leaves an old plan or report looking current.
+pub(crate) fn clear_stage_files(
+    report_dir: &Path,
+    kind: StageKind,
+    clusters: &[&Cluster],
+    names: &[&str],
+) -> Result<()> {
+    for cluster in clusters {
+        let mut dir = cluster_report_dir(report_dir, &cluster.name);
+        if let Some(sub) = kind.subdir() {
+            dir = dir.join(sub);
         }
-    };
-    report.duration_seconds = started.elapsed().as_secs_f64();
-    if let Err(e) = report::write_report(dir, &report, false)
-        && report.failed.is_none()
-    {
-        report.fail("report", &e);
+        clear_previous(&dir, names)?;
     }
-    match interrupted {
-        Some(e) => Err(e),
-        None => Ok(report),
-    }
+    Ok(())
 }
 
 /// Removes the files a previous run of this stage left in `dir`, so that a

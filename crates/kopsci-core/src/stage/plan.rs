@@ -1,12 +1,16 @@
-//! `plan.json`: the fingerprint of what a dry run reviewed, and the checks
-//! `update` makes before it touches the live store.
+//! `plan.json`: what a dry run reviewed, and the checks `update` and
+//! `apply` make before they touch the live store.
 //!
 //! A plan holds the SHA-256 of the rendered manifest, the live store's URL,
 //! and the whole snapshot record (key, size and SHA-256 of every object the
-//! dry run started from — never contents). `update` renders again and
-//! compares the manifest digest, then runs `snapshot verify` with that
-//! record against the live store: any object added, removed or modified
-//! since the dry run makes the plan stale.
+//! dry run started from — never contents). It is an artifact anyone who can
+//! edit a branch's artifacts can rewrite, checksums included, so it is only
+//! the reviewed *expectation*: every check is recomputed. `update` renders
+//! the manifest again, copies the live store it is about to write (the
+//! fleet's, or `--state`), and compares — the manifest digest, every
+//! object's digest against the record, and what the manifest and the live
+//! store give for the action and the removed instance groups. Nothing the
+//! plan says is applied without that.
 
 use std::path::Path;
 
@@ -16,7 +20,9 @@ use sha2::{Digest, Sha256};
 use crate::errors::{Error, Result};
 use crate::kops::Counts;
 use crate::stage::report::Action;
-use crate::state::{RECORD_FILE, Record, S3Settings, VerifyReport};
+use crate::stage::run::{ClusterRun, LiveCopy, Manifest, Step};
+use crate::stage::spec_diff::spec_diff;
+use crate::state::{FilterSpec, Record};
 
 pub const PLAN_FILE: &str = "plan.json";
 /// The `format` of plans this version writes and reads.
@@ -92,21 +98,34 @@ impl Plan {
         Ok(Some(plan))
     }
 
-    /// Why this plan does not fit what `update` is about to apply; empty
-    /// when it does (the live store is checked separately, [`Plan::verify_live`]).
+    /// Why this plan does not fit what `update` is about to apply: another
+    /// cluster, another store (by the plan's own field or its record's),
+    /// another manifest, or a record made with another filter (so that it
+    /// could leave out what changed). Empty when it fits.
     pub fn mismatches(&self, cluster: &str, state: &str, manifest_sha256: &str) -> Vec<String> {
         let mut reasons = Vec::new();
-        if self.cluster != cluster {
+        if self.cluster != cluster || self.snapshot.cluster != cluster {
             reasons.push(format!(
                 "the plan is for cluster `{}`, not `{cluster}`",
-                self.cluster
+                self.cluster.escape_debug()
             ));
         }
-        if self.state != state {
+        if self.state != state || self.snapshot.source != state {
+            let other = if self.state != state {
+                &self.state
+            } else {
+                &self.snapshot.source
+            };
             reasons.push(format!(
-                "the plan was made against state store `{}`, not `{state}`",
-                self.state
+                "the plan was made against state store `{}`, not `{state}`, the store this job writes",
+                other.escape_debug()
             ));
+        }
+        if self.snapshot.filter != FilterSpec::default() {
+            reasons.push(
+                "the plan's snapshot was taken with non-default filters, so it may not cover what changed"
+                    .into(),
+            );
         }
         if self.manifest_sha256 != manifest_sha256 {
             reasons.push(
@@ -116,18 +135,189 @@ impl Plan {
         }
         reasons
     }
+}
 
-    /// Compares the live store with the snapshot the dry run started from
-    /// (`snapshot verify` on the plan's record).
-    pub fn verify_live(&self, s3: &S3Settings, concurrency: usize) -> Result<VerifyReport> {
-        let dir = tempfile::Builder::new()
-            .prefix("kopsci-verify-")
-            .tempdir()
-            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        let record = dir.path().join(RECORD_FILE);
-        std::fs::write(&record, self.snapshot.to_json()).map_err(|e| Error::io(&record, e))?;
-        crate::state::verify(dir.path(), s3, concurrency)
+/// Objects that differ between the plan's record and a fresh copy, by key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub modified: Vec<String>,
+}
+
+impl StoreChanges {
+    /// Compares by size and SHA-256 (ETags differ between servers).
+    pub fn between(before: &Record, after: &Record) -> StoreChanges {
+        use std::collections::BTreeMap;
+        let index = |r: &Record| -> BTreeMap<String, (u64, String)> {
+            r.objects
+                .iter()
+                .map(|o| (o.key.clone(), (o.size, o.sha256.clone())))
+                .collect()
+        };
+        let (old, new) = (index(before), index(after));
+        let mut changes = StoreChanges::default();
+        for (key, digest) in &new {
+            match old.get(key) {
+                None => changes.added.push(key.clone()),
+                Some(d) if d != digest => changes.modified.push(key.clone()),
+                Some(_) => {}
+            }
+        }
+        changes.removed = old
+            .keys()
+            .filter(|k| !new.contains_key(*k))
+            .cloned()
+            .collect();
+        changes
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.modified.is_empty()
+    }
+
+    /// `added a, modified b, …` for messages (keys escaped).
+    pub fn describe(&self) -> String {
+        let mut keys = Vec::new();
+        for (label, list) in [
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("modified", &self.modified),
+        ] {
+            keys.extend(list.iter().map(|k| format!("{label} {}", k.escape_debug())));
+        }
+        keys.join(", ")
+    }
+
+    /// Whether these are changes an earlier apply of the same manifest
+    /// makes: nothing removed, secrets and keys only ever added (a first
+    /// `update --yes` creates them), everything else kOps' own output.
+    fn could_be_an_earlier_apply(&self) -> bool {
+        let secret = |k: &String| k.starts_with("pki/") || k.starts_with("secrets/");
+        self.removed.is_empty() && !self.modified.iter().any(secret)
+    }
+}
+
+/// What `update` / `apply` will do, decided from the manifest and the live
+/// store (never from the plan alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    /// Instance groups the store has and the manifest does not.
+    pub removed: Vec<String>,
+}
+
+/// Checks the dry run's plan against a fresh copy of the live store and
+/// the freshly rendered manifest; returns what to apply. Refuses a stale,
+/// missing, broken or edited plan unless `allow_stale`, in which case the
+/// live store alone decides and the report says so.
+pub fn check(
+    run: &mut ClusterRun,
+    plan_dir: &Path,
+    manifest: &Manifest,
+    live: &LiveCopy,
+    allow_stale: bool,
+) -> Result<Decision> {
+    run.step(Step::PlanCheck)?;
+    let name = run.name();
+    let state = run.live_state_arg();
+    let decided = Decision {
+        action: live.action(),
+        removed: live.stored.removed_instance_groups(&manifest.objects),
+    };
+    let mut reasons = Vec::new();
+    let plan = match Plan::load(plan_dir) {
+        Ok(Some(plan)) => Some(plan),
+        Ok(None) => {
+            reasons.push(format!(
+                "no {PLAN_FILE} in {}: run `kopsci dryrun {name}` first (its report directory must reach this job)",
+                plan_dir.display()
+            ));
+            None
+        }
+        Err(e) => {
+            reasons.push(e.to_string());
+            None
+        }
+    };
+    if let Some(plan) = &plan {
+        reasons.extend(plan.mismatches(name, &state, &manifest.sha256));
+        if reasons.is_empty() {
+            reasons.extend(freshness(run, plan, manifest, live, &decided)?);
+        }
+    }
+    if reasons.is_empty()
+        && let Some(plan) = plan
+    {
+        run.log.note(&format!(
+            "plan of {} is current: same manifest, live store as reviewed",
+            plan.created_at
+        ));
+        if plan.without_kops {
+            run.warn(
+                "the plan comes from a `--without-kops` dry run: kops never previewed this change"
+                    .into(),
+            );
+        }
+        return Ok(decided);
+    }
+    if !allow_stale {
+        return Err(Error::StalePlan {
+            cluster: name.to_string(),
+            reasons,
+        });
+    }
+    for reason in reasons {
+        run.warn(format!("--allow-stale: applied although {reason}"));
+    }
+    Ok(decided)
+}
+
+/// Why the live store is not the one the plan reviewed; empty when it is,
+/// or when it differs only by what an earlier apply of this same manifest
+/// wrote (a retried apply job resumes instead of being refused).
+fn freshness(
+    run: &mut ClusterRun,
+    plan: &Plan,
+    manifest: &Manifest,
+    live: &LiveCopy,
+    decided: &Decision,
+) -> Result<Vec<String>> {
+    let changes = StoreChanges::between(&plan.snapshot, &live.record);
+    if changes.is_empty() {
+        // Same manifest, same store: the plan's own conclusions must be
+        // what they recompute to, or the plan was edited.
+        let mut expected = plan.removed_instance_groups.clone();
+        expected.sort();
+        let mut removed = decided.removed.clone();
+        removed.sort();
+        if plan.action != decided.action || expected != removed {
+            return Ok(vec![format!(
+                "plan.json says {:?} with removed instance groups [{}], but the reviewed manifest and the unchanged live store give {:?} with [{}]: the plan was edited",
+                plan.action,
+                expected.join(", "),
+                decided.action,
+                removed.join(", ")
+            )]);
+        }
+        return Ok(Vec::new());
+    }
+    if changes.could_be_an_earlier_apply() && live.stored.exists() {
+        let diff = spec_diff(&manifest.objects, &live.stored)?;
+        if !diff.has_changes() {
+            run.warn(format!(
+                "the live store changed since the dry run ({}), but only as applying this same reviewed manifest changes it: resuming an earlier apply",
+                changes.describe()
+            ));
+            return Ok(Vec::new());
+        }
+    }
+    Ok(vec![format!(
+        "the live state store changed since the dry run's snapshot of {} ({}): {}",
+        plan.snapshot.time,
+        plan.state,
+        changes.describe()
+    )])
 }
 
 #[cfg(test)]
@@ -208,18 +398,55 @@ mod tests {
     }
 
     #[test]
-    fn verify_live_compares_the_record_with_the_store() {
-        let store = tempfile::tempdir().unwrap();
-        let cluster = store.path().join("c.example.com");
-        std::fs::create_dir_all(&cluster).unwrap();
-        std::fs::write(cluster.join("config"), "abc").unwrap();
+    fn store_changes_compare_digests_not_etags() {
+        let before = plan().snapshot;
+        let mut after = before.clone();
+        after.objects[0].etag = Some("other".into());
+        assert!(StoreChanges::between(&before, &after).is_empty());
+        after.objects[0].sha256 = "1".repeat(64);
+        after.objects.push(ObjectRecord {
+            key: "pki/private/ca/keyset.yaml".into(),
+            size: 1,
+            etag: None,
+            sha256: "2".repeat(64),
+        });
+        let changes = StoreChanges::between(&before, &after);
+        assert_eq!(changes.modified, ["config"]);
+        assert_eq!(changes.added, ["pki/private/ca/keyset.yaml"]);
+        assert!(changes.could_be_an_earlier_apply());
+        let gone = StoreChanges::between(&after, &before);
+        assert_eq!(gone.removed, ["pki/private/ca/keyset.yaml"]);
+        assert!(!gone.could_be_an_earlier_apply());
+        let mut rotated = after.clone();
+        rotated.objects[1].sha256 = "3".repeat(64);
+        assert!(!StoreChanges::between(&after, &rotated).could_be_an_earlier_apply());
+    }
+
+    #[test]
+    fn a_plan_for_another_store_or_filter_never_fits() {
         let mut p = plan();
-        p.snapshot.source = format!("file://{}", store.path().display());
-        p.snapshot.objects[0].sha256 = sha256_hex(b"abc");
-        let report = p.verify_live(&S3Settings::default(), 4).unwrap();
-        assert!(!report.changed(), "{}", report.render());
-        std::fs::write(cluster.join("config"), "abd").unwrap();
-        let report = p.verify_live(&S3Settings::default(), 4).unwrap();
-        assert_eq!(report.modified, ["config"]);
+        // An attacker points the record at a copy of the store, recomputing
+        // the checksum: the store this job writes is what counts.
+        p.snapshot.source = "s3://attacker-copy".into();
+        let reasons = p.mismatches(
+            "c.example.com",
+            "file:///srv/state",
+            &sha256_hex(b"manifest"),
+        );
+        assert!(
+            reasons.iter().any(|r| r.contains("s3://attacker-copy")),
+            "{reasons:?}"
+        );
+        let mut p = plan();
+        p.snapshot.filter.exclude = vec!["**".into()];
+        let reasons = p.mismatches(
+            "c.example.com",
+            "file:///srv/state",
+            &sha256_hex(b"manifest"),
+        );
+        assert!(
+            reasons.iter().any(|r| r.contains("non-default filters")),
+            "{reasons:?}"
+        );
     }
 }

@@ -10,7 +10,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{Error, Result};
-use crate::kops::{Counts, RollPlan, UpdatePlan};
+use crate::kops::{Counts, ReconcilePhase, RollPlan, UpdatePlan, Validation};
+use crate::stage::run::Step;
 use crate::stage::spec_diff::{Change, ObjectChange};
 
 /// The `format` of reports this version writes.
@@ -23,6 +24,9 @@ pub const MANIFEST_FILE: &str = "manifest.yaml";
 pub const STATE_DIFF_FILE: &str = "state.diff";
 pub const KOPS_UPDATE_FILE: &str = "kops-update.txt";
 pub const KOPS_ROLL_FILE: &str = "kops-rolling-update.txt";
+pub const KOPS_DELETE_FILE: &str = "kops-delete.txt";
+pub const KOPS_APPLY_FILE: &str = "kops-apply.txt";
+pub const KOPS_VALIDATE_FILE: &str = "kops-validate.txt";
 
 /// Which stage wrote a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +35,8 @@ pub enum StageKind {
     Dryrun,
     Update,
     Roll,
+    Apply,
+    Delete,
 }
 
 impl StageKind {
@@ -40,6 +46,8 @@ impl StageKind {
             StageKind::Dryrun => "dryrun",
             StageKind::Update => "update",
             StageKind::Roll => "roll",
+            StageKind::Apply => "apply",
+            StageKind::Delete => "delete",
         }
     }
 
@@ -48,6 +56,17 @@ impl StageKind {
             StageKind::Dryrun => "dry run",
             StageKind::Update => "update",
             StageKind::Roll => "rolling update",
+            StageKind::Apply => "apply",
+            StageKind::Delete => "deletion",
+        }
+    }
+
+    /// The sub-directory of a cluster's report directory this stage writes
+    /// to; the dry run writes to the cluster's directory itself.
+    pub fn subdir(self) -> Option<&'static str> {
+        match self {
+            StageKind::Dryrun => None,
+            other => Some(other.command()),
         }
     }
 }
@@ -60,6 +79,8 @@ pub enum Action {
     Create,
     /// `kops replace --force -f`.
     Replace,
+    /// `kops delete cluster`: the fleet marks the cluster `absent: true`.
+    Delete,
 }
 
 /// Where the counts come from.
@@ -116,7 +137,7 @@ pub struct Report {
     /// `null`, or what failed (one line).
     pub failed: Option<String>,
     /// The step that failed.
-    pub failed_step: Option<String>,
+    pub failed_step: Option<Step>,
     /// The last lines kops wrote to stderr when it failed.
     pub failed_detail: Vec<String>,
     /// RFC 3339, UTC.
@@ -125,6 +146,20 @@ pub struct Report {
     pub duration_seconds: f64,
     /// Of that, time spent waiting for kops.
     pub kops_seconds: f64,
+    /// Every kops command the stage ran, in order (arguments only).
+    #[serde(default)]
+    pub kops_commands: Vec<String>,
+    /// `kops reconcile cluster --yes`: the phases that started, in order;
+    /// after a failure the last one is where it stopped.
+    #[serde(default)]
+    pub phases: Vec<ReconcilePhase>,
+    /// `kops validate cluster` after an apply or a roll.
+    #[serde(default)]
+    pub validation: Option<Validation>,
+    /// `absent: true` clusters: `kops delete cluster`'s list of what is (or
+    /// was) deleted.
+    #[serde(default)]
+    pub deletion: Option<String>,
 }
 
 impl Report {
@@ -159,6 +194,10 @@ impl Report {
             started_at,
             duration_seconds: 0.0,
             kops_seconds: 0.0,
+            kops_commands: Vec::new(),
+            phases: Vec::new(),
+            validation: None,
+            deletion: None,
         }
     }
 
@@ -179,9 +218,9 @@ impl Report {
     }
 
     /// Records a failure at `step`.
-    pub fn fail(&mut self, step: &str, err: &Error) {
+    pub fn fail(&mut self, step: Step, err: &Error) {
         self.failed = Some(err.to_string());
-        self.failed_step = Some(step.to_string());
+        self.failed_step = Some(step);
         if let Error::KopsFailed { stderr_tail, .. } = err {
             self.failed_detail = stderr_tail.clone();
         }
@@ -203,7 +242,12 @@ impl Report {
                     (false, n) => format!("{n} instance group(s) need a rolling update"),
                 }
             }
-            StageKind::Update => format!("applied: {}", self.summary),
+            StageKind::Update | StageKind::Apply => format!("applied: {}", self.summary),
+            StageKind::Delete => match &self.deletion {
+                Some(_) if self.changes_pending => "deletion previewed".to_string(),
+                Some(_) => "deleted".to_string(),
+                None => "not in the state store: nothing to delete".to_string(),
+            },
             StageKind::Dryrun => self.summary.clone(),
         };
         if self.kops_skipped.is_some() {
@@ -250,7 +294,7 @@ impl Report {
             .unwrap_or_default();
         let title = self.stage.title();
         if let Some(failed) = &self.failed {
-            let step = self.failed_step.as_deref().unwrap_or("?");
+            let step = self.failed_step.map(Step::as_str).unwrap_or("?");
             let _ = writeln!(
                 md,
                 "#### `{}`{env} — {title} failed at `{step}`\n",
@@ -312,6 +356,20 @@ impl Report {
             }
             StageKind::Roll => {
                 let _ = writeln!(md, "`kops rolling-update cluster` on `{state}`{version}.\n");
+            }
+            StageKind::Apply => {
+                let _ = writeln!(
+                    md,
+                    "Cluster spec applied to `{state}`{version} with: {}.\n",
+                    self.kops_commands
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            StageKind::Delete => {
+                let _ = writeln!(md, "`kops delete cluster` on `{state}`{version}.\n");
             }
         }
         if self.stage == StageKind::Dryrun && !self.changes_pending {
@@ -413,6 +471,8 @@ impl Report {
                 StageKind::Dryrun => "`kops update cluster` (dry run) output",
                 StageKind::Update => "`kops update cluster --yes` output",
                 StageKind::Roll => "`kops rolling-update cluster` output",
+                StageKind::Apply => "kops output",
+                StageKind::Delete => "`kops delete cluster` output",
             };
             details(md, summary, &fenced(&self.kops_output, "text"));
         }
@@ -536,7 +596,7 @@ mod tests {
     fn a_failed_report_says_where_and_why() {
         let mut r = Report::new(StageKind::Dryrun, "c", "t".into());
         r.fail(
-            "kops update cluster",
+            Step::KopsUpdate,
             &Error::KopsFailed {
                 command: "kops update cluster".into(),
                 status: "exit code 1".into(),

@@ -1,28 +1,29 @@
 //! `kopsci roll CLUSTER`: `kops rolling-update cluster` on the live store —
 //! a preview parsed into a report, or with `--yes` the rolling update
-//! itself. The user's extra kops flags (`--instance-group`, `--cloudonly`,
-//! `--validation-timeout`, …) pass through; `--yes`, `--name` and `--state`
-//! are kopsci's.
+//! itself, followed by the validation gate. The user's extra kops flags
+//! (`--instance-group`, `--cloudonly`, …) pass through; `--yes`, `--name`
+//! and `--state` are kopsci's. The fleet's `drain_timeout` and
+//! `validation_timeout` become `--drain-timeout` / `--validation-timeout`
+//! unless the extra flags set them.
 //!
 //! The report goes to `<report dir>/<cluster>/roll/`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::aws::AwsIdentity;
-use crate::aws::resolve_identity;
-use crate::errors::{Error, Result};
+use crate::errors::Result;
 use crate::fleet::{Cluster, Fleet};
+use crate::kops::command::{check_extra, sets_flag};
 use crate::kops::parse_rolling_update_output;
-use crate::process::Runner;
-use crate::stage::report::{KOPS_ROLL_FILE, REPORT_JSON, REPORT_MD, Report, StageKind, write_file};
-use crate::stage::{
-    KopsSetup, Log, StageSettings, Stop, clear_previous, cluster_log, cluster_report_dir,
-    run_cluster_stage, store_for,
-};
+use crate::stage::report::{KOPS_ROLL_FILE, KOPS_VALIDATE_FILE, REPORT_JSON, REPORT_MD, StageKind};
+use crate::stage::run::{ClusterRun, Stage, Step};
+use crate::stage::validate::validate_cluster;
+use crate::stage::{KopsSetup, Report, StageSettings, Stop, clear_stage_files, cluster_log};
 
 /// The sub-directory of a cluster's report directory for `roll`.
 pub const ROLL_DIR: &str = "roll";
+
+const ROLL_FILES: &[&str] = &[REPORT_MD, REPORT_JSON, KOPS_ROLL_FILE, KOPS_VALIDATE_FILE];
 
 /// `kopsci roll`'s options.
 #[derive(Debug, Clone)]
@@ -40,82 +41,80 @@ pub struct RollOptions {
 /// failures are in the report's `failed`.
 pub fn roll(fleet: &Fleet, cluster: &Cluster, opts: &RollOptions) -> Result<Report> {
     let stop = Stop::watch()?;
-    crate::kops::command::check_extra("kops rolling-update cluster", &opts.kops_args)?;
+    clear_stage_files(&opts.report_dir, StageKind::Roll, &[cluster], ROLL_FILES)?;
+    check_extra("kops rolling-update cluster", &opts.kops_args)?;
     let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
+    let stage = Stage {
+        fleet,
+        kind: StageKind::Roll,
+        report_dir: &opts.report_dir,
+        settings: &opts.settings,
+        kops: Some(&kops),
+        stop: &stop,
+    };
     let log = cluster_log(opts.settings.log, &cluster.name, false);
-    let dir = cluster_report_dir(&opts.report_dir, &cluster.name).join(ROLL_DIR);
-    run_cluster_stage(
-        StageKind::Roll,
-        cluster,
-        &kops,
-        &log,
-        &dir,
-        |report, step| steps(fleet, cluster, opts, &kops, &stop, &log, report, step),
-    )
+    ClusterRun::new(&stage, cluster, log)
+        .execute(ROLL_FILES, |run| {
+            if opts.yes {
+                crate::stage::apply::warn_short_session(run);
+            }
+            rolling_update(run, opts.yes, &opts.kops_args)?;
+            if opts.yes {
+                validate_cluster(run)?;
+            }
+            Ok(())
+        })
+        .into_result()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn steps(
-    fleet: &Fleet,
-    cluster: &Cluster,
-    opts: &RollOptions,
-    setup: &KopsSetup,
-    stop: &Stop,
-    log: &Log,
-    report: &mut Report,
-    step: &mut &'static str,
-) -> Result<()> {
-    let name = cluster.name.as_str();
-    let dir = cluster_report_dir(&opts.report_dir, name).join(ROLL_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    clear_previous(&dir, &[REPORT_MD, REPORT_JSON, KOPS_ROLL_FILE])?;
-    let store = store_for(fleet, cluster, opts.settings.state.as_deref())?;
-    let state_arg = store.to_string();
-    report.state = Some(store.cluster_url(name));
-
-    *step = "aws identity";
-    let identity = resolve_identity(&fleet.aws_for(cluster), &opts.settings.sts)?;
-    if !matches!(identity, AwsIdentity::Inherit { region: None }) {
-        log.note(&identity.describe());
+/// The fleet's timeouts as rolling-update flags, unless the user's own
+/// flags set them.
+pub(crate) fn roll_flags(run: &ClusterRun, extra: &[OsString]) -> Vec<OsString> {
+    let apply = &run.cluster.apply;
+    let mut flags: Vec<OsString> = extra.to_vec();
+    if let Some(drain) = apply.drain_timeout
+        && !sets_flag(extra, "--drain-timeout")
+    {
+        flags.push(format!("--drain-timeout={}", drain.go()).into());
     }
+    if let Some(timeout) = apply.validation_timeout
+        && !sets_flag(extra, "--validation-timeout")
+    {
+        flags.push(format!("--validation-timeout={}", timeout.go()).into());
+    }
+    flags
+}
 
-    *step = "kops rolling-update cluster";
-    stop.check()?;
-    let kops = setup.kops(&identity);
-    let inv = kops.rolling_update(name, &state_arg, opts.yes, &opts.kops_args)?;
-    let outcome = {
-        let header = if opts.yes {
-            format!("{name}: kops rolling-update cluster --yes")
-        } else {
-            format!("{name}: kops rolling-update cluster (preview)")
-        };
-        let _s = log.section("rolling-update", &header, false);
-        Runner::new(log.echo()).run(&inv)?
+/// `kops rolling-update cluster [--yes]`, parsed into the report.
+pub(crate) fn rolling_update(run: &mut ClusterRun, yes: bool, extra: &[OsString]) -> Result<()> {
+    let name = run.name();
+    let state = run.live_state_arg();
+    let flags = if yes {
+        roll_flags(run, extra)
+    } else {
+        extra.to_vec()
     };
-    write_file(
-        &dir,
+    let inv = run.kops()?.rolling_update(name, &state, yes, &flags)?;
+    let header = if yes {
+        format!("{name}: kops rolling-update cluster --yes")
+    } else {
+        format!("{name}: kops rolling-update cluster (preview)")
+    };
+    let outcome = run.run_kops(Step::KopsRollingUpdate, &header, &inv, false)?;
+    run.write(
         KOPS_ROLL_FILE,
-        &format!(
-            "$ kops rolling-update cluster --name {name} --state {state_arg}{}{}\n{}",
-            if opts.yes { " --yes" } else { "" },
-            opts.kops_args
-                .iter()
-                .map(|a| format!(" {}", crate::process::shell_quote(a)))
-                .collect::<String>(),
-            outcome.stdout
-        ),
+        &format!("$ {}\n{}", inv.command_line(), outcome.stdout),
     )?;
-    report.kops_seconds = outcome.duration.as_secs_f64();
-    report.kops_output = outcome.stdout.clone();
-    *step = "parse rolling-update output";
+    run.report.kops_output.push_str(&outcome.stdout);
+    run.step(Step::ParseRollingUpdate)?;
     match parse_rolling_update_output(&outcome.stdout) {
         Ok(plan) => {
-            report.changes_pending = !opts.yes && (plan.needs_roll || plan.pending().count() > 0);
-            report.roll_plan = Some(plan);
+            run.report.changes_pending = !yes && (plan.needs_roll || plan.pending().count() > 0);
+            run.report.roll_plan = Some(plan);
         }
         // The roll itself succeeded: a table kopsci cannot read must not
         // turn a done rolling update into a failed job.
-        Err(e) if opts.yes => report.warnings.push(e.to_string()),
+        Err(e) if yes => run.report.warnings.push(e.to_string()),
         Err(e) => return Err(e),
     }
     Ok(())

@@ -1,14 +1,17 @@
-//! `kopsci update CLUSTER`: apply what the dry run reviewed, and only that.
+//! `kopsci update CLUSTER`: apply what the dry run reviewed, and only that
+//! (the `update-roll` strategy's first job).
 //!
-//! 1. Render the manifest again and load the dry run's `plan.json`.
-//! 2. Refuse (unless `--allow-stale`) when there is no plan, when it was
+//! 1. Render the manifest again and copy the live store it will write.
+//! 2. Check the dry run's `plan.json` against both ([`plan::check`]):
+//!    refused (unless `--allow-stale`) when there is no plan, when it was
 //!    made for another cluster, store or manifest, or when the live store
-//!    changed since the dry run's snapshot (`snapshot verify` against the
-//!    plan's record).
-//! 3. `kops replace --force -f` (or `kops create -f` for a new cluster) on
-//!    the live store; with `--prune-instance-groups`, `kops delete
-//!    instancegroup NAME --yes` for each group the manifest dropped; then
-//!    `kops update cluster --yes` with the user's extra flags.
+//!    changed since. What to apply is recomputed, never read from the plan.
+//! 3. Refuse a Kubernetes version change with kops 1.31+: `update` then
+//!    `roll` is the sequence kOps' upgrade guide says can crash kubelets.
+//! 4. `kops replace --force -f` (or `create -f`) on the live store; a
+//!    `kops update cluster` preview for the counts; with pruning, `kops
+//!    delete instancegroup NAME --yes` for each group the manifest dropped;
+//!    then `kops update cluster --yes` with the user's extra flags.
 //!
 //! The report goes to `<report dir>/<cluster>/update/`, beside the dry
 //! run's, which it never overwrites.
@@ -16,27 +19,27 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::aws::AwsIdentity;
-use crate::aws::{resolve_identity, s3_for};
 use crate::errors::{Error, Result};
-use crate::fleet::{Cluster, Fleet, Overrides};
+use crate::fleet::{Cluster, Fleet};
+use crate::kops::command::check_extra;
 use crate::kops::parse_update_output;
-use crate::process::Runner;
-use crate::render::RenderOptions;
-use crate::stage::objects::{ManifestObjects, StoredObjects};
-use crate::stage::plan::{Plan, sha256_hex};
+use crate::stage::plan::{self, Decision};
 use crate::stage::report::{
-    Action, CountsSource, KOPS_UPDATE_FILE, MANIFEST_FILE, REPORT_JSON, REPORT_MD, Report,
-    StageKind, write_file,
+    CountsSource, KOPS_UPDATE_FILE, MANIFEST_FILE, REPORT_JSON, REPORT_MD, StageKind,
 };
+use crate::stage::run::{ClusterRun, LiveCopy, Manifest, Stage, Step};
 use crate::stage::{
-    KopsSetup, Log, StageSettings, Stop, clear_previous, cluster_log, cluster_report_dir,
-    run_cluster_stage, store_for,
+    KopsSetup, Report, StageSettings, Stop, clear_stage_files, cluster_log, cluster_report_dir,
 };
-use crate::state::{self, FilterSpec, S3Settings, SnapshotOptions, StoreUrl};
 
 /// The sub-directory of a cluster's report directory for `update`.
 pub const UPDATE_DIR: &str = "update";
+
+/// Files `update` writes (and removes first).
+pub const UPDATE_FILES: &[&str] = &[REPORT_MD, REPORT_JSON, KOPS_UPDATE_FILE, MANIFEST_FILE];
+
+/// kOps' upgrade guide, quoted when kopsci refuses the old sequence.
+pub const SKEW_GUIDE: &str = "kOps' upgrade guide (upgrading-kubernetes.md): \"Violating this policy when upgrading to Kubernetes 1.31 can cause newer kubelets to crash.\" \u{2014} \"To upgrade a cluster to Kubernetes 1.31 or newer, use the new `kops reconcile cluster` command\"";
 
 /// `kopsci update`'s options.
 #[derive(Debug, Clone)]
@@ -46,19 +49,16 @@ pub struct UpdateOptions {
     pub report_dir: PathBuf,
     /// Apply even without a plan, or with a stale one.
     pub allow_stale: bool,
-    /// Delete instance groups the manifest no longer has.
+    /// Delete instance groups the manifest no longer has (also on with the
+    /// fleet's `prune_instance_groups: true`).
     pub prune_instance_groups: bool,
+    /// Change the Kubernetes version with `update` then `roll` although
+    /// kops has `reconcile`.
+    pub allow_version_skew: bool,
     pub kops: Option<PathBuf>,
     /// Extra flags for `kops update cluster`.
     pub kops_args: Vec<OsString>,
     pub settings: StageSettings,
-}
-
-/// What the update applies, decided from the plan or, when stale is
-/// allowed, from the live store.
-struct Decision {
-    action: Action,
-    removed: Vec<String>,
 }
 
 /// Updates one cluster. A failure of the cluster's own steps (stale plan,
@@ -66,267 +66,150 @@ struct Decision {
 /// stops before any step (no kops) and for signals.
 pub fn update(fleet: &Fleet, cluster: &Cluster, opts: &UpdateOptions) -> Result<Report> {
     let stop = Stop::watch()?;
-    // Checked before the plan: a wrong kops must not get as far as the store.
-    crate::kops::command::check_extra("kops update cluster", &opts.kops_args)?;
-    let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
-    let log = cluster_log(opts.settings.log, &cluster.name, false);
-    let dir = cluster_report_dir(&opts.report_dir, &cluster.name).join(UPDATE_DIR);
-    run_cluster_stage(
+    clear_stage_files(
+        &opts.report_dir,
         StageKind::Update,
-        cluster,
-        &kops,
-        &log,
-        &dir,
-        |report, step| steps(fleet, cluster, opts, &kops, &stop, &log, report, step),
-    )
+        &[cluster],
+        UPDATE_FILES,
+    )?;
+    // Checked before the plan: a wrong kops must not get as far as the store.
+    check_extra("kops update cluster", &opts.kops_args)?;
+    let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
+    let stage = Stage {
+        fleet,
+        kind: StageKind::Update,
+        report_dir: &opts.report_dir,
+        settings: &opts.settings,
+        kops: Some(&kops),
+        stop: &stop,
+    };
+    let log = cluster_log(opts.settings.log, &cluster.name, false);
+    ClusterRun::new(&stage, cluster, log)
+        .execute(UPDATE_FILES, |run| {
+            let reviewed = put_reviewed(
+                run,
+                &opts.report_dir,
+                opts.allow_stale,
+                opts.prune_instance_groups,
+                |run, manifest, live| {
+                    guard_version_skew(run, manifest, live, opts.allow_version_skew)
+                },
+            )?;
+            let name = run.name();
+            let state = run.live_state_arg();
+            let inv = run
+                .kops()?
+                .update_cluster(name, &state, true, &opts.kops_args)?;
+            let header = format!("{name}: kops update cluster --yes");
+            let outcome = run.run_kops(Step::KopsUpdateYes, &header, &inv, false)?;
+            run.write(
+                KOPS_UPDATE_FILE,
+                &format!("$ {}\n{}", inv.command_line(), outcome.stdout),
+            )?;
+            run.report.kops_output = outcome.stdout;
+            drop(reviewed);
+            Ok(())
+        })
+        .into_result()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn steps(
-    fleet: &Fleet,
-    cluster: &Cluster,
-    opts: &UpdateOptions,
-    setup: &KopsSetup,
-    stop: &Stop,
-    log: &Log,
-    report: &mut Report,
-    step: &mut &'static str,
-) -> Result<()> {
-    let name = cluster.name.as_str();
-    let settings = &opts.settings;
-    let plan_dir = cluster_report_dir(&opts.report_dir, name);
-    let dir = plan_dir.join(UPDATE_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    clear_previous(
-        &dir,
-        &[REPORT_MD, REPORT_JSON, KOPS_UPDATE_FILE, MANIFEST_FILE],
-    )?;
-    let store = store_for(fleet, cluster, settings.state.as_deref())?;
-    let state_arg = store.to_string();
-    report.state = Some(store.cluster_url(name));
+/// Render, copy the live store, check the plan, then put the reviewed
+/// manifest into the live store, preview what kops will do (the counts in
+/// the report are kops' own, never the plan's), and prune removed instance
+/// groups when asked. `guard` runs between the plan check and the first
+/// write. Shared by `update` and `apply`.
+pub(crate) fn put_reviewed(
+    run: &mut ClusterRun,
+    report_dir: &std::path::Path,
+    allow_stale: bool,
+    prune_flag: bool,
+    guard: impl FnOnce(&mut ClusterRun, &Manifest, &LiveCopy) -> Result<()>,
+) -> Result<Decision> {
+    let manifest = run.render()?;
+    let live = run.snapshot()?;
+    let plan_dir = cluster_report_dir(report_dir, run.name());
+    let decision = plan::check(run, &plan_dir, &manifest, &live, allow_stale)?;
+    run.report.action = Some(decision.action);
+    run.report.removed_instance_groups = decision.removed.clone();
+    guard(run, &manifest, &live)?;
 
-    *step = "render";
-    stop.check()?;
-    let manifest = fleet
-        .render(&[cluster], &Overrides::default(), &RenderOptions::default())?
-        .into_iter()
-        .next()
-        .map(|m| m.text)
-        .unwrap_or_default();
-    let objects = ManifestObjects::parse(&manifest, name)?;
-    write_file(&dir, MANIFEST_FILE, &manifest)?;
+    let name = run.name();
+    let state = run.live_state_arg();
+    run.put_manifest(&manifest, decision.action, &state, &format!("on {state}"))?;
 
-    *step = "aws identity";
-    let identity = resolve_identity(&fleet.aws_for(cluster), &settings.sts)?;
-    if !matches!(identity, AwsIdentity::Inherit { region: None }) {
-        log.note(&identity.describe());
-    }
-    let s3 = s3_for(&identity, &settings.s3);
+    let preview = run.kops()?.update_cluster(name, &state, false, &[])?;
+    let header = format!("{name}: kops update cluster (what --yes will do)");
+    let outcome = run.run_kops(Step::KopsUpdate, &header, &preview, true)?;
+    let plan = parse_update_output(&outcome.stdout);
+    run.report.set_counts(plan.counts(), CountsSource::Kops);
+    run.report.changes_pending = plan.needs_apply || !decision.removed.is_empty();
+    run.report.update_plan = Some(plan);
 
-    *step = "plan check";
-    stop.check()?;
-    let decision = {
-        let _s = log.section("plan", &format!("{name}: check the dry run's plan"), false);
-        check_plan(
-            name,
-            &plan_dir,
-            &state_arg,
-            &manifest,
-            &objects,
-            &store,
-            &s3,
-            settings.concurrency,
-            opts.allow_stale,
-            log,
-            report,
-        )?
-    };
-    report.action = Some(decision.action);
-    report.removed_instance_groups = decision.removed.clone();
-
-    let kops = setup.kops(&identity);
-    let runner = Runner::new(log.echo());
-    let work = crate::fsutil::WorkDir::create(&std::env::temp_dir(), "kopsci-update-")?;
-    let manifest_path = work.path().join(MANIFEST_FILE);
-    // A private temporary directory: no one else sees a partial file.
-    std::fs::write(&manifest_path, &manifest).map_err(|e| Error::io(&manifest_path, e))?;
-
-    let (inv, label) = match decision.action {
-        Action::Create => (kops.create_file(&manifest_path, &state_arg), "kops create"),
-        Action::Replace => (
-            kops.replace_file(&manifest_path, &state_arg, true),
-            "kops replace",
-        ),
-    };
-    *step = label;
-    stop.check()?;
-    {
-        let _s = log.section(
-            "apply",
-            &format!("{name}: {label} -f manifest.yaml on {state_arg}"),
-            false,
-        );
-        report.kops_seconds += runner.run(&inv)?.duration.as_secs_f64();
-    }
-
-    if opts.prune_instance_groups {
-        *step = "kops delete instancegroup";
+    let prune = prune_flag || run.cluster.apply.prune_instance_groups;
+    if prune {
+        let kops = run.kops()?;
         for group in &decision.removed {
-            stop.check()?;
-            let _s = log.section(
-                &format!("prune-{group}"),
-                &format!("{name}: kops delete instancegroup {group}"),
-                false,
-            );
-            let deleted = runner.run(&kops.delete_instance_group(group, name, &state_arg))?;
-            report.kops_seconds += deleted.duration.as_secs_f64();
-            report.pruned_instance_groups.push(group.clone());
+            let inv = kops.delete_instance_group(group, name, &state)?;
+            let header = format!("{name}: kops delete instancegroup {group}");
+            run.run_kops(Step::KopsDeleteInstanceGroup, &header, &inv, false)?;
+            run.report.pruned_instance_groups.push(group.clone());
         }
     } else if !decision.removed.is_empty() {
-        report.warnings.push(format!(
-            "instance group(s) {} are in the state store but not in the manifest and were kept; pass --prune-instance-groups to delete them",
+        run.warn(format!(
+            "instance group(s) {} are in the state store but not in the manifest and were kept; set `prune_instance_groups: true` in the fleet (or pass --prune-instance-groups) to delete them",
             decision.removed.join(", ")
         ));
     }
-
-    *step = "kops update cluster --yes";
-    stop.check()?;
-    let outcome = {
-        let _s = log.section(
-            "kops-update",
-            &format!("{name}: kops update cluster --yes"),
-            false,
-        );
-        runner.run(&kops.update_cluster(name, &state_arg, true, &opts.kops_args)?)?
-    };
-    report.kops_seconds += outcome.duration.as_secs_f64();
-    let applied = parse_update_output(&outcome.stdout);
-    write_file(
-        &dir,
-        KOPS_UPDATE_FILE,
-        &format!(
-            "$ kops update cluster --name {name} --state {state_arg} --yes{}\n{}",
-            opts.kops_args
-                .iter()
-                .map(|a| format!(" {}", crate::process::shell_quote(a)))
-                .collect::<String>(),
-            outcome.stdout
-        ),
-    )?;
-    report.kops_output = outcome.stdout;
-    report.update_plan = Some(applied);
-    Ok(())
+    Ok(decision)
 }
 
-/// Loads and checks the plan; returns what to apply. Refuses a stale or
-/// missing plan unless `allow_stale`, in which case the live store decides.
-#[allow(clippy::too_many_arguments)]
-fn check_plan(
-    name: &str,
-    plan_dir: &std::path::Path,
-    state_arg: &str,
-    manifest: &str,
-    objects: &ManifestObjects,
-    store: &StoreUrl,
-    s3: &S3Settings,
-    concurrency: usize,
-    allow_stale: bool,
-    log: &Log,
-    report: &mut Report,
-) -> Result<Decision> {
-    let mut reasons = Vec::new();
-    let plan = Plan::load(plan_dir)?;
-    match &plan {
-        None => reasons.push(format!(
-            "no {} in {}: run `kopsci dryrun {name}` first (its report directory must reach this job)",
-            crate::stage::PLAN_FILE,
-            plan_dir.display()
-        )),
-        Some(plan) => {
-            reasons.extend(plan.mismatches(name, state_arg, &sha256_hex(manifest.as_bytes())));
-            if reasons.is_empty() {
-                let verify = plan.verify_live(s3, concurrency)?;
-                log.note(verify.render().trim_end());
-                if verify.changed() {
-                    let mut keys: Vec<String> = Vec::new();
-                    for (label, list) in [
-                        ("added", &verify.added),
-                        ("removed", &verify.removed),
-                        ("modified", &verify.modified),
-                    ] {
-                        keys.extend(list.iter().map(|k| format!("{label} {k}")));
-                    }
-                    reasons.push(format!(
-                        "the live state store changed since the dry run's snapshot of {} ({}): {}",
-                        plan.snapshot.time,
-                        verify.source,
-                        keys.join(", ")
-                    ));
-                }
-            }
-        }
+/// With kops 1.31+, a Kubernetes version change must go through `kops
+/// reconcile cluster` (`kopsci apply`): `update` launches new nodes that
+/// join control planes not yet rolled.
+fn guard_version_skew(
+    run: &mut ClusterRun,
+    manifest: &Manifest,
+    live: &LiveCopy,
+    allowed: bool,
+) -> Result<()> {
+    let setup = run.kops_setup()?;
+    if !setup.has_reconcile() {
+        return Ok(());
     }
-    if reasons.is_empty()
-        && let Some(plan) = plan
-    {
-        log.note(&format!(
-            "plan of {} is current: same manifest, live store unchanged",
-            plan.created_at
+    let Some((from, to)) = kubernetes_version_change(manifest, live) else {
+        return Ok(());
+    };
+    if allowed {
+        run.warn(format!(
+            "--allow-version-skew: Kubernetes {from} → {to} with `update` then `roll`; {SKEW_GUIDE}"
         ));
-        if plan.without_kops {
-            report.warnings.push(
-                "the plan comes from a `--without-kops` dry run: kops never previewed this change"
-                    .into(),
-            );
-        }
-        report.set_counts(
-            plan.counts,
-            if plan.without_kops {
-                CountsSource::SpecDiff
-            } else {
-                CountsSource::Kops
-            },
-        );
-        report.changes_pending = plan.changes_pending;
-        return Ok(Decision {
-            action: plan.action,
-            removed: plan.removed_instance_groups,
-        });
+        return Ok(());
     }
-    if !allow_stale {
-        return Err(Error::StalePlan {
-            cluster: name.to_string(),
-            reasons,
-        });
-    }
-    for reason in &reasons {
-        report
-            .warnings
-            .push(format!("--allow-stale: applied although {reason}"));
-        log.line(&format!("warning: {name}: --allow-stale: {reason}"));
-    }
-    // No trustworthy plan: read what the live store holds now.
-    let work = crate::fsutil::WorkDir::create(&std::env::temp_dir(), "kopsci-update-")?;
-    let out = work.path().join("state");
-    state::snapshot(&SnapshotOptions {
-        store: store.clone(),
-        cluster: name.to_string(),
-        out: out.clone(),
-        filter: FilterSpec::default(),
-        concurrency,
-        force: false,
-        allow_empty: true,
-        progress: false,
-        s3: s3.clone(),
-    })?;
-    let live = StoredObjects::read(&out.join(name))?;
-    report.changes_pending = true;
-    Ok(Decision {
-        action: if live.exists() {
-            Action::Replace
-        } else {
-            Action::Create
-        },
-        removed: live.removed_instance_groups(objects),
+    Err(Error::VersionSkew {
+        cluster: run.name().to_string(),
+        from,
+        to,
+        kops: setup.version.to_string(),
+        guide: SKEW_GUIDE,
     })
+}
+
+/// `spec.kubernetesVersion` stored → rendered, when they differ.
+pub(crate) fn kubernetes_version_change(
+    manifest: &Manifest,
+    live: &LiveCopy,
+) -> Option<(String, String)> {
+    let rendered = manifest
+        .objects
+        .cluster
+        .pointer("/spec/kubernetesVersion")
+        .and_then(|v| v.as_str())?
+        .to_string();
+    let stored_text = live.stored.config.as_deref()?;
+    let stored: crate::values::Value = crate::yaml::from_str(stored_text, "config").ok()?;
+    let stored = stored
+        .pointer("/spec/kubernetesVersion")
+        .and_then(|v| v.as_str())?
+        .to_string();
+    (stored != rendered).then_some((stored, rendered))
 }

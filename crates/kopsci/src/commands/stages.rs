@@ -12,7 +12,7 @@ use kopsci_core::stage::{
     self, DEFAULT_JOBS, DryrunOptions, LogStyle, Report, RollOptions, StageSettings,
     StsClientSettings, UpdateOptions,
 };
-use kopsci_core::state::{DEFAULT_CONCURRENCY, S3Settings};
+use kopsci_core::state::{DEFAULT_CONCURRENCY, S3Settings, StoreUrl};
 
 use crate::cli::GlobalArgs;
 use crate::exit::Exit;
@@ -23,8 +23,8 @@ pub struct StageArgs {
     /// State store for every cluster, instead of the fleet file's:
     /// `s3://bucket[/prefix]` or `file://PATH` (a relative PATH is taken
     /// from the current directory).
-    #[arg(long, env = "KOPS_STATE_STORE", value_name = "URL")]
-    pub state: Option<String>,
+    #[arg(long, env = "KOPS_STATE_STORE", value_name = "URL", value_parser = parse_store)]
+    pub state: Option<StoreUrl>,
 
     /// kops binary to run (default: `kops` on PATH).
     #[arg(long, env = "KOPSCI_KOPS", value_name = "PATH")]
@@ -117,6 +117,12 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub prune_instance_groups: bool,
 
+    /// Change the Kubernetes version with `update` then `roll` even with
+    /// kops 1.31+, where kOps' upgrade guide says this can crash kubelets
+    /// (use `kopsci apply` instead).
+    #[arg(long)]
+    pub allow_version_skew: bool,
+
     #[command(flatten)]
     pub stage: StageArgs,
 
@@ -157,6 +163,11 @@ pub struct RollArgs {
     /// Extra flags passed to `kops rolling-update cluster`.
     #[arg(last = true, value_name = "KOPS_FLAGS")]
     pub kops_args: Vec<OsString>,
+}
+
+/// `--state`, parsed once with the same rules as the fleet file's `state:`.
+pub fn parse_store(url: &str) -> Result<StoreUrl, String> {
+    StoreUrl::parse(url).map_err(|e| e.to_string())
 }
 
 fn settings(global: &GlobalArgs, args: &StageArgs) -> StageSettings {
@@ -242,6 +253,7 @@ pub fn update(global: &GlobalArgs, args: UpdateArgs) -> anyhow::Result<Exit> {
         report_dir: args.report_dir,
         allow_stale: args.allow_stale,
         prune_instance_groups: args.prune_instance_groups,
+        allow_version_skew: args.allow_version_skew,
         kops: args.stage.kops.clone(),
         kops_args: args.kops_args,
         settings: settings(global, &args.stage),
