@@ -7,6 +7,7 @@ pub mod fsutil;
 pub mod gitlab;
 pub mod kops;
 pub mod render;
+mod sdk_error;
 pub mod stage;
 pub mod state;
 pub mod toolbox;
@@ -14,3 +15,8 @@ pub mod values;
 pub mod yaml;
 
 pub use errors::{Error, Result};
+
+/// Where the stages write their reports unless told otherwise, relative to
+/// the working directory (the project directory in GitLab CI): the CLI's
+/// `--report-dir` default and the generated jobs' artifacts path.
+pub const DEFAULT_REPORT_DIR: &str = ".kopsci/reports";

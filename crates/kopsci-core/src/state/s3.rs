@@ -406,9 +406,9 @@ where
         Some(service) => match (service.code(), service.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code.to_string(),
-            _ => error_chain(&err),
+            _ => crate::sdk_error::describe(&err),
         },
-        None => error_chain(&err),
+        None => crate::sdk_error::describe(&err),
     };
     Error::S3 { context, message }
 }
