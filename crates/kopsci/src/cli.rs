@@ -28,8 +28,8 @@ Examples:
 
 Environment:
   KOPSCI_FLEET        fleet file (default: kopsci.yaml)
-  KOPSCI_LOG          log filter, overrides -v/-q (e.g. `debug`); other crates'
-                      logs stop at debug and credentials are always redacted
+  KOPSCI_LOG          log filter, overrides -v/-q (e.g. `debug`); the AWS SDK's
+                      and HTTP logs stop at debug; credentials are always redacted
   NO_COLOR            disable colour
   KOPS_STATE_STORE    default state store (as in kOps)
   KOPS_CLUSTER_NAME   default cluster name (as in kOps)",

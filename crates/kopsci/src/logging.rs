@@ -1,7 +1,8 @@
 //! What reaches the terminal from logs and errors: the tracing set-up
-//! (levels, `KOPSCI_LOG`), a cap on other crates' verbosity that no filter
-//! can lift, and the sanitising every field and error line goes through —
-//! control characters escaped, credentials redacted.
+//! (levels, `KOPSCI_LOG`), a cap on the AWS SDK's and HTTP/TLS crates'
+//! verbosity that no filter can lift, and the sanitising every field and
+//! error line goes through — control characters escaped, credentials
+//! redacted.
 //!
 //! The AWS SDK, its HTTP client and TLS stack print canonical requests,
 //! signed headers, session tokens and resolved identities at trace level
@@ -22,12 +23,27 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// The crates whose own trace output kopsci trusts; everything else is
-/// capped at [`DEPENDENCY_MAX`].
+/// kopsci's own crates: at the default level, only they print warnings.
 const OWN_TARGETS: [&str; 2] = ["kopsci", "kopsci_core"];
 
-/// The most any other crate may log.
-const DEPENDENCY_MAX: LevelFilter = LevelFilter::DEBUG;
+/// Target prefixes (tracing matches targets by prefix) of the crates that
+/// dump requests, headers or identities at trace level: the AWS SDK
+/// (`aws_sigv4`, `aws_smithy_*`, `aws_config`, `aws_sdk_*`…), hyper and
+/// h2, the `http` crates, rustls, and ureq's protocol layer (raw HTTP
+/// bytes, the GitLab token among them). They are capped at
+/// [`HTTP_STACK_MAX`].
+const HTTP_STACK: [&str; 7] = [
+    "aws_",
+    "hyper",
+    "h2",
+    "http",
+    "rustls",
+    "tokio_rustls",
+    "ureq_proto",
+];
+
+/// The most [`HTTP_STACK`] crates may log, whatever the filter asks.
+const HTTP_STACK_MAX: LevelFilter = LevelFilter::DEBUG;
 
 /// What `redacted` values read as.
 pub const REDACTED: &str = "<redacted>";
@@ -78,13 +94,12 @@ fn user_filter(level: LevelFilter, spec: Option<&str>) -> EnvFilter {
     EnvFilter::new(directives)
 }
 
-/// kopsci's crates may log anything; every other crate at most debug.
+/// The HTTP stack at most at debug; everything else as the filter says.
 fn dependency_cap() -> Targets {
-    OWN_TARGETS
-        .iter()
-        .fold(Targets::new().with_default(DEPENDENCY_MAX), |t, target| {
-            t.with_target(*target, LevelFilter::TRACE)
-        })
+    HTTP_STACK.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, target| t.with_target(*target, HTTP_STACK_MAX),
+    )
 }
 
 /// Formats fields as tracing does, then [`sanitize`]s them, so every value
@@ -248,8 +263,8 @@ mod tests {
         }
     }
 
-    /// Events of other crates stop at debug even when trace is asked for
-    /// by name; kopsci's own trace events pass; fields are sanitised.
+    /// The SDK's events stop at debug even when trace is asked for by name;
+    /// other crates' trace events pass; fields are sanitised.
     #[test]
     fn dependencies_are_capped_whatever_the_filter_says() {
         let out = Captured::default();
@@ -268,6 +283,8 @@ mod tests {
             tracing::trace!(target: "aws_sigv4::http_request::sign", canonical_request = "x-amz-security-token:canaryToken", "signing");
             tracing::debug!(target: "aws_smithy_runtime::client::orchestrator", "resolving endpoint access_key_id: \"ASIACANARYKEY\"");
             tracing::trace!(target: "kopsci_core::state", "own trace event for evil\u{1b}]0;title\u{7}");
+            tracing::trace!(target: "hyper_util::client", "connection pool trace");
+            tracing::trace!(target: "ureq::unit", "ureq trace");
         });
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert!(!text.contains("canaryToken"), "{text}");
@@ -278,6 +295,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("own trace event"), "{text}");
+        assert!(!text.contains("connection pool trace"), "{text}");
+        assert!(text.contains("ureq trace"), "{text}");
         assert!(text.contains("evil\\x1b]0;title\\x07"), "{text}");
         assert!(!text.contains('\u{1b}'), "{text}");
     }

@@ -194,7 +194,7 @@ fn unknown_cluster_lists_the_fleet() {
         .args(["render", "nope.example.com"])
         .run()
         .fails_with(
-            2,
+            64,
             &[
                 "unknown cluster `nope.example.com`",
                 "dev-a.k8s.example.com",
