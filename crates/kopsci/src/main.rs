@@ -57,6 +57,11 @@ fn clap_exit(err: &clap::Error) -> Exit {
         let _ = err.print();
         return Exit::Success;
     }
+    // `kopsci` alone: the help, on stderr, as a usage error.
+    if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = err.print();
+        return Exit::Usage;
+    }
     // Rendered plain and sanitised: the message quotes the arguments, which
     // may hold anything.
     let text = err.render().to_string();

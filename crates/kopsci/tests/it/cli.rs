@@ -165,6 +165,15 @@ fn usage_errors_exit_64_never_2() {
         .arg("--no-such-flag")
         .run()
         .fails_with(64, &["--no-such-flag"]);
+    // No command: the help, on stderr, as a usage error.
+    let run = Kopsci::new().run().expect_code(64);
+    assert!(run.stdout().is_empty(), "{}", run.stdout());
+    assert!(
+        run.stderr().starts_with("Run kOps clusters"),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stderr().contains("Usage: kopsci"), "{}", run.stderr());
     // A missing fleet file: one code whichever way it was named.
     let sb = Sandbox::new();
     sb.kopsci()
