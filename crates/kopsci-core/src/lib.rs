@@ -11,6 +11,7 @@ pub mod names;
 pub mod pool;
 pub mod process;
 pub mod render;
+mod sdk_error;
 pub mod secret;
 pub mod stage;
 pub mod state;
@@ -19,3 +20,8 @@ pub mod values;
 pub mod yaml;
 
 pub use errors::{Error, Result};
+
+/// Where the stages write their reports unless told otherwise, relative to
+/// the working directory (the project directory in GitLab CI): the CLI's
+/// `--report-dir` default and the generated jobs' artifacts path.
+pub const DEFAULT_REPORT_DIR: &str = ".kopsci/reports";

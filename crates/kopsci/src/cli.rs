@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kopsci_core::fleet::Fleet;
 
 use crate::commands;
 
@@ -14,13 +15,11 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
-const AFTER_HELP: &str = "\
-Exit codes:
-  0    success, nothing pending
-  1    error
-  2    usage error; with `dryrun --detailed-exitcode`: changes pending
-  3    differences found (`render --check`, `snapshot verify`)
-
+/// The long help's epilogue: the exit-code table (from [`crate::exit`]),
+/// examples and environment variables.
+fn after_help() -> String {
+    format!(
+        "{}
 Examples:
   kopsci render --all --out manifests      Render every cluster of kopsci.yaml
   kopsci render --check                    Fail if committed manifests are stale
@@ -29,16 +28,20 @@ Examples:
 
 Environment:
   KOPSCI_FLEET        fleet file (default: kopsci.yaml)
-  KOPSCI_LOG          log filter, overrides -v/-q (e.g. `debug`)
+  KOPSCI_LOG          log filter, overrides -v/-q (e.g. `debug`); the AWS SDK's
+                      and HTTP logs stop at debug; credentials are always redacted
   NO_COLOR            disable colour
   KOPS_STATE_STORE    default state store (as in kOps)
-  KOPS_CLUSTER_NAME   default cluster name (as in kOps)";
+  KOPS_CLUSTER_NAME   default cluster name (as in kOps)",
+        crate::exit::help_table()
+    )
+}
 
 /// Run kOps clusters from GitLab CI: render manifests from Jinja templates,
 /// dry-run changes against a snapshot of the state store, then update and
 /// roll what was reviewed.
 #[derive(Debug, Parser)]
-#[command(name = "kopsci", version = VERSION, after_long_help = AFTER_HELP, propagate_version = true)]
+#[command(name = "kopsci", version = VERSION, after_long_help = after_help(), propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -65,6 +68,24 @@ pub struct GlobalArgs {
     /// When to use colour. `NO_COLOR` always wins.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
+}
+
+impl GlobalArgs {
+    /// The fleet file: `--fleet` / `KOPSCI_FLEET`, else `kopsci.yaml` here.
+    /// A file that is not there is a usage error whichever way it was
+    /// named, so the exit code does not depend on how it was given.
+    pub fn load_fleet(&self) -> anyhow::Result<Fleet> {
+        if let Some(path) = &self.fleet
+            && !path.exists()
+        {
+            return Err(kopsci_core::Error::Usage(format!(
+                "fleet file {} not found (from --fleet or KOPSCI_FLEET)",
+                path.display()
+            ))
+            .into());
+        }
+        Ok(Fleet::discover(self.fleet.as_deref())?)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

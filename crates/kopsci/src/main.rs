@@ -4,20 +4,29 @@
 mod cli;
 mod commands;
 mod exit;
+mod logging;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use anstyle::{AnsiColor, Style};
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, ColorChoice, Command};
 use crate::exit::Exit;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_exit(&err).into(),
+    };
     let color = use_color(cli.global.color);
-    init_logging(cli.global.verbose, cli.global.quiet, color);
+    anstream::ColorChoice::write_global(if color {
+        anstream::ColorChoice::Always
+    } else {
+        anstream::ColorChoice::Never
+    });
+    logging::init(cli.global.verbose, cli.global.quiet, color);
 
     let result = match cli.command {
         Command::Render(args) => commands::render::run(&cli.global, args, color),
@@ -34,10 +43,47 @@ fn main() -> ExitCode {
         Ok(exit) => exit.into(),
         Err(err) => {
             let exit = Exit::for_error(&err);
-            eprintln!("error: {err:#}");
+            print_error(&format!("{err:#}"));
             exit.into()
         }
     }
+}
+
+/// `--help` and `--version` print as clap does and exit 0; every other
+/// parse error is a usage error (64), never clap's own 2, which kopsci
+/// keeps for "changes pending".
+fn clap_exit(err: &clap::Error) -> Exit {
+    if !err.use_stderr() {
+        let _ = err.print();
+        return Exit::Success;
+    }
+    // `kopsci` alone: the help, on stderr, as a usage error.
+    if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = err.print();
+        return Exit::Usage;
+    }
+    // Rendered plain and sanitised: the message quotes the arguments, which
+    // may hold anything.
+    let text = err.render().to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    let mut lines = text.trim_end().lines();
+    print_error(lines.next().unwrap_or_default());
+    let mut stderr = anstream::stderr().lock();
+    for line in lines {
+        let _ = writeln!(stderr, "{}", logging::sanitize(line));
+    }
+    Exit::Usage
+}
+
+/// The one `error:` line: control characters escaped, credentials
+/// redacted, `error:` in bold red when colour is on.
+fn print_error(message: &str) {
+    let style = Style::new().bold().fg_color(Some(AnsiColor::Red.into()));
+    let _ = writeln!(
+        anstream::stderr().lock(),
+        "{style}error:{style:#} {}",
+        logging::sanitize(message)
+    );
 }
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set to anything
@@ -51,38 +97,4 @@ fn use_color(choice: ColorChoice) -> bool {
         ColorChoice::Never => false,
         ColorChoice::Auto => std::io::stderr().is_terminal(),
     }
-}
-
-/// Logs go to stderr so stdout stays clean for manifests and reports.
-/// `KOPSCI_LOG` (tracing's filter syntax) overrides `-v` / `-q`.
-fn init_logging(verbose: u8, quiet: u8, color: bool) {
-    let level = match i16::from(verbose) - i16::from(quiet) {
-        i16::MIN..=-2 => "off",
-        -1 => "error",
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_env("KOPSCI_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    // ureq-proto dumps raw HTTP bytes at trace level, headers included: that
-    // would print the GitLab token. When trace is on, cap it at debug.
-    let filter = if filter
-        .max_level_hint()
-        .is_none_or(|max| max >= tracing_subscriber::filter::LevelFilter::TRACE)
-    {
-        ["ureq_proto=debug", "ureq_proto::util=debug"]
-            .iter()
-            .filter_map(|d| d.parse().ok())
-            .fold(filter, |filter, directive| filter.add_directive(directive))
-    } else {
-        filter
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(color)
-        .without_time()
-        .with_target(false)
-        .init();
 }

@@ -15,7 +15,7 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sts::config::{Credentials, Region};
-use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 
 use crate::aws::identity::{AwsCredentials, AwsIdentity, Secret};
@@ -182,9 +182,9 @@ async fn assume_role(
                 Some(service) => match (service.code(), service.message()) {
                     (Some(code), Some(message)) => format!("{code}: {message}"),
                     (Some(code), None) => code.to_string(),
-                    _ => DisplayErrorContext(&err).to_string(),
+                    _ => crate::sdk_error::describe(&err),
                 },
-                None => DisplayErrorContext(&err).to_string(),
+                None => crate::sdk_error::describe(&err),
             };
             fail(message)
         })?;

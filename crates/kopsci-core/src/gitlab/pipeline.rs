@@ -21,9 +21,9 @@
 //! merge-request widget shows their counts from the terraform report
 //! (`artifacts:reports:terraform`) and the note lists them. Using exit code
 //! 2 with `allow_failure: exit_codes: [2]` was considered and rejected:
-//! kopsci's exit code 2 is also its usage-error code, so a broken job
-//! would show as a mere warning; and artifacts of a failed job upload only
-//! with `when: always`, which the update job must not rely on. Dry-run
+//! every merge request with changes would show its dry runs as warnings,
+//! and artifacts of a failed job upload only with `when: always`, which the
+//! update job must not rely on. (Usage errors exit 64, never 2.) Dry-run
 //! artifacts are still uploaded `when: always`, so a failed dry run keeps
 //! its kops output for debugging; `update` needs a *successful* dry run.
 //!
@@ -121,7 +121,7 @@ impl PipelineOptions {
             kopsci: "kopsci".to_string(),
             image: None,
             tags: Vec::new(),
-            report_dir: ".kopsci/reports".to_string(),
+            report_dir: crate::DEFAULT_REPORT_DIR.to_string(),
             expire_in: "1 week".to_string(),
             fleet: crate::fleet::DEFAULT_FLEET_FILE.to_string(),
             mr_note: false,

@@ -419,9 +419,9 @@ where
         Some(service) => match (service.code(), service.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code.to_string(),
-            _ => error_chain(&err),
+            _ => crate::sdk_error::describe(&err),
         },
-        None => error_chain(&err),
+        None => crate::sdk_error::describe(&err),
     };
     // The server's words are untrusted: they never reach the terminal raw.
     Error::S3 {

@@ -1,12 +1,12 @@
 //! `kopsci note`: the merge-request note summarising the dry runs.
 
-use std::path::PathBuf;
-
 use clap::Args;
+use clap::builder::RangedU64ValueParser;
 use kopsci_core::gitlab::CiEnv;
 use kopsci_core::gitlab::note::{self, GITLAB_NOTE_MAX_CHARS, NoteOutcome, NoteRequest, NoteRun};
 
 use crate::cli::GlobalArgs;
+use crate::commands::ReportDirArgs;
 use crate::exit::Exit;
 
 /// Post (or update in place) one merge-request note summarising every
@@ -26,16 +26,16 @@ pub struct NoteArgs {
     #[arg(value_name = "CLUSTER")]
     pub clusters: Vec<String>,
 
-    /// Where the dry runs wrote their reports.
-    #[arg(long, value_name = "DIR", default_value = ".kopsci/reports")]
-    pub report_dir: PathBuf,
+    #[command(flatten)]
+    pub reports: ReportDirArgs,
 
     /// Print the note to stdout instead of posting it.
     #[arg(long)]
     pub print: bool,
 
     /// Longest note, in characters (GitLab's limit by default).
-    #[arg(long, value_name = "N", default_value_t = GITLAB_NOTE_MAX_CHARS)]
+    #[arg(long, value_name = "N", default_value_t = GITLAB_NOTE_MAX_CHARS,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=GITLAB_NOTE_MAX_CHARS as u64))]
     pub max_chars: usize,
 }
 
@@ -46,14 +46,14 @@ pub fn run(global: &GlobalArgs, args: NoteArgs) -> anyhow::Result<Exit> {
             .as_deref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| kopsci_core::fleet::DEFAULT_FLEET_FILE.to_string()),
-        report_dir: args.report_dir,
+        report_dir: args.reports.report_dir,
         clusters: args.clusters,
         max_chars: args.max_chars,
         dry_run: args.print,
     };
     match note::publish(&CiEnv::from_env(), &request)? {
         NoteRun::Built { body } => print!("{body}"),
-        NoteRun::Skipped { hint } => eprintln!("kopsci note: {hint}"),
+        NoteRun::Skipped { hint } => eprintln!("kopsci note: {}", crate::logging::sanitize(&hint)),
         NoteRun::Posted {
             outcome,
             merge_request,

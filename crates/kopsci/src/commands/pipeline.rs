@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, ValueEnum};
-use kopsci_core::fleet::Fleet;
 use kopsci_core::gitlab::pipeline::{self, KOPS_DOWNLOAD_URL, PipelineOptions, Request};
 use kopsci_core::gitlab::{CiEnv, PipelineKind};
 
@@ -63,7 +62,7 @@ pub struct PipelineArgs {
     pub kopsci_command: String,
 
     /// Where the dry runs write their reports, relative to the project directory.
-    #[arg(long, value_name = "DIR", default_value = ".kopsci/reports")]
+    #[arg(long, value_name = "DIR", default_value = kopsci_core::DEFAULT_REPORT_DIR)]
     pub report_dir: String,
 
     /// How long GitLab keeps the jobs' artifacts.
@@ -105,7 +104,7 @@ pub enum KindArg {
 }
 
 pub fn run(global: &GlobalArgs, args: PipelineArgs) -> anyhow::Result<Exit> {
-    let fleet = Fleet::discover(global.fleet.as_deref())?;
+    let fleet = global.load_fleet()?;
     let cwd = std::env::current_dir()?;
     let kind = args.target.map(|k| match k {
         KindArg::MergeRequest => PipelineKind::MergeRequest,

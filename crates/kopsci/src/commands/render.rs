@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{ArgAction, Args};
-use kopsci_core::fleet::{self, Fleet};
+use kopsci_core::fleet;
 use kopsci_core::render::RenderOptions;
 use kopsci_core::toolbox;
 use kopsci_core::{Error, fsutil, values};
@@ -169,7 +169,7 @@ fn toolbox_mode(args: RenderArgs) -> anyhow::Result<Exit> {
 }
 
 fn fleet_mode(global: &GlobalArgs, args: RenderArgs, color: bool) -> anyhow::Result<Exit> {
-    let fleet = Fleet::discover(global.fleet.as_deref())?;
+    let fleet = global.load_fleet()?;
     let overrides = fleet::Overrides {
         set: args.set.clone(),
         set_string: args.set_string.clone(),

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, Subcommand};
 use kopsci_core::Error;
-use kopsci_core::fleet::Fleet;
 use kopsci_core::state::{
     self, DEFAULT_CONCURRENCY, FilterSpec, S3Settings, SnapshotOptions, StoreUrl,
 };
@@ -25,6 +25,7 @@ use crate::exit::Exit;
 #[derive(Debug, Args)]
 #[command(
     args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
     after_help = "Examples:
   kopsci snapshot --state s3://kops-state --name dev-a.k8s.example.com --out .kopsci/snap
   kops get cluster --state file://$PWD/.kopsci/snap --name dev-a.k8s.example.com
@@ -40,7 +41,12 @@ pub struct SnapshotArgs {
     pub state: Option<String>,
 
     /// Cluster name.
-    #[arg(long, env = "KOPS_CLUSTER_NAME", value_name = "CLUSTER")]
+    #[arg(
+        long,
+        env = "KOPS_CLUSTER_NAME",
+        value_name = "CLUSTER",
+        required = true
+    )]
     pub name: Option<String>,
 
     /// Directory to create; the store root, so `DIR/<cluster>/config` exists.
@@ -78,11 +84,13 @@ pub struct SnapshotArgs {
 #[derive(Debug, Args)]
 pub struct NetArgs {
     /// Objects fetched at once.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub concurrency: usize,
 
     /// Attempts per S3 request, with backoff on throttling and 5xx.
-    #[arg(long, env = "AWS_MAX_ATTEMPTS", value_name = "N", default_value_t = state::s3::DEFAULT_MAX_ATTEMPTS)]
+    #[arg(long, env = "AWS_MAX_ATTEMPTS", value_name = "N", default_value_t = state::s3::DEFAULT_MAX_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
 }
 
@@ -146,6 +154,7 @@ fn differs_if(changed: bool) -> Exit {
 }
 
 fn take(global: &GlobalArgs, args: SnapshotArgs) -> anyhow::Result<Exit> {
+    // clap requires --name unless `verify` is given.
     let Some(cluster) = args.name.clone() else {
         return Err(
             Error::Usage("name the cluster with --name or KOPS_CLUSTER_NAME".into()).into(),
@@ -185,9 +194,9 @@ fn take(global: &GlobalArgs, args: SnapshotArgs) -> anyhow::Result<Exit> {
 
 /// Fleet mode: the cluster's store as the fleet file declares it.
 fn fleet_state(global: &GlobalArgs, cluster: &str) -> anyhow::Result<String> {
-    let fleet = Fleet::discover(global.fleet.as_deref()).map_err(|e| {
+    let fleet = global.load_fleet().map_err(|e| {
         Error::Usage(format!(
-            "no --state or KOPS_STATE_STORE given, and the fleet file cannot name the store: {e}"
+            "no --state or KOPS_STATE_STORE given, and the fleet file cannot name the store: {e:#}"
         ))
     })?;
     let entry = fleet.cluster(cluster)?;

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::Args;
+use clap::builder::RangedU64ValueParser;
 use kopsci_core::Error;
 use kopsci_core::fleet::{Cluster, Fleet};
 use kopsci_core::stage::{
@@ -15,7 +16,9 @@ use kopsci_core::stage::{
 use kopsci_core::state::{DEFAULT_CONCURRENCY, S3Settings, StoreUrl};
 
 use crate::cli::GlobalArgs;
-use crate::exit::Exit;
+use crate::commands::ReportDirArgs;
+use crate::exit::{self, Exit};
+use crate::logging;
 
 /// Options shared by the stage commands.
 #[derive(Debug, Args)]
@@ -31,12 +34,14 @@ pub struct StageArgs {
     pub kops: Option<PathBuf>,
 
     /// State-store objects fetched at once (snapshots and plan checks).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub concurrency: usize,
 
     /// Attempts per S3 request, with backoff on throttling and 5xx.
     #[arg(long, env = "AWS_MAX_ATTEMPTS", value_name = "N",
-          default_value_t = kopsci_core::state::s3::DEFAULT_MAX_ATTEMPTS)]
+          default_value_t = kopsci_core::state::s3::DEFAULT_MAX_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
 }
 
@@ -49,14 +54,13 @@ pub struct StageArgs {
 /// plan.json (what `kopsci update` checks). Clusters run concurrently; one
 /// failing does not stop the others, and the exit code is 1 if any failed.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
+#[command(after_help = format!("Examples:
   kopsci dryrun --all                         Dry-run every cluster of kopsci.yaml
   kopsci dryrun dev-a.k8s.example.com --detailed-exitcode
   kopsci dryrun --all --without-kops          Everything kopsci owns, no kops binary
   kopsci dryrun --all --without-kops --state file://examples/state
 
-Exit codes: 0 ok (no changes with --detailed-exitcode), 1 a cluster failed,
-2 changes pending (--detailed-exitcode) or usage error, 128+n signal n.")]
+{}", exit::summary(&[Exit::Success, Exit::Error, Exit::Pending, Exit::Usage, Exit::Interrupted(0)])))]
 pub struct DryrunArgs {
     /// Clusters of the fleet to dry-run.
     #[arg(value_name = "CLUSTER")]
@@ -66,11 +70,11 @@ pub struct DryrunArgs {
     #[arg(long, conflicts_with = "clusters")]
     pub all: bool,
 
-    /// Where reports go; one sub-directory per cluster.
-    #[arg(long, value_name = "DIR", default_value = ".kopsci/reports")]
-    pub report_dir: PathBuf,
+    #[command(flatten)]
+    pub reports: ReportDirArgs,
 
-    /// Exit 0 when nothing changes, 2 when changes are pending, 1 on error.
+    /// Exit 0 when nothing changes, 2 when changes are pending (1 on error,
+    /// 64 on a usage error).
     #[arg(long)]
     pub detailed_exitcode: bool,
 
@@ -80,7 +84,8 @@ pub struct DryrunArgs {
     pub without_kops: bool,
 
     /// Clusters dry-run at once.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_JOBS)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_JOBS,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub jobs: usize,
 
     #[command(flatten)]
@@ -96,18 +101,19 @@ pub struct DryrunArgs {
 /// live store changed since the dry run's snapshot. The update's report
 /// goes to REPORT_DIR/<cluster>/update/.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
+#[command(after_help = format!("Examples:
   kopsci update dev-a.k8s.example.com
   kopsci update dev-a.k8s.example.com --prune-instance-groups
-  kopsci update dev-a.k8s.example.com -- --lifecycle-overrides IAMRole=ExistsAndWarnIfChanges")]
+  kopsci update dev-a.k8s.example.com -- --lifecycle-overrides IAMRole=ExistsAndWarnIfChanges
+
+{}", exit::summary(&[Exit::Success, Exit::Error, Exit::Usage, Exit::Interrupted(0)])))]
 pub struct UpdateArgs {
     /// The cluster to update.
     #[arg(value_name = "CLUSTER")]
     pub cluster: String,
 
-    /// Where the dry run wrote its reports (and `plan.json`).
-    #[arg(long, value_name = "DIR", default_value = ".kopsci/reports")]
-    pub report_dir: PathBuf,
+    #[command(flatten)]
+    pub reports: ReportDirArgs,
 
     /// Apply even if the plan is missing or the live store changed since.
     #[arg(long)]
@@ -137,9 +143,11 @@ pub struct UpdateArgs {
 /// needs a rolling update (and, without --detailed-exitcode, for a preview
 /// that found some).
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
+#[command(after_help = format!("Examples:
   kopsci roll dev-a.k8s.example.com
-  kopsci roll dev-a.k8s.example.com --yes -- --instance-group nodes --validation-timeout 20m")]
+  kopsci roll dev-a.k8s.example.com --yes -- --instance-group nodes --validation-timeout 20m
+
+{}", exit::summary(&[Exit::Success, Exit::Error, Exit::Pending, Exit::Usage, Exit::Interrupted(0)])))]
 pub struct RollArgs {
     /// The cluster to roll.
     #[arg(value_name = "CLUSTER")]
@@ -149,9 +157,8 @@ pub struct RollArgs {
     #[arg(long)]
     pub yes: bool,
 
-    /// Where the report goes (REPORT_DIR/<cluster>/roll/).
-    #[arg(long, value_name = "DIR", default_value = ".kopsci/reports")]
-    pub report_dir: PathBuf,
+    #[command(flatten)]
+    pub reports: ReportDirArgs,
 
     /// Preview: exit 2 when instance groups need a rolling update.
     #[arg(long)]
@@ -184,7 +191,7 @@ fn settings(global: &GlobalArgs, args: &StageArgs) -> StageSettings {
 }
 
 fn fleet(global: &GlobalArgs) -> anyhow::Result<Fleet> {
-    Ok(Fleet::discover(global.fleet.as_deref())?)
+    global.load_fleet()
 }
 
 fn one_cluster<'a>(fleet: &'a Fleet, name: &str) -> anyhow::Result<&'a Cluster> {
@@ -196,7 +203,7 @@ fn finish(report: &Report, pending: bool) -> anyhow::Result<Exit> {
     if let Some(failed) = &report.failed {
         return Err(anyhow::anyhow!("{failed}"));
     }
-    println!("{}", report.line());
+    println!("{}", logging::sanitize(&report.line()));
     Ok(if pending {
         Exit::Pending
     } else {
@@ -209,16 +216,13 @@ pub fn dryrun(global: &GlobalArgs, args: DryrunArgs) -> anyhow::Result<Exit> {
     if !args.all && args.clusters.is_empty() {
         return Err(Error::Usage("name the clusters to dry-run, or pass --all".into()).into());
     }
-    if args.jobs == 0 {
-        return Err(Error::Usage("--jobs must be at least 1".into()).into());
-    }
     let clusters: Vec<&Cluster> = if args.all {
         fleet.clusters().iter().collect()
     } else {
         fleet.select(&args.clusters)?
     };
     let opts = DryrunOptions {
-        report_dir: args.report_dir,
+        report_dir: args.reports.report_dir,
         without_kops: args.without_kops,
         kops: args.stage.kops.clone(),
         jobs: args.jobs,
@@ -226,7 +230,7 @@ pub fn dryrun(global: &GlobalArgs, args: DryrunArgs) -> anyhow::Result<Exit> {
     };
     let result = stage::dryrun(&fleet, &clusters, &opts)?;
     for report in &result.reports {
-        println!("{}", report.line());
+        println!("{}", logging::sanitize(&report.line()));
     }
     let failed = result.failed();
     if !failed.is_empty() {
@@ -250,7 +254,7 @@ pub fn update(global: &GlobalArgs, args: UpdateArgs) -> anyhow::Result<Exit> {
     let fleet = fleet(global)?;
     let cluster = one_cluster(&fleet, &args.cluster)?;
     let opts = UpdateOptions {
-        report_dir: args.report_dir,
+        report_dir: args.reports.report_dir,
         allow_stale: args.allow_stale,
         prune_instance_groups: args.prune_instance_groups,
         allow_version_skew: args.allow_version_skew,
@@ -266,7 +270,7 @@ pub fn roll(global: &GlobalArgs, args: RollArgs) -> anyhow::Result<Exit> {
     let fleet = fleet(global)?;
     let cluster = one_cluster(&fleet, &args.cluster)?;
     let opts = RollOptions {
-        report_dir: args.report_dir,
+        report_dir: args.reports.report_dir,
         yes: args.yes,
         kops: args.stage.kops.clone(),
         kops_args: args.kops_args,

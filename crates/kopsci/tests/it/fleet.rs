@@ -194,7 +194,7 @@ fn unknown_cluster_lists_the_fleet() {
         .args(["render", "nope.example.com"])
         .run()
         .fails_with(
-            2,
+            64,
             &[
                 "unknown cluster `nope.example.com`",
                 "dev-a.k8s.example.com",
@@ -208,7 +208,7 @@ fn clusters_must_be_named_or_all() {
         .kopsci()
         .args(["render"])
         .run()
-        .fails_with(2, &["--all"]);
+        .fails_with(64, &["--all"]);
 }
 
 #[test]
@@ -217,7 +217,7 @@ fn no_fleet_file_is_a_usage_error() {
         .kopsci()
         .args(["render", "--all"])
         .run()
-        .fails_with(2, &["kopsci.yaml", "--template"]);
+        .fails_with(64, &["kopsci.yaml", "--template"]);
 }
 
 #[test]

@@ -484,7 +484,7 @@ fn without_a_base_every_cluster_is_selected() {
         explain.contains("basis: every cluster: --all\n"),
         "{explain}"
     );
-    repo.pipeline(&["--all"]).expect_code(2);
+    repo.pipeline(&["--all"]).expect_code(64);
 }
 
 #[test]

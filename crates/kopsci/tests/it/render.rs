@@ -463,7 +463,7 @@ fn fleet_flags_need_the_fleet() {
         .kopsci()
         .args(["render", "--template", "t.j2", "--check"])
         .run()
-        .fails_with(2, &["--template"]);
+        .fails_with(64, &["--template"]);
 }
 
 /// Strings a YAML 1.1 reader (kOps uses one) would take for booleans,

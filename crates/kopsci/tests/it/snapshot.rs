@@ -769,7 +769,7 @@ fn fleet_mode_takes_each_clusters_store_from_the_fleet_file() {
     );
 
     let result = in_fleet("nope.example.com", "snap-nope");
-    expect_code(&result, 2);
+    expect_code(&result, 64);
     assert!(
         stderr(&result).contains("unknown cluster `nope.example.com`"),
         "{}",

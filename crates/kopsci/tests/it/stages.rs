@@ -47,7 +47,7 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// A copy of the reference fleet (`kopsci.yaml`, templates, values).
-fn fleet_sandbox() -> Sandbox {
+pub(crate) fn fleet_sandbox() -> Sandbox {
     let sb = Sandbox::new();
     let root = repo_root();
     copy_tree(&root.join("templates"), &sb.join("templates"));
@@ -57,7 +57,7 @@ fn fleet_sandbox() -> Sandbox {
 }
 
 /// Appends YAML to a file of the sandbox.
-fn append(sb: &Sandbox, rel: &str, yaml: &str) {
+pub(crate) fn append(sb: &Sandbox, rel: &str, yaml: &str) {
     let path = sb.join(rel);
     let mut text = std::fs::read_to_string(&path).expect("read");
     text.push_str(yaml);
@@ -438,7 +438,7 @@ fn missing_kops_is_an_error_that_names_without_kops() {
         .isolated()
         .args(["dryrun"])
         .run()
-        .fails_with(2, &["name the clusters to dry-run, or pass --all"]);
+        .fails_with(64, &["name the clusters to dry-run, or pass --all"]);
 }
 
 #[test]
@@ -817,7 +817,7 @@ fn roll_previews_then_rolls() {
     // kopsci's own flags cannot be smuggled in after `--`.
     world
         .run(&["roll", CLUSTER, "--", "--yes"])
-        .fails_with(2, &["extra flag `--yes`", "is not allowed"]);
+        .fails_with(64, &["extra flag `--yes`", "is not allowed"]);
 }
 
 #[test]

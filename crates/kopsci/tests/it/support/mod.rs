@@ -6,6 +6,7 @@
 
 pub mod proxy;
 pub mod s3;
+pub mod sts;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
