@@ -139,7 +139,7 @@ pub fn core(ctx: &Context, cluster_name: &str, options: &Options) -> Result<()> 
     let mut elapsed: i128 = 0;
     let mut consecutive: i64 = 0;
     loop {
-        if options.wait > 0 && elapsed > options.wait {
+        if options.wait > 0 && elapsed >= options.wait {
             bail!("wait time exceeded during validation");
         }
         elapsed += step;
