@@ -66,6 +66,12 @@ pub enum Command {
     RollingUpdate(RollingUpdateArgs),
     /// Delete clusters, instancegroups, instances, and secrets.
     Delete(DeleteArgs),
+    /// Reconcile a cluster.
+    Reconcile(ReconcileArgs),
+    /// Validate a kOps cluster.
+    Validate(ValidateArgs),
+    /// Export configuration.
+    Export(ExportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -298,6 +304,8 @@ pub struct DeleteArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum DeleteCommand {
+    /// Delete a cluster.
+    Cluster(DeleteClusterArgs),
     /// Delete instance group.
     #[command(aliases = ["instancegroups", "ig"])]
     Instancegroup {
@@ -307,6 +315,148 @@ pub enum DeleteCommand {
         #[arg(short = 'y', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = goflags::boolean)]
         yes: Option<bool>,
     },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct DeleteClusterArgs {
+    #[arg(value_name = "CLUSTER")]
+    pub args: Vec<String>,
+    /// Number of consecutive failures to make progress deleting the cluster resources
+    #[arg(long, value_name = "int", value_parser = goflags::int)]
+    pub count: Option<i64>,
+    /// Delete an external cluster
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = goflags::boolean)]
+    pub external: Option<bool>,
+    /// Time in duration to wait between deletion attempts (default 10s)
+    #[arg(long, value_name = "duration", value_parser = goflags::duration)]
+    pub interval: Option<i128>,
+    /// External cluster's cloud region
+    #[arg(long, value_name = "string")]
+    pub region: Option<String>,
+    /// Don't delete cloud resources, just unregister the cluster
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = goflags::boolean)]
+    pub unregister: Option<bool>,
+    /// Amount of time to wait for the cluster resources to de deleted (default 10m0s)
+    #[arg(long, value_name = "duration", value_parser = goflags::duration)]
+    pub wait: Option<i128>,
+    /// Specify --yes to delete the cluster
+    #[arg(short = 'y', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = goflags::boolean)]
+    pub yes: Option<bool>,
+}
+
+#[derive(Args, Debug)]
+#[command(arg_required_else_help = true)]
+pub struct ReconcileArgs {
+    #[command(subcommand)]
+    pub command: ReconcileCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReconcileCommand {
+    /// Reconcile a cluster.
+    Cluster(ReconcileClusterArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ReconcileClusterArgs {
+    #[arg(value_name = "CLUSTER")]
+    pub args: Vec<String>,
+    /// Allow an older version of kOps to update the cluster than last used
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = goflags::boolean)]
+    pub allow_kops_downgrade: Option<bool>,
+    /// Override the API server used when communicating with the cluster kube-apiserver
+    #[arg(long, value_name = "string")]
+    pub api_server: Option<String>,
+    /// Use the server endpoint from the local kubeconfig instead of inferring from cluster name
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = goflags::boolean)]
+    pub use_kubeconfig: Option<bool>,
+    /// Create cloud resources, without --yes reconcile is in dry run mode
+    #[arg(short = 'y', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = goflags::boolean)]
+    pub yes: Option<bool>,
+}
+
+#[derive(Args, Debug)]
+#[command(arg_required_else_help = true)]
+pub struct ValidateArgs {
+    #[command(subcommand)]
+    pub command: ValidateCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ValidateCommand {
+    /// Validate a kOps cluster.
+    Cluster(ValidateClusterArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ValidateClusterArgs {
+    #[arg(value_name = "CLUSTER")]
+    pub args: Vec<String>,
+    /// Override the API server used when communicating with the cluster kube-apiserver
+    #[arg(long, value_name = "string")]
+    pub api_server: Option<String>,
+    /// Number of consecutive successful validations required
+    #[arg(long, value_name = "int", value_parser = goflags::int)]
+    pub count: Option<i64>,
+    /// Time in duration to wait between validation attempts (default 10s)
+    #[arg(long, value_name = "duration", value_parser = goflags::duration)]
+    pub interval: Option<i128>,
+    /// Path to the kubeconfig file
+    #[arg(long, value_name = "string")]
+    pub kubeconfig: Option<String>,
+    /// The maximum number of non-ready worker nodes tolerated during validation
+    #[arg(long, value_name = "int", value_parser = goflags::int)]
+    pub max_unready_nodes: Option<i64>,
+    /// Output format. One of json|yaml|table. (default "table")
+    #[arg(short = 'o', long, value_name = "string")]
+    pub output: Option<String>,
+    /// Use the server endpoint from the local kubeconfig instead of inferring from cluster name
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = goflags::boolean)]
+    pub use_kubeconfig: Option<bool>,
+    /// Amount of time to wait for the cluster to become ready
+    #[arg(long, value_name = "duration", value_parser = goflags::duration)]
+    pub wait: Option<i128>,
+}
+
+#[derive(Args, Debug)]
+#[command(arg_required_else_help = true)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub command: ExportCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// Export kubeconfig.
+    #[command(alias = "kubecfg")]
+    Kubeconfig(ExportKubeconfigArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ExportKubeconfigArgs {
+    #[arg(value_name = "CLUSTER")]
+    pub args: Vec<String>,
+    /// Also export a cluster admin user credential with the specified lifetime and add it to the cluster context
+    #[arg(long, value_name = "duration", num_args = 0..=1, require_equals = true, default_missing_value = "18h0m0s", value_parser = goflags::duration)]
+    pub admin: Option<i128>,
+    /// Export all clusters from the kOps state store
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = goflags::boolean)]
+    pub all: Option<bool>,
+    /// Override the API server used when communicating with the cluster kube-apiserver
+    #[arg(long, value_name = "string")]
+    pub api_server: Option<String>,
+    /// Use the kOps authentication plugin
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = goflags::boolean)]
+    pub auth_plugin: Option<bool>,
+    /// Use the cluster's internal DNS name
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = goflags::boolean)]
+    pub internal: Option<bool>,
+    /// Filename of the kubeconfig to create
+    #[arg(long, value_name = "string")]
+    pub kubeconfig: Option<String>,
+    /// Existing user in kubeconfig file to use
+    #[arg(long, value_name = "string")]
+    pub user: Option<String>,
 }
 
 impl Cli {
@@ -326,8 +476,12 @@ impl Cli {
             Command::RollingUpdate(_) => "rolling-update cluster".into(),
             Command::Delete(d) => match &d.command {
                 None => "delete".into(),
+                Some(DeleteCommand::Cluster(_)) => "delete cluster".into(),
                 Some(DeleteCommand::Instancegroup { .. }) => "delete instancegroup".into(),
             },
+            Command::Reconcile(_) => "reconcile cluster".into(),
+            Command::Validate(_) => "validate cluster".into(),
+            Command::Export(_) => "export kubeconfig".into(),
         }
     }
 }
@@ -423,6 +577,16 @@ fn flag_name(rendered: &str) -> String {
     let first = rendered.split([' ', '=', '[']).next().unwrap_or(rendered);
     // clap renders `-o, --output`; pflag names the long form.
     first.trim_end_matches(',').to_string()
+}
+
+/// The subcommand words in `argv` (`["update", "cluster"]`), walking
+/// clap's command tree as [`command_path`] does.
+pub fn command_words(argv: &[String]) -> Vec<String> {
+    command_path(argv)
+        .split(' ')
+        .skip(1)
+        .map(str::to_string)
+        .collect()
 }
 
 /// The subcommand path in `argv` (`kops update cluster`), walking clap's

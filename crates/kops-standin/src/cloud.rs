@@ -31,6 +31,21 @@ pub struct Cloud {
     /// Counter for new instance ids.
     #[serde(default)]
     pub serial: u64,
+    /// Test-control bookkeeping, not cloud state: kept here so that "fail
+    /// N times" controls count across invocations (see controls.rs).
+    #[serde(default)]
+    pub controls: ControlCounters,
+}
+
+/// How often the "fail N times" test controls have fired for a cluster.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ControlCounters {
+    /// Validation attempts `KOPS_STANDIN_VALIDATE=fail:N` has seen.
+    #[serde(default)]
+    pub validations: u64,
+    /// Forced roll failures per instance group (`KOPS_STANDIN_ROLL_FAIL`).
+    #[serde(default)]
+    pub roll_failures: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

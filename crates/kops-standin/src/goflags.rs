@@ -98,6 +98,17 @@ pub fn duration(s: &str) -> Result<i128, String> {
 /// pflag's `int32`: `strconv.ParseInt(s, 0, 32)` (decimal, or `0x`/`0o`/`0b`
 /// prefixed).
 pub fn int32(s: &str) -> Result<i32, String> {
+    let value = parse_int(s)?;
+    i32::try_from(value)
+        .map_err(|_| format!("strconv.ParseInt: parsing {}: value out of range", quote(s)))
+}
+
+/// pflag's `int`: `strconv.ParseInt(s, 0, 64)`.
+pub fn int(s: &str) -> Result<i64, String> {
+    parse_int(s)
+}
+
+fn parse_int(s: &str) -> Result<i64, String> {
     let (negative, digits) = match s.strip_prefix('-') {
         Some(d) => (true, d),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
@@ -126,9 +137,46 @@ pub fn int32(s: &str) -> Result<i32, String> {
     }
     let magnitude = i64::from_str_radix(body, radix)
         .map_err(|_| format!("strconv.ParseInt: parsing {}: value out of range", quote(s)))?;
-    let value = if negative { -magnitude } else { magnitude };
-    i32::try_from(value)
-        .map_err(|_| format!("strconv.ParseInt: parsing {}: value out of range", quote(s)))
+    Ok(if negative { -magnitude } else { magnitude })
+}
+
+/// Go's `time.Duration.String()`: `18h0m0s`, `15m0s`, `10s`, `1.5s`,
+/// `500ms`, `0s`.
+pub fn format_duration(nanos: i128) -> String {
+    if nanos == 0 {
+        return "0s".to_string();
+    }
+    let sign = if nanos < 0 { "-" } else { "" };
+    let n = nanos.unsigned_abs();
+    let frac = |value: u128, unit: u128| -> String {
+        let whole = value / unit;
+        let rest = value % unit;
+        if rest == 0 {
+            return whole.to_string();
+        }
+        let width = unit.to_string().len() - 1;
+        let digits = format!("{rest:0width$}");
+        format!("{whole}.{}", digits.trim_end_matches('0'))
+    };
+    if n < 1_000 {
+        return format!("{sign}{n}ns");
+    }
+    if n < 1_000_000 {
+        return format!("{sign}{}\u{b5}s", frac(n, 1_000));
+    }
+    if n < 1_000_000_000 {
+        return format!("{sign}{}ms", frac(n, 1_000_000));
+    }
+    let hours = n / 3_600_000_000_000;
+    let minutes = n / 60_000_000_000 % 60;
+    let seconds = frac(n % 60_000_000_000, 1_000_000_000);
+    if hours > 0 {
+        format!("{sign}{hours}h{minutes}m{seconds}s")
+    } else if minutes > 0 {
+        format!("{sign}{minutes}m{seconds}s")
+    } else {
+        format!("{sign}{seconds}s")
+    }
 }
 
 /// klog's `-v` Level: a base-10 int32.
@@ -214,6 +262,24 @@ mod tests {
         );
         assert!(duration("").is_err());
         assert!(duration(".s").is_err());
+    }
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(format_duration(64_800_000_000_000), "18h0m0s");
+        assert_eq!(format_duration(900_000_000_000), "15m0s");
+        assert_eq!(format_duration(10_000_000_000), "10s");
+        assert_eq!(format_duration(1_500_000_000), "1.5s");
+        assert_eq!(format_duration(90_000_000_000), "1m30s");
+        assert_eq!(format_duration(500_000_000), "500ms");
+        assert_eq!(format_duration(0), "0s");
+        assert_eq!(format_duration(duration("1h0m0.25s").unwrap()), "1h0m0.25s");
+    }
+
+    #[test]
+    fn int_is_64_bit() {
+        assert_eq!(int("3000000000"), Ok(3_000_000_000));
+        assert!(int("3x").unwrap_err().contains("invalid syntax"));
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! `kops` — a stand-in for the kOps CLI in kopsci's tests, since kOps
 //! cannot be installed where they run. It implements the documented subset
 //! kopsci calls (`version`, `create -f`, `replace -f`, `get`, `update
-//! cluster`, `rolling-update cluster`, `delete instancegroup`), rejects
-//! every flag the kOps reference does not list, prints kOps' output
-//! formats, lays out `file://` and `s3://` state stores as kOps does, keeps
-//! a simulated cloud in `KOPS_STANDIN_CLOUD_DIR`, and has test controls
-//! (`KOPS_STANDIN_LOG`, `KOPS_STANDIN_FAIL`, `KOPS_STANDIN_HANG`). See
-//! README.md. This file owns the order of things: record, parse, obey the
-//! test controls, run, exit like kOps (0, or 1 with `Error: …` on stderr).
+//! cluster`, `rolling-update cluster`, `reconcile cluster`, `validate
+//! cluster`, `export kubeconfig`, `delete cluster|instancegroup`), rejects
+//! every flag the kOps reference does not list and every command or flag
+//! newer than the kOps version it plays, prints kOps' output formats, lays
+//! out `file://` and `s3://` state stores as kOps does, keeps a simulated
+//! cloud in `KOPS_STANDIN_CLOUD_DIR`, and has test controls (see
+//! controls.rs). This file owns the order of things: record, check the
+//! played version's commands, parse, obey the test controls, run, exit like
+//! kOps (0, or 1 with `Error: …` on stderr).
 
 mod cli;
 mod cloud;
@@ -18,6 +20,7 @@ mod goflags;
 mod model;
 mod objects;
 mod plan;
+mod played;
 mod store;
 mod text;
 mod ui;
@@ -34,6 +37,13 @@ fn main() {
     if let Err(e) = controls::log_invocation(&argv) {
         fail(&format!("{e:#}"));
     }
+    let played = match played::Played::from_env() {
+        Ok(p) => p,
+        Err(e) => fail(&format!("{e:#}")),
+    };
+    if let Err(e) = played.check_command(&cli::command_words(&argv)) {
+        fail(&format!("{e:#}"));
+    }
     let mut full = vec!["kops".to_string()];
     full.extend(argv.iter().cloned());
     let cli = match Cli::try_parse_from(full) {
@@ -46,6 +56,9 @@ fn main() {
             ParseFailure::Usage(message) => fail(&message),
         },
     };
+    if let Err(e) = played.check_flags(&cli, &argv) {
+        fail(&format!("{e:#}"));
+    }
     let command = cli.command_path();
     if controls::hangs_in(&command) {
         controls::hang(&command);
@@ -53,7 +66,7 @@ fn main() {
     if let Some(message) = controls::failure_for(&command) {
         fail(&message);
     }
-    let ctx = commands::Context::new(&cli);
+    let ctx = commands::Context::new(&cli, played);
     if let Err(e) = commands::run(&cli, &ctx) {
         fail(&format!("{e:#}"));
     }

@@ -39,7 +39,19 @@ pub fn klog(severity: char, source: &str, message: &str) {
 /// The current UTC time as RFC 3339 with second precision, the form of
 /// `metadata.creationTimestamp`.
 pub fn now_rfc3339() -> String {
-    let (d, _) = now_parts();
+    rfc3339_after(0)
+}
+
+/// The UTC time `secs` seconds from now, as RFC 3339.
+pub fn rfc3339_after(secs: i64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let at = i64::try_from(now.as_secs())
+        .unwrap_or(0)
+        .saturating_add(secs)
+        .min(253_402_300_799); // 9999-12-31T23:59:59Z
+    let d = civil_from_unix(at);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         d.year, d.month, d.day, d.hour, d.minute, d.second

@@ -5,22 +5,25 @@
 
 mod apply_file;
 mod delete;
+mod export;
 mod get;
+mod reconcile;
 mod rolling_update;
 mod update;
+mod validate;
 mod version;
 
 use anyhow::{Result, anyhow, bail};
 
-use crate::cli::{Cli, Command, DeleteCommand, RollingUpdateCommand, UpdateCommand};
+use crate::cli::{
+    Cli, Command, DeleteCommand, ExportCommand, ReconcileCommand, RollingUpdateCommand,
+    UpdateCommand, ValidateCommand,
+};
 use crate::cloud::CloudDir;
 use crate::objects::check_cluster_name;
+use crate::played::Played;
 use crate::store::{self, Store};
 use crate::ui;
-
-/// The version the stand-in reports, from `KOPS_STANDIN_VERSION`.
-pub const VERSION_ENV: &str = "KOPS_STANDIN_VERSION";
-pub const DEFAULT_VERSION: &str = "1.34.1";
 
 /// Settings every command may use.
 pub struct Context {
@@ -28,7 +31,9 @@ pub struct Context {
     pub cluster_name: Option<String>,
     /// `--state`, else `KOPS_STATE_STORE`.
     pub state: Option<String>,
+    /// The played kOps version as kOps prints it (`1.34.1`).
     pub version: String,
+    pub played: Played,
     pub cloud: CloudDir,
 }
 
@@ -37,11 +42,12 @@ fn env(name: &str) -> Option<String> {
 }
 
 impl Context {
-    pub fn new(cli: &Cli) -> Context {
+    pub fn new(cli: &Cli, played: Played) -> Context {
         Context {
             cluster_name: cli.global.name.clone().or_else(|| env("KOPS_CLUSTER_NAME")),
             state: cli.global.state.clone().or_else(|| env("KOPS_STATE_STORE")),
-            version: env(VERSION_ENV).unwrap_or_else(|| DEFAULT_VERSION.to_string()),
+            version: played.text.clone(),
+            played,
             cloud: CloudDir::from_env(),
         }
     }
@@ -121,7 +127,17 @@ pub fn run(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::RollingUpdate(args) => match &args.command {
             RollingUpdateCommand::Cluster(args) => rolling_update::run(ctx, args),
         },
+        Command::Reconcile(args) => match &args.command {
+            ReconcileCommand::Cluster(args) => reconcile::run(ctx, args),
+        },
+        Command::Validate(args) => match &args.command {
+            ValidateCommand::Cluster(args) => validate::run(ctx, args),
+        },
+        Command::Export(args) => match &args.command {
+            ExportCommand::Kubeconfig(args) => export::run(ctx, args),
+        },
         Command::Delete(args) => match &args.command {
+            Some(DeleteCommand::Cluster(args)) => delete::cluster(ctx, args),
             Some(DeleteCommand::Instancegroup { args, yes }) => {
                 delete::instance_group(ctx, args, yes.unwrap_or(false))
             }
@@ -136,7 +152,7 @@ pub fn run(cli: &Cli, ctx: &Context) -> Result<()> {
                 Ok(())
             }
             None => bail!(
-                "the kops stand-in does not model `kops delete -f`; use `kops delete instancegroup` \
+                "the kops stand-in does not model `kops delete -f`; use `kops delete cluster` or `kops delete instancegroup` \
                  (see crates/kops-standin/README.md)"
             ),
         },

@@ -5,28 +5,78 @@
 //! group's current one; then `No rolling-update required.` or `Must specify
 //! --yes to rolling-update.`; with `--yes`, replace those instances (all
 //! with `--force`), bastions first, then control plane, API servers, nodes.
+//! A group that fails (the `KOPS_STANDIN_ROLL_FAIL` control) is left partly
+//! rolled; a re-run skips the groups already updated, as kOps does.
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 
 use super::Context;
 use super::update::select_groups;
 use crate::cli::RollingUpdateClusterArgs;
 use crate::cloud::Instance;
+use crate::controls;
+use crate::goflags::format_duration;
 use crate::model::{Role, group_resource_name, role_of};
 use crate::objects::{self, name_of};
 use crate::text::tab_table;
 use crate::ui;
 
+/// kOps' default `--validation-timeout`.
+const DEFAULT_VALIDATION_TIMEOUT: i128 = 15 * 60 * 1_000_000_000;
+
 pub fn run(ctx: &Context, args: &RollingUpdateClusterArgs) -> Result<()> {
     let cluster_name = ctx.cluster_from_args(&args.args)?;
-    let yes = args.yes.unwrap_or(false);
-    let force = args.force.unwrap_or(false);
-    let cloud_only = args.cloudonly.unwrap_or(false);
+    core(
+        ctx,
+        &Request {
+            cluster_name: &cluster_name,
+            yes: args.yes.unwrap_or(false),
+            force: args.force.unwrap_or(false),
+            cloud_only: args.cloudonly.unwrap_or(false),
+            instance_groups: &args.instance_group,
+            roles: &args.instance_group_roles,
+            validation_timeout: args
+                .validation_timeout
+                .unwrap_or(DEFAULT_VALIDATION_TIMEOUT),
+        },
+    )
+}
+
+/// One rolling update, as `reconcile cluster` runs it per phase too.
+pub struct Request<'a> {
+    pub cluster_name: &'a str,
+    pub yes: bool,
+    pub force: bool,
+    pub cloud_only: bool,
+    pub instance_groups: &'a [String],
+    pub roles: &'a [String],
+    pub validation_timeout: i128,
+}
+
+impl Request<'_> {
+    /// What `reconcile cluster` asks for: kOps' defaults, `--yes`, limited
+    /// to `roles` (all when empty).
+    pub fn reconcile<'a>(cluster_name: &'a str, roles: &'a [String]) -> Request<'a> {
+        Request {
+            cluster_name,
+            yes: true,
+            force: false,
+            cloud_only: false,
+            instance_groups: &[],
+            roles,
+            validation_timeout: DEFAULT_VALIDATION_TIMEOUT,
+        }
+    }
+}
+
+pub fn core(ctx: &Context, req: &Request) -> Result<()> {
+    let cluster_name = req.cluster_name.to_string();
+    let (yes, force, cloud_only) = (req.yes, req.force, req.cloud_only);
 
     let store = ctx.store()?;
     objects::require_cluster(store.as_ref(), &cluster_name)?;
     let groups = objects::read_instance_groups(store.as_ref(), &cluster_name)?;
-    let selected = select_groups(&groups, &args.instance_group, &args.instance_group_roles)?;
+    let selected = select_groups(&groups, req.instance_groups, req.roles)?;
     let mut cloud = ctx.cloud.load(&cluster_name)?;
 
     let mut in_scope: Vec<(String, Role)> = Vec::new();
@@ -46,15 +96,13 @@ pub fn run(ctx: &Context, args: &RollingUpdateClusterArgs) -> Result<()> {
         }
     }
 
-    let mut header = vec![
-        "NAME",
-        "STATUS",
-        "NEEDUPDATE",
-        "READY",
-        "MIN",
-        "TARGET",
-        "MAX",
-    ];
+    // kOps before 1.20 had no TARGET column.
+    let target_column = ctx.played.has_target_column();
+    let mut header = vec!["NAME", "STATUS", "NEEDUPDATE", "READY", "MIN"];
+    if target_column {
+        header.push("TARGET");
+    }
+    header.push("MAX");
     if !cloud_only {
         header.push("NODES");
     }
@@ -70,9 +118,11 @@ pub fn run(ctx: &Context, args: &RollingUpdateClusterArgs) -> Result<()> {
             need.to_string(),
             (g.instances.len() - need).to_string(),
             g.min.to_string(),
-            g.target.to_string(),
-            g.max.to_string(),
         ];
+        if target_column {
+            row.push(g.target.to_string());
+        }
+        row.push(g.max.to_string());
         if !cloud_only {
             // Every simulated instance has joined the cluster as a node.
             row.push(g.instances.len().to_string());
@@ -98,16 +148,25 @@ pub fn run(ctx: &Context, args: &RollingUpdateClusterArgs) -> Result<()> {
     }
 
     ctx.cloud.require_writable()?;
+    let roll_failures = controls::RollFailures::from_env()?;
+    // Bastions first, then control plane, API servers, nodes (kOps' order).
     in_scope.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    let mut first_error: Option<anyhow::Error> = None;
     for (name, role) in &in_scope {
         let Some(mut group) = cloud.groups.remove(name) else {
             continue;
         };
         let asg = group_resource_name(name, *role, &cluster_name);
+        let stale: Vec<usize> = (0..group.instances.len())
+            .filter(|&i| force || group.instances[i].launch_template != group.launch_template)
+            .collect();
+        // The test control fails this group after its first replacement,
+        // leaving it partly rolled, as a failed validation does in kOps.
+        let fails = !stale.is_empty() && roll_failures.fails_in(name, &mut cloud.controls);
         let mut rolled = false;
-        for i in 0..group.instances.len() {
-            if group.instances[i].launch_template == group.launch_template && !force {
-                continue;
+        for (n, &i) in stale.iter().enumerate() {
+            if fails && n == 1 {
+                break;
             }
             let old = group.instances[i].id.clone();
             if cloud_only {
@@ -137,6 +196,39 @@ pub fn run(ctx: &Context, args: &RollingUpdateClusterArgs) -> Result<()> {
             };
             rolled = true;
         }
+        cloud.groups.insert(name.clone(), group);
+        if fails {
+            let timeout = format_duration(req.validation_timeout);
+            ui::klog(
+                'E',
+                "instancegroups.go:541",
+                &format!("Cluster did not validate within {timeout}"),
+            );
+            let err = format!(
+                "error validating cluster after removing a node: cluster did not validate within a duration of {:?}",
+                timeout
+            );
+            match role {
+                Role::ControlPlane => {
+                    ctx.cloud.save(&cluster_name, &cloud)?;
+                    return Err(anyhow!(
+                        "control plane not healthy after update, stopping rolling-update: {err:?}"
+                    ));
+                }
+                Role::ApiServer => {
+                    ctx.cloud.save(&cluster_name, &cloud)?;
+                    return Err(anyhow!(
+                        "api server not healthy after update, stopping rolling-update: {err:?}"
+                    ));
+                }
+                // kOps rolls the remaining node groups and reports the
+                // first failure at the end.
+                Role::Bastion | Role::Node => {
+                    first_error.get_or_insert_with(|| anyhow!(err));
+                }
+            }
+            continue;
+        }
         if rolled {
             if cloud_only {
                 ui::klog(
@@ -149,9 +241,11 @@ pub fn run(ctx: &Context, args: &RollingUpdateClusterArgs) -> Result<()> {
                 ui::klog('I', "instancegroups.go:572", "Cluster validated.");
             }
         }
-        cloud.groups.insert(name.clone(), group);
     }
     ctx.cloud.save(&cluster_name, &cloud)?;
+    if let Some(err) = first_error {
+        return Err(err);
+    }
     ui::klog(
         'I',
         "rollingupdate.go:234",

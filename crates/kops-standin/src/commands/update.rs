@@ -21,8 +21,6 @@ use crate::ui;
 
 pub fn run(ctx: &Context, args: &UpdateClusterArgs) -> Result<()> {
     let cluster_name = ctx.cluster_from_args(&args.args)?;
-    let yes = args.yes.unwrap_or(false);
-    let prune = args.prune.unwrap_or(false);
     if args.target.as_deref() == Some("terraform") {
         bail!(
             "the kops stand-in models only --target=direct: it never writes outside the state store \
@@ -30,7 +28,41 @@ pub fn run(ctx: &Context, args: &UpdateClusterArgs) -> Result<()> {
         );
     }
     let lifecycles = lifecycle_overrides(&args.lifecycle_overrides)?;
-    let phase = args.phase.as_deref().and_then(Phase::parse);
+    core(
+        ctx,
+        &Request {
+            cluster_name: &cluster_name,
+            yes: args.yes.unwrap_or(false),
+            prune: args.prune.unwrap_or(false),
+            instance_groups: &args.instance_group,
+            roles: &args.instance_group_roles,
+            phase: args.phase.as_deref().and_then(Phase::parse),
+            lifecycles: &lifecycles,
+            allow_kops_downgrade: args.allow_kops_downgrade.unwrap_or(false),
+        },
+    )
+}
+
+/// One `kops update cluster` as kOps' `RunCoreUpdateCluster` sees it, so
+/// that `reconcile cluster` can run it once per phase.
+pub struct Request<'a> {
+    pub cluster_name: &'a str,
+    pub yes: bool,
+    pub prune: bool,
+    pub instance_groups: &'a [String],
+    pub roles: &'a [String],
+    pub phase: Option<Phase>,
+    pub lifecycles: &'a BTreeMap<String, Lifecycle>,
+    pub allow_kops_downgrade: bool,
+}
+
+/// The dry run or the apply of one update.
+pub fn core(ctx: &Context, req: &Request) -> Result<()> {
+    let cluster_name = req.cluster_name.to_string();
+    let yes = req.yes;
+    let prune = req.prune;
+    let lifecycles = req.lifecycles;
+    let phase = req.phase;
 
     let store = ctx.store()?;
     let cluster = objects::require_cluster(store.as_ref(), &cluster_name)?;
@@ -39,7 +71,7 @@ pub fn run(ctx: &Context, args: &UpdateClusterArgs) -> Result<()> {
         store.as_ref(),
         &cluster_name,
         &ctx.version,
-        args.allow_kops_downgrade.unwrap_or(false),
+        req.allow_kops_downgrade,
     )?;
 
     let ssh_key_ids = ssh_key_ids(store.as_ref(), &cluster_name)?;
@@ -50,7 +82,7 @@ pub fn run(ctx: &Context, args: &UpdateClusterArgs) -> Result<()> {
         ssh_key_ids: &ssh_key_ids,
         version: &ctx.version,
     })?;
-    let selected = select_groups(&groups, &args.instance_group, &args.instance_group_roles)?;
+    let selected = select_groups(&groups, req.instance_groups, req.roles)?;
     desired.resources.retain(|r| {
         phase.is_none_or(|p| p == r.phase)
             && r.instance_group
@@ -59,7 +91,7 @@ pub fn run(ctx: &Context, args: &UpdateClusterArgs) -> Result<()> {
     });
 
     let mut cloud = ctx.cloud.load(&cluster_name)?;
-    let plan = plan::compute(&desired, &cloud, store.as_ref(), &lifecycles)?;
+    let plan = plan::compute(&desired, &cloud, store.as_ref(), lifecycles)?;
 
     if !yes {
         let mut text = plan::render(&plan, prune);
