@@ -569,8 +569,11 @@ mod tests {
 
     #[test]
     fn mentions_references_and_images_in_cells_are_neutralised() {
-        let out = cell("ping @all and @alice, see #12, !3, ~bug, %v1, $4, &5, ![x](http://t/x.png)");
-        for reference in ["@all", "@alice", "#12", "!3", "~bug", "%v1", "$4", "&5", "![x]"] {
+        let out =
+            cell("ping @all and @alice, see #12, !3, ~bug, %v1, $4, &5, ![x](http://t/x.png)");
+        for reference in [
+            "@all", "@alice", "#12", "!3", "~bug", "%v1", "$4", "&5", "![x]",
+        ] {
             assert!(!out.contains(reference), "{reference} in {out}");
         }
         assert!(out.contains(&format!("@{JOINER}all")), "{out}");
