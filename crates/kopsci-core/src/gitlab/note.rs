@@ -154,7 +154,6 @@ impl ClusterSummary {
 pub fn check_cluster_name(name: &str) -> Result<()> {
     let label_ok = |label: &str| {
         !label.is_empty()
-            && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
             && label

@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap arguments and the call into
 //! `kopsci_core` that carries it out.
 
+pub mod drift;
 pub mod meta;
 pub mod note;
 pub mod pipeline;
