@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod fsutil;
 pub mod gitlab;
 pub mod kops;
+pub mod markdown;
 pub mod names;
 pub mod pool;
 pub mod process;

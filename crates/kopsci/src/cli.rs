@@ -104,6 +104,7 @@ pub enum Command {
     Roll(commands::stages::RollArgs),
     Pipeline(commands::pipeline::PipelineArgs),
     Note(commands::note::NoteArgs),
+    Drift(commands::drift::DriftArgs),
     Completions(commands::meta::CompletionsArgs),
     Man(commands::meta::ManArgs),
 }

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::Roll(args) => commands::stages::roll(&cli.global, args),
         Command::Pipeline(args) => commands::pipeline::run(&cli.global, args),
         Command::Note(args) => commands::note::run(&cli.global, args),
+        Command::Drift(args) => commands::drift::run(&cli.global, args),
         Command::Completions(args) => commands::meta::completions(args),
         Command::Man(args) => commands::meta::man(args),
     };

@@ -2,6 +2,14 @@
 //! retries on rate limits and server errors, and errors that never carry
 //! the token.
 //!
+//! The token only ever goes to the origin of `CI_API_V4_URL`: redirects are
+//! never followed (a 3xx is an error that says where it pointed), so a
+//! compromised or misconfigured API host cannot bounce the token elsewhere.
+//!
+//! Time is bounded at three levels ([`RetryPolicy`]): one attempt
+//! (connect, send, response and body together), one request with its
+//! retries and waits, and everything a command does with the client.
+//!
 //! HTTP is [`ureq`]: a small, maintained, blocking client that builds on the
 //! rustls and ring the AWS SDK already brings. A note is a handful of
 //! sequential requests at the end of a job, for which an async stack
@@ -16,15 +24,17 @@
 //! group access tokens all work there) and nowhere else: not in URLs, not
 //! in messages, not in `Debug`.
 
+use std::cell::Cell;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::errors::{Error, Result};
 use crate::secret::Secret;
 
-/// How often and how patiently requests are retried.
+/// How often and how patiently requests are retried, and how long they may
+/// take in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
@@ -33,16 +43,31 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// No delay is longer than this, `Retry-After` included.
     pub max_delay: Duration,
+    /// One attempt — connecting, sending, waiting for and reading the
+    /// response — takes at most this long.
+    pub attempt_timeout: Duration,
+    /// One request, its retries, waits and timeouts included, takes at
+    /// most this long.
+    pub window: Duration,
+    /// Everything since [`GitLabApi::begin`] (or the client's first
+    /// request) takes at most this long.
+    pub total: Duration,
 }
 
 impl Default for RetryPolicy {
-    /// Five attempts over about fifteen seconds: enough to ride out a
-    /// rate-limit window or a GitLab deploy, short enough for a CI job.
+    /// Five attempts over about fifteen seconds (back-off 1, 2, 4, 8 s):
+    /// enough to ride out a rate-limit window or a GitLab deploy. A request
+    /// is abandoned after 20 s whatever happens (10 s per attempt at most),
+    /// and a whole note or drift issue after 60 s, so that a hanging
+    /// server never holds a CI job for long.
     fn default() -> Self {
         RetryPolicy {
             attempts: 5,
             base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(8),
+            attempt_timeout: Duration::from_secs(10),
+            window: Duration::from_secs(20),
+            total: Duration::from_secs(60),
         }
     }
 }
@@ -96,28 +121,55 @@ pub enum Failure {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// A redirect, not followed: the token never leaves the API's origin.
+    Redirect {
+        status: u16,
+        /// Where it pointed (query left out), or empty.
+        location: String,
+        /// The origin the token is for.
+        origin: String,
+    },
+    /// A 2xx response that is not what was asked for (not JSON, not the
+    /// note or issue that was sent).
+    Invalid(String),
 }
 
 impl Failure {
     /// Rate limits, server errors and lost connections are worth retrying;
-    /// anything else (bad token, missing merge request) will not change.
+    /// anything else (bad token, missing merge request, a redirect, a
+    /// response that is not the API's) will not change.
     pub fn retryable(&self) -> bool {
         match self {
             Failure::Transport(_) => true,
             Failure::Status { status, .. } => *status == 429 || (500..=599).contains(status),
+            Failure::Redirect { .. } | Failure::Invalid(_) => false,
         }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Failure::Status { retry_after, .. } => *retry_after,
-            Failure::Transport(_) => None,
+            _ => None,
         }
     }
 
     fn message(&self) -> String {
         match self {
-            Failure::Transport(message) => message.clone(),
+            Failure::Transport(message) | Failure::Invalid(message) => message.clone(),
+            Failure::Redirect {
+                status,
+                location,
+                origin,
+            } => {
+                let target = if location.is_empty() {
+                    "a redirect without a Location".to_string()
+                } else {
+                    format!("a redirect to {location}")
+                };
+                format!(
+                    "HTTP {status}: {target}, not followed: kopsci sends the token only to {origin} (CI_API_V4_URL); set CI_API_V4_URL to the API's final address"
+                )
+            }
             Failure::Status {
                 status, message, ..
             } => {
@@ -138,12 +190,23 @@ impl Failure {
     }
 }
 
+/// What one attempt of [`GitLabApi::with_retries`] came to.
+#[derive(Debug)]
+pub enum Attempt<T> {
+    Done(T),
+    Failed(Failure),
+}
+
 /// A GitLab API client for one instance and token.
 pub struct GitLabApi {
     agent: ureq::Agent,
     base: String,
+    /// `scheme://host[:port]` of `base`: the only place the token goes.
+    origin: String,
     token: Secret,
     retry: RetryPolicy,
+    /// When everything must be done by ([`RetryPolicy::total`]).
+    deadline: Cell<Option<Instant>>,
 }
 
 impl std::fmt::Debug for GitLabApi {
@@ -161,18 +224,29 @@ impl GitLabApi {
     /// `https://gitlab.example.com/api/v4`), trusting the CA certificates in
     /// `ca_file` when given.
     pub fn new(api_url: &str, token: Secret, ca_file: Option<&Path>) -> Result<GitLabApi> {
+        let base = api_url.trim_end_matches('/').to_string();
+        let origin = origin(&base).ok_or_else(|| {
+            Error::Usage(format!(
+                "CI_API_V4_URL `{}` is not an http(s) URL such as https://gitlab.example.com/api/v4",
+                base.escape_debug()
+            ))
+        })?;
         let config = ureq::Agent::config_builder()
             // Statuses are classified here, with GitLab's message kept.
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
+            // Never follow a redirect: the token would go with it.
+            .max_redirects(0)
+            .timeout_global(Some(RetryPolicy::default().attempt_timeout))
             .user_agent(format!("kopsci/{}", env!("CARGO_PKG_VERSION")))
             .tls_config(tls_config(ca_file)?)
             .build();
         Ok(GitLabApi {
             agent: ureq::Agent::new_with_config(config),
-            base: api_url.trim_end_matches('/').to_string(),
+            base,
+            origin,
             token,
             retry: RetryPolicy::default(),
+            deadline: Cell::new(None),
         })
     }
 
@@ -185,13 +259,32 @@ impl GitLabApi {
         self.retry
     }
 
+    /// Starts a new [`RetryPolicy::total`] budget: one per note, one per
+    /// drift issue.
+    pub fn begin(&self) {
+        self.deadline.set(Some(Instant::now() + self.retry.total));
+    }
+
+    fn total_deadline(&self) -> Instant {
+        match self.deadline.get() {
+            Some(deadline) => deadline,
+            None => {
+                let deadline = Instant::now() + self.retry.total;
+                self.deadline.set(Some(deadline));
+                deadline
+            }
+        }
+    }
+
     /// One attempt at `method path` (path relative to the API root,
-    /// starting with `/`), with a JSON body for POST and PUT.
+    /// starting with `/`), with a JSON body for POST and PUT, taking at
+    /// most `timeout`.
     pub fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
+        timeout: Duration,
     ) -> std::result::Result<Response, Failure> {
         let url = format!("{}{path}", self.base);
         let token = self.token.expose();
@@ -202,12 +295,18 @@ impl GitLabApi {
             Method::Get => self
                 .agent
                 .get(&url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
                 .header("PRIVATE-TOKEN", token)
                 .header("Accept", "application/json")
                 .call(),
             Method::Post => self
                 .agent
                 .post(&url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
                 .header("PRIVATE-TOKEN", token)
                 .header("Accept", "application/json")
                 .header("Content-Type", "application/json")
@@ -215,12 +314,16 @@ impl GitLabApi {
             Method::Put => self
                 .agent
                 .put(&url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
                 .header("PRIVATE-TOKEN", token)
                 .header("Accept", "application/json")
                 .header("Content-Type", "application/json")
                 .send(&payload[..]),
         };
-        let mut response = result.map_err(|e| Failure::Transport(transport_message(&e)))?;
+        let mut response =
+            result.map_err(|e| Failure::Transport(transport_message(&e, timeout)))?;
         let status = response.status().as_u16();
         let header = |name: &str| {
             response
@@ -234,10 +337,21 @@ impl GitLabApi {
         let retry_after = header("retry-after")
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| Failure::Transport(format!("reading the response: {e}")))?;
+        if (300..400).contains(&status) {
+            return Err(Failure::Redirect {
+                status,
+                location: header("location")
+                    .map(|l| shown_location(&l))
+                    .unwrap_or_default(),
+                origin: self.origin.clone(),
+            });
+        }
+        let text = response.body_mut().read_to_string().map_err(|e| {
+            Failure::Transport(format!(
+                "reading the response: {}",
+                transport_message(&e, timeout)
+            ))
+        })?;
         if !(200..300).contains(&status) {
             return Err(Failure::Status {
                 status,
@@ -248,8 +362,11 @@ impl GitLabApi {
         let body = if text.trim().is_empty() {
             serde_json::Value::Null
         } else {
-            serde_json::from_str(&text)
-                .map_err(|e| Failure::Transport(format!("the response is not JSON: {e}")))?
+            serde_json::from_str(&text).map_err(|_| {
+                Failure::Invalid(format!(
+                    "HTTP {status} but the response is not JSON: is CI_API_V4_URL the API root (https://gitlab.example.com/api/v4)?"
+                ))
+            })?
         };
         Ok(Response {
             status,
@@ -260,31 +377,81 @@ impl GitLabApi {
 
     /// `method path` with retries on rate limits, server errors and lost
     /// connections. Only for idempotent requests (GET, PUT): a retried POST
-    /// may create twice, so callers retry those themselves.
+    /// may create twice, so callers use [`GitLabApi::with_retries`] and
+    /// look for what a failed attempt may have created.
     pub fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Response> {
-        let mut retry = 0;
+        self.with_retries(method, path, |_, timeout| {
+            Ok(match self.call(method, path, body, timeout) {
+                Ok(response) => Attempt::Done(response),
+                Err(failure) => Attempt::Failed(failure),
+            })
+        })
+    }
+
+    /// Runs `attempt` (given its number, from 1, and the time it may take)
+    /// until it is done, fails for good, runs out of attempts, or the
+    /// request's window or the client's total budget closes. Waits between
+    /// attempts as the policy says, and says so in the log.
+    pub fn with_retries<T>(
+        &self,
+        method: Method,
+        path: &str,
+        mut attempt: impl FnMut(u32, Duration) -> Result<Attempt<T>>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let total = self.total_deadline();
+        let deadline = total.min(started + self.retry.window);
+        let limit = if deadline == total {
+            format!(
+                "the {} s kopsci allows for all its GitLab API calls",
+                self.retry.total.as_secs()
+            )
+        } else {
+            "the time kopsci allows for one request".to_string()
+        };
+        let mut number = 0;
         loop {
-            match self.call(method, path, body) {
-                Ok(response) => return Ok(response),
-                Err(failure) => {
-                    retry += 1;
-                    if !failure.retryable() || retry >= self.retry.attempts {
-                        return Err(self.error(method, path, &failure, retry));
-                    }
-                    self.wait(method, path, &failure, retry);
-                }
+            number += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(Error::GitLab {
+                    request: format!("{} {}", method.as_str(), path_only(path)),
+                    message: format!(
+                        "not sent: the {} s kopsci allows for GitLab API calls are used up",
+                        self.retry.total.as_secs()
+                    ),
+                });
             }
+            let failure = match attempt(number, remaining.min(self.retry.attempt_timeout))? {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Failed(failure) => failure,
+            };
+            if !failure.retryable() || number >= self.retry.attempts {
+                return Err(self.error(method, path, &failure, number));
+            }
+            let delay = self.retry.delay(number, failure.retry_after());
+            if Instant::now() + delay >= deadline {
+                return Err(Error::GitLab {
+                    request: format!("{} {}", method.as_str(), path_only(path)),
+                    message: format!(
+                        "{} (after {number} attempt{}; gave up after {:.0} s, {limit})",
+                        failure.message(),
+                        if number == 1 { "" } else { "s" },
+                        started.elapsed().as_secs_f64()
+                    ),
+                });
+            }
+            self.wait(method, path, &failure, number, delay);
         }
     }
 
-    /// Sleeps before retry number `retry` after `failure`, saying so.
-    pub fn wait(&self, method: Method, path: &str, failure: &Failure, retry: u32) {
-        let delay = self.retry.delay(retry, failure.retry_after());
+    /// Sleeps `delay` before retry number `retry` after `failure`, saying so.
+    fn wait(&self, method: Method, path: &str, failure: &Failure, retry: u32, delay: Duration) {
         tracing::warn!(
             "GitLab API {} {}: {}; retrying in {:.1}s ({retry}/{})",
             method.as_str(),
@@ -310,13 +477,45 @@ impl GitLabApi {
     }
 }
 
+/// `scheme://host[:port]` of an http(s) URL.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Credentials in the URL would be shown in messages.
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}
+
+/// A redirect's `Location` for a message: without its query (which may
+/// carry anything), control characters escaped, cut short.
+fn shown_location(location: &str) -> String {
+    const MAX: usize = 200;
+    let without_query = location.split(['?', '#']).next().unwrap_or_default();
+    let shown: String = without_query.escape_debug().collect();
+    match shown.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &shown[..at]),
+        None => shown,
+    }
+}
+
 /// The path without its query string, for messages.
 fn path_only(path: &str) -> &str {
     path.split('?').next().unwrap_or(path)
 }
 
-fn transport_message(err: &ureq::Error) -> String {
-    err.to_string()
+fn transport_message(err: &ureq::Error, timeout: Duration) -> String {
+    match err {
+        ureq::Error::Timeout(_) => {
+            format!("no answer: timed out after {:.0} s", timeout.as_secs_f64())
+        }
+        other => other.to_string(),
+    }
 }
 
 /// GitLab's error message from a response body: `{"message": …}` (a string
@@ -385,6 +584,7 @@ mod tests {
             attempts: 5,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(350),
+            ..RetryPolicy::default()
         };
         let ms = |d: Duration| d.as_millis();
         assert_eq!(ms(policy.delay(1, None)), 100);
@@ -426,6 +626,48 @@ mod tests {
         assert_eq!(gitlab_message("<html>"), "");
         let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(400));
         assert_eq!(gitlab_message(&long).chars().count(), 301);
+    }
+
+    #[test]
+    fn the_token_has_one_origin() {
+        assert_eq!(
+            origin("https://GitLab.example.com:8443/api/v4").as_deref(),
+            Some("https://gitlab.example.com:8443")
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:1/api/v4").as_deref(),
+            Some("http://127.0.0.1:1")
+        );
+        for bad in [
+            "ftp://x/api/v4",
+            "gitlab.example.com/api/v4",
+            "https://user:pw@x/api/v4",
+            "https:///x",
+        ] {
+            assert_eq!(origin(bad), None, "{bad}");
+        }
+        assert!(GitLabApi::new("file:///etc", Secret::new("t"), None).is_err());
+    }
+
+    #[test]
+    fn redirects_are_never_retried_and_say_where_they_pointed() {
+        let redirect = Failure::Redirect {
+            status: 302,
+            location: shown_location("https://evil.example/x?private_token=abc\u{1b}"),
+            origin: "https://gitlab.example.com".into(),
+        };
+        assert!(!redirect.retryable());
+        assert!(!Failure::Invalid("x".into()).retryable());
+        let message = redirect.message();
+        assert!(
+            message.contains("a redirect to https://evil.example/x, not followed"),
+            "{message}"
+        );
+        assert!(
+            message.contains("only to https://gitlab.example.com (CI_API_V4_URL)"),
+            "{message}"
+        );
+        assert_eq!(shown_location("/a\u{1b}b"), "/a\\u{1b}b");
     }
 
     #[test]

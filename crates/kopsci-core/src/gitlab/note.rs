@@ -32,6 +32,12 @@
 //! into the note under `<details>`. A cluster the pipeline expected but
 //! that has no `report.json` is shown as failed.
 //!
+//! Reports are artifacts, so not trusted: clusters are named, never given
+//! as paths, and must be kOps cluster names; a `report.json` whose
+//! `cluster` is another cluster, a symbolic link or an oversized file is
+//! shown as failed; all report text goes through `crate::markdown`'s
+//! filters (no mentions, references, quick actions or HTML).
+//!
 //! ## Where it goes
 //!
 //! GitLab REST API v4 (`CI_API_V4_URL`, `CI_PROJECT_ID`,
@@ -39,29 +45,49 @@
 //! a hidden marker (`<!-- kopsci-note fleet=… -->`); the note to edit is
 //! the one by the token's own user that starts with it, so a marker copied
 //! into someone else's comment is never touched. An unchanged body is not
-//! rewritten.
+//! rewritten. A created or edited note counts only when GitLab answers
+//! with that note (its id and body).
 //!
 //! ## Size
 //!
-//! GitLab refuses notes over 1,000,000 characters. The summary table and
-//! removed instance groups always come first; per-cluster details are added
-//! while they fit, the rest replaced by links to the job's artifacts, and a
-//! line says the note was truncated.
+//! GitLab refuses notes over 1,000,000 characters; the note keeps to a
+//! budget far below that ([`DEFAULT_NOTE_BUDGET`]). It summarises by
+//! environment and result when there are many clusters, lists per-cluster
+//! results in a table while that table takes at most half the budget (else
+//! only clusters with changes, removals or failures get a row, and at worst
+//! clusters are only named), and adds per-cluster details only for clusters
+//! with changes, removals or failures, while they fit; the rest are links to
+//! the job's artifacts, and a line says the note was truncated.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
+use minijinja::Value;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::errors::{Error, Result};
-use crate::gitlab::api::{GitLabApi, Method, encode_segment};
+use crate::gitlab::api::{Attempt, Failure, GitLabApi, Method, Response, encode_segment};
 use crate::gitlab::ci_env::CiEnv;
+use crate::markdown::{self, Pieces};
 
 /// GitLab's limit on a note's length, in characters.
 pub const GITLAB_NOTE_MAX_CHARS: usize = 1_000_000;
 
+/// The note's default length budget: a tenth of GitLab's limit, which is
+/// still a long read.
+pub const DEFAULT_NOTE_BUDGET: usize = 100_000;
+
 /// The file a dry run writes per cluster.
 pub const REPORT_JSON: &str = "report.json";
+
+/// Larger report files are not read: a report is at most a few megabytes
+/// of diff, and an edited artifact must not exhaust the job's memory.
+const MAX_REPORT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Above this many clusters the note starts with a per-environment summary.
+const SUMMARY_FROM: usize = 10;
 
 /// What the note needs from a cluster's `report.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +95,9 @@ pub struct ClusterSummary {
     /// The cluster; the directory name when the file leaves it out.
     #[serde(default)]
     pub cluster: String,
+    /// The stage that wrote the report (`dryrun`, `update`, `roll`).
+    #[serde(default)]
+    pub stage: Option<String>,
     #[serde(default)]
     pub environment: Option<String>,
     #[serde(default)]
@@ -106,37 +135,38 @@ impl ClusterSummary {
         )
     }
 
-    fn has_changes(&self) -> bool {
+    /// Whether anything is to apply (meaningless for a failed report).
+    pub fn has_changes(&self) -> bool {
         self.changes_pending.unwrap_or_else(|| {
             self.create + self.update + self.delete > 0 || !self.removed_instance_groups.is_empty()
         })
     }
 
-    /// The table cell: the failure, or the counts.
-    fn result(&self) -> String {
-        if let Some(why) = &self.failed {
-            let step = self
-                .failed_step
-                .as_deref()
-                .map(|s| format!(" ({})", cell(s)))
-                .unwrap_or_default();
-            return format!(":x: **failed**{step}: {}", cell(why));
-        }
-        let mut text = if self.has_changes() {
-            self.counts()
-        } else {
-            "no changes".to_string()
-        };
-        match self.removed_instance_groups.len() {
-            0 => {}
-            1 => text.push_str(", 1 removed instance group"),
-            n => text.push_str(&format!(", {n} removed instance groups")),
-        }
-        if self.kops_skipped.is_some() {
-            text.push_str(" (spec diff only: kops did not run)");
-        }
-        text
+    /// Whether the note shows this cluster's details: it failed, or has
+    /// something to apply or to remove.
+    pub fn noteworthy(&self) -> bool {
+        self.failed.is_some() || self.has_changes() || !self.removed_instance_groups.is_empty()
     }
+}
+
+/// Checks that `name` is a kOps cluster name: a DNS name (lowercase
+/// letters, digits, `-` and `.`), so it can never be read as a path.
+pub fn check_cluster_name(name: &str) -> Result<()> {
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    if !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok) {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "invalid cluster name `{}`: expected a kOps cluster name (a DNS name of lowercase letters, digits, `-` and `.`, e.g. `dev.k8s.example.com`), not a path",
+        name.escape_debug()
+    )))
 }
 
 /// One cluster's summary and its Markdown details, as loaded.
@@ -145,14 +175,19 @@ pub struct ClusterReport {
     pub summary: ClusterSummary,
     /// The report's path relative to the report directory, for links.
     pub details_path: Option<String>,
+    /// `report.md` as the file has it: untrusted Markdown.
     pub details: Option<String>,
 }
 
 /// Loads the reports of `clusters` from `report_dir`, in that order; with
-/// no clusters named, of every sub-directory that has a `report.json`, in
-/// name order. A missing or unreadable report becomes a failed summary, so
-/// that one broken dry run never hides the others.
+/// no clusters named, of every sub-directory named like a cluster that has
+/// a `report.json`, in name order. A missing, unreadable or foreign report
+/// becomes a failed summary, so that one broken dry run never hides the
+/// others. A name that is not a cluster name is an error.
 pub fn load_reports(report_dir: &Path, clusters: &[String]) -> Result<Vec<ClusterReport>> {
+    for name in clusters {
+        check_cluster_name(name)?;
+    }
     let names: Vec<String> = if clusters.is_empty() {
         let entries = match std::fs::read_dir(report_dir) {
             Ok(entries) => entries,
@@ -162,9 +197,18 @@ pub fn load_reports(report_dir: &Path, clusters: &[String]) -> Result<Vec<Cluste
         let mut names = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(report_dir, e))?;
-            if entry.path().join(REPORT_JSON).is_file() {
-                names.push(entry.file_name().to_string_lossy().into_owned());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if std::fs::symlink_metadata(entry.path().join(REPORT_JSON)).is_err() {
+                continue;
             }
+            if check_cluster_name(&name).is_err() {
+                tracing::warn!(
+                    "{}: not a cluster name, skipped",
+                    markdown::terminal(&entry.path().display().to_string())
+                );
+                continue;
+            }
+            names.push(name);
         }
         names.sort();
         names
@@ -175,6 +219,29 @@ pub fn load_reports(report_dir: &Path, clusters: &[String]) -> Result<Vec<Cluste
         .iter()
         .map(|name| load_one(report_dir, name))
         .collect())
+}
+
+/// A regular file's text, refusing symbolic links and files over
+/// [`MAX_REPORT_BYTES`].
+fn read_report_file(path: &Path) -> std::io::Result<String> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Err(std::io::Error::other("a symbolic link, not read"));
+    }
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_REPORT_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB, not read",
+            MAX_REPORT_BYTES / 1024 / 1024
+        )));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_REPORT_BYTES)
+        .read_to_string(&mut text)?;
+    Ok(text)
 }
 
 fn load_one(report_dir: &Path, cluster: &str) -> ClusterReport {
@@ -189,7 +256,13 @@ fn load_one(report_dir: &Path, cluster: &str) -> ClusterReport {
         details_path: None,
         details: None,
     };
-    let text = match std::fs::read_to_string(&path) {
+    if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return failed(format!(
+            "{}: a symbolic link, not a report directory",
+            dir.display()
+        ));
+    }
+    let text = match read_report_file(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return failed(
@@ -214,6 +287,15 @@ fn load_one(report_dir: &Path, cluster: &str) -> ClusterReport {
     if summary.cluster.is_empty() {
         summary.cluster = cluster.to_string();
     }
+    if summary.cluster != cluster {
+        // A report copied (or edited) from another cluster's directory must
+        // not speak for this one.
+        return failed(format!(
+            "{}: the report is for cluster `{}`, not `{cluster}`: refused",
+            path.display(),
+            summary.cluster.escape_debug()
+        ));
+    }
     // The Markdown report must stay inside the cluster's directory: the
     // note is public to everyone who can see the merge request.
     let relative = summary
@@ -224,7 +306,7 @@ fn load_one(report_dir: &Path, cluster: &str) -> ClusterReport {
         .components()
         .all(|c| matches!(c, std::path::Component::Normal(_)));
     let (details_path, details) = if safe {
-        match std::fs::read_to_string(dir.join(&relative)) {
+        match read_report_file(&dir.join(&relative)) {
             Ok(text) => (Some(format!("{cluster}/{relative}")), Some(text)),
             Err(_) => (None, None),
         }
@@ -269,11 +351,13 @@ impl ArtifactLinks {
         })
     }
 
-    fn browse(&self) -> String {
+    /// The report directory in GitLab's artifact browser.
+    pub fn browse(&self) -> String {
         format!("{}/artifacts/browse/{}", self.job_url, self.report_dir)
     }
 
-    fn file(&self, relative: &str) -> String {
+    /// One file of the report directory.
+    pub fn file(&self, relative: &str) -> String {
         format!(
             "{}/artifacts/file/{}/{relative}",
             self.job_url, self.report_dir
@@ -291,122 +375,214 @@ pub struct NoteContext {
     pub artifacts: Option<ArtifactLinks>,
 }
 
-/// The marker for the fleet file `fleet`: a fleet repository with two
-/// fleets gets two notes. `--` cannot appear inside an HTML comment.
-pub fn marker(fleet: &str) -> String {
-    let key: String = fleet
+/// A fleet file name as it can appear in a hidden marker: `--` and `>`
+/// cannot appear inside an HTML comment, control characters never.
+pub fn marker_key(fleet: &str) -> String {
+    fleet
         .replace("--", "-")
         .chars()
         .filter(|c| !c.is_control() && *c != '>')
-        .collect();
-    format!("<!-- kopsci-note fleet={key} -->")
+        .collect()
+}
+
+/// The marker for the fleet file `fleet`: a fleet repository with two
+/// fleets gets two notes.
+pub fn marker(fleet: &str) -> String {
+    format!("<!-- kopsci-note fleet={} -->", marker_key(fleet))
+}
+
+/// One row of the note's table, as the template sees it.
+#[derive(Debug, Serialize)]
+struct Row<'a> {
+    cluster: &'a str,
+    environment: Option<&'a str>,
+    failed: Option<&'a str>,
+    step: Option<&'a str>,
+    counts: String,
+    changes: bool,
+    removed: usize,
+    spec_only: bool,
+    noteworthy: bool,
+}
+
+impl<'a> Row<'a> {
+    fn new(s: &'a ClusterSummary) -> Row<'a> {
+        Row {
+            cluster: &s.cluster,
+            environment: s.environment.as_deref(),
+            failed: s.failed.as_deref(),
+            step: s.failed_step.as_deref(),
+            counts: s.counts(),
+            changes: s.has_changes(),
+            removed: s.removed_instance_groups.len(),
+            spec_only: s.kops_skipped.is_some(),
+            noteworthy: s.noteworthy(),
+        }
+    }
+}
+
+/// One environment's line of the summary.
+#[derive(Debug, Default, Serialize)]
+struct EnvironmentSummary<'a> {
+    name: Option<&'a str>,
+    total: usize,
+    changed: usize,
+    unchanged: usize,
+    failed: usize,
+    changed_names: Vec<&'a str>,
+    unchanged_names: Vec<&'a str>,
+    failed_names: Vec<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct Removed<'a> {
+    cluster: &'a str,
+    groups: &'a [String],
+}
+
+/// The note template's context.
+#[derive(Debug, Serialize)]
+struct NoteView<'a> {
+    marker: &'a str,
+    /// Above this many clusters, a summary per environment comes first.
+    summary_from: usize,
+    total: usize,
+    changed: usize,
+    failed: usize,
+    clusters: Vec<Row<'a>>,
+    environments: Vec<EnvironmentSummary<'a>>,
+    removed: Vec<Removed<'a>>,
+    commit: Option<&'a str>,
+    pipeline_url: Option<&'a str>,
+    browse: Option<String>,
+}
+
+impl<'a> NoteView<'a> {
+    fn new(reports: &'a [ClusterReport], ctx: &'a NoteContext) -> NoteView<'a> {
+        let mut environments: IndexMap<Option<&str>, EnvironmentSummary> = IndexMap::new();
+        let (mut changed, mut failed) = (0, 0);
+        for s in reports.iter().map(|r| &r.summary) {
+            let env = s.environment.as_deref();
+            let e = environments
+                .entry(env)
+                .or_insert_with(|| EnvironmentSummary {
+                    name: env,
+                    ..EnvironmentSummary::default()
+                });
+            e.total += 1;
+            if s.failed.is_some() {
+                failed += 1;
+                e.failed += 1;
+                e.failed_names.push(&s.cluster);
+            } else if s.has_changes() {
+                changed += 1;
+                e.changed += 1;
+                e.changed_names.push(&s.cluster);
+            } else {
+                e.unchanged += 1;
+                e.unchanged_names.push(&s.cluster);
+            }
+        }
+        NoteView {
+            marker: &ctx.marker,
+            summary_from: SUMMARY_FROM,
+            total: reports.len(),
+            changed,
+            failed,
+            clusters: reports.iter().map(|r| Row::new(&r.summary)).collect(),
+            environments: environments.into_values().collect(),
+            removed: reports
+                .iter()
+                .map(|r| &r.summary)
+                .filter(|s| !s.removed_instance_groups.is_empty())
+                .map(|s| Removed {
+                    cluster: &s.cluster,
+                    groups: &s.removed_instance_groups,
+                })
+                .collect(),
+            commit: ctx.commit.as_deref().map(|c| c.get(..12).unwrap_or(c)),
+            pipeline_url: ctx.pipeline_url.as_deref(),
+            browse: ctx.artifacts.as_ref().map(ArtifactLinks::browse),
+        }
+    }
 }
 
 /// The note's Markdown, at most `max_chars` characters.
-pub fn render_note(reports: &[ClusterReport], ctx: &NoteContext, max_chars: usize) -> String {
-    let mut head = format!("{}\n", ctx.marker);
-    let failed = reports
-        .iter()
-        .filter(|r| r.summary.failed.is_some())
-        .count();
-    let changed = reports
-        .iter()
-        .filter(|r| r.summary.failed.is_none() && r.summary.has_changes())
-        .count();
-    if reports.is_empty() {
-        head.push_str("### kopsci dry run\n\nNo cluster is affected by this change.\n");
-    } else {
-        head.push_str(&format!(
-            "### kopsci dry run: {}, {changed} with changes{}\n\n| Cluster | Result |\n| --- | --- |\n",
-            plural(reports.len(), "cluster"),
-            if failed > 0 {
-                format!(", {failed} failed")
-            } else {
-                String::new()
-            }
-        ));
-        for report in reports {
-            let s = &report.summary;
-            head.push_str(&format!("| {} | {} |\n", cluster_cell(s), s.result()));
-        }
-        let removed: Vec<&ClusterSummary> = reports
-            .iter()
-            .map(|r| &r.summary)
-            .filter(|s| !s.removed_instance_groups.is_empty())
-            .collect();
-        if !removed.is_empty() {
-            head.push_str(
-                "\n:warning: **Removed instance groups**: in the state store but no longer in the manifest. `kopsci update` deletes them only with `--prune-instance-groups`.\n\n",
-            );
-            for s in removed {
-                let groups: Vec<String> = s
-                    .removed_instance_groups
-                    .iter()
-                    .map(|g| format!("`{}`", cell(g)))
-                    .collect();
-                head.push_str(&format!("- `{}`: {}\n", s.cluster, groups.join(", ")));
-            }
-        }
-    }
+pub fn render_note(
+    reports: &[ClusterReport],
+    ctx: &NoteContext,
+    max_chars: usize,
+) -> Result<String> {
+    let view = NoteView::new(reports, ctx);
+    let mut pieces = Pieces::new("note.md", markdown::value(&view))?;
+    let footer = pieces.call("footer", &[])?;
+    let notice = pieces.call("notice", &[])?;
+    let reserved = chars(&footer) + chars(&notice);
 
-    let mut footer = String::from("\n---\n<sub>kopsci");
-    if let Some(commit) = &ctx.commit {
-        footer.push_str(&format!(" · commit {}", commit.get(..12).unwrap_or(commit)));
+    // The most detailed summary that leaves half the budget for details;
+    // else the most detailed that fits at all; else names only, cut.
+    let mut heads = Vec::new();
+    let mut chosen = None;
+    for level in 1..=3 {
+        let head = pieces.call("head", &[Value::from(level)])?;
+        if chars(&head) + reserved <= max_chars / 2 {
+            chosen = Some(head);
+            break;
+        }
+        heads.push(head);
     }
-    if let Some(url) = &ctx.pipeline_url {
-        footer.push_str(&format!(" · [pipeline]({url})"));
-    }
-    if let Some(links) = &ctx.artifacts {
-        footer.push_str(&format!(" · [all reports]({})", links.browse()));
-    }
-    footer.push_str("</sub>\n");
-
-    let notice = match &ctx.artifacts {
-        Some(links) => format!(
-            "\n**Truncated** to stay under GitLab's note size limit: the full reports are in [the job's artifacts]({}).\n",
-            links.browse()
-        ),
-        None => "\n**Truncated** to stay under GitLab's note size limit: the full reports are in the job's artifacts.\n".to_string(),
+    let head = match chosen {
+        Some(head) => head,
+        None => match heads.iter().position(|h| chars(h) + reserved <= max_chars) {
+            Some(at) => heads.swap_remove(at),
+            None => {
+                // Even names only do not fit: cut and say so. The marker
+                // survives whatever the limit: it is how the note is found
+                // again.
+                let room = max_chars.saturating_sub(reserved + 2);
+                let keep = room.max(chars(&ctx.marker) + 1);
+                let head = heads.pop().unwrap_or_default();
+                let cut: String = head.chars().take(keep).collect();
+                return Ok(fit(format!("{cut}…\n{notice}{footer}"), max_chars));
+            }
+        },
     };
 
-    let fixed = chars(&head) + chars(&footer);
-    if fixed + chars(&notice) > max_chars {
-        // Even the summary does not fit: cut it and say so.
-        let room = max_chars.saturating_sub(chars(&footer) + chars(&notice) + 2);
-        // The marker survives whatever the limit: it is how the note is
-        // found again.
-        let keep = room.max(chars(&ctx.marker) + 1);
-        let cut: String = head.chars().take(keep).collect();
-        return fit(format!("{cut}…\n{notice}{footer}"), max_chars);
-    }
-    let mut budget = max_chars - fixed;
+    let mut budget = max_chars - chars(&head) - chars(&footer);
     let mut body = String::new();
     let mut truncated = false;
-    for report in reports {
+    for (report, row) in reports.iter().zip(&view.clusters) {
+        if !row.noteworthy {
+            continue;
+        }
         let Some(details) = &report.details else {
             continue;
         };
-        let block = format!(
-            "\n<details><summary><code>{}</code>: {}</summary>\n\n{}\n\n</details>\n",
-            report.summary.cluster,
-            match &report.summary.failed {
-                Some(_) => "failed".to_string(),
-                None => report.summary.counts(),
-            },
-            details.trim_end()
-        );
+        // Escaping only lengthens: a report far over the budget is not
+        // worth sanitising to find that out.
+        let block = if details.len() <= budget.saturating_mul(4) {
+            let safe = markdown::untrusted(details);
+            Some(pieces.call(
+                "details",
+                &[markdown::value(row), Value::from(safe.trim_end())],
+            )?)
+        } else {
+            None
+        };
         // Room for the truncation notice stays reserved until the end.
-        if chars(&block) + chars(&notice) <= budget {
+        if let Some(block) = block
+            && chars(&block) + chars(&notice) <= budget
+        {
             budget -= chars(&block);
             body.push_str(&block);
             continue;
         }
         truncated = true;
         let link = match (&ctx.artifacts, &report.details_path) {
-            (Some(links), Some(path)) => format!(" ([report]({}))", links.file(path)),
-            _ => String::new(),
+            (Some(links), Some(path)) => Value::from(links.file(path)),
+            _ => Value::from(()),
         };
-        let line = format!("\n- `{}`: details left out{link}\n", report.summary.cluster);
+        let line = pieces.call("left_out", &[markdown::value(row), link])?;
         if chars(&line) + chars(&notice) <= budget {
             budget -= chars(&line);
             body.push_str(&line);
@@ -415,7 +591,7 @@ pub fn render_note(reports: &[ClusterReport], ctx: &NoteContext, max_chars: usiz
     if truncated {
         body.push_str(&notice);
     }
-    format!("{head}{body}{footer}")
+    Ok(format!("{head}{body}{footer}"))
 }
 
 /// A last guard for absurdly small limits: the text cut to `max` characters.
@@ -429,36 +605,6 @@ fn fit(text: String, max: usize) -> String {
 
 fn chars(text: &str) -> usize {
     text.chars().count()
-}
-
-fn cluster_cell(summary: &ClusterSummary) -> String {
-    match &summary.environment {
-        Some(env) => format!("`{}` ({})", summary.cluster, cell(env)),
-        None => format!("`{}`", summary.cluster),
-    }
-}
-
-/// Text made safe for one Markdown table cell: one line, no pipes, no HTML.
-fn cell(text: &str) -> String {
-    const MAX: usize = 300;
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let line: String = match line.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}…", &line[..at]),
-        None => line,
-    };
-    line.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('|', "\\|")
-        .replace('`', "'")
-}
-
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
 }
 
 /// The merge request a note goes to.
@@ -492,6 +638,45 @@ pub enum NoteOutcome {
 /// Pages of notes read at most while looking for ours (100 notes each).
 const MAX_PAGES: usize = 50;
 
+/// Whether GitLab's copy of a text is the text sent: GitLab may store line
+/// ends as `\r\n` and drop trailing whitespace.
+pub fn same_text(stored: &str, sent: &str) -> bool {
+    let norm = |s: &str| s.replace("\r\n", "\n").trim_end().to_string();
+    norm(stored) == norm(sent)
+}
+
+/// The id of the note in `response` when it is the note sent (`body`, and
+/// id `expected` when editing one); otherwise why not. A 2xx that is not
+/// the note means nothing was written, whatever the status says.
+fn sent_note(
+    response: &Response,
+    expected: Option<u64>,
+    body: &str,
+) -> std::result::Result<u64, Failure> {
+    let id = response.body.get("id").and_then(serde_json::Value::as_u64);
+    let stored = response
+        .body
+        .get("body")
+        .and_then(serde_json::Value::as_str);
+    match (id, stored) {
+        (Some(id), Some(stored)) if expected.is_none_or(|e| e == id) && same_text(stored, body) => {
+            Ok(id)
+        }
+        (Some(id), Some(_)) if expected.is_none_or(|e| e == id) => Err(Failure::Invalid(format!(
+            "HTTP {} but note {id} in the response does not hold the text kopsci sent",
+            response.status
+        ))),
+        _ => Err(Failure::Invalid(format!(
+            "HTTP {} but the response is not the note kopsci {}",
+            response.status,
+            match expected {
+                Some(id) => format!("edited (note {id})"),
+                None => "created".to_string(),
+            }
+        ))),
+    }
+}
+
 /// Creates the note, or edits the one that starts with `marker`.
 pub fn upsert_note(
     api: &GitLabApi,
@@ -499,15 +684,8 @@ pub fn upsert_note(
     marker: &str,
     body: &str,
 ) -> Result<NoteOutcome> {
-    let me = api
-        .request(Method::Get, "/user", None)?
-        .body
-        .get("id")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or_else(|| Error::GitLab {
-            request: "GET /user".to_string(),
-            message: "the response has no user id".to_string(),
-        })?;
+    api.begin();
+    let me = current_user(api)?;
     let payload = json!({ "body": body });
     if let Some(outcome) = update_existing(api, target, me, marker, body, &payload)? {
         return Ok(outcome);
@@ -515,30 +693,34 @@ pub fn upsert_note(
     // A POST is not idempotent: before retrying one that may have reached
     // GitLab, look again for the note it may have created.
     let path = target.notes_path();
-    let policy = api.retry_policy();
-    let mut retry = 0;
-    loop {
-        match api.call(Method::Post, &path, Some(&payload)) {
-            Ok(response) => {
-                let id = response
-                    .body
-                    .get("id")
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or_default();
-                return Ok(NoteOutcome::Created(id));
-            }
-            Err(failure) => {
-                retry += 1;
-                if !failure.retryable() || retry >= policy.attempts {
-                    return Err(api.error(Method::Post, &path, &failure, retry));
-                }
-                api.wait(Method::Post, &path, &failure, retry);
-                if let Some(outcome) = update_existing(api, target, me, marker, body, &payload)? {
-                    return Ok(outcome);
-                }
-            }
+    api.with_retries(Method::Post, &path, |number, timeout| {
+        if number > 1
+            && let Some(outcome) = update_existing(api, target, me, marker, body, &payload)?
+        {
+            return Ok(Attempt::Done(outcome));
         }
-    }
+        Ok(
+            match api
+                .call(Method::Post, &path, Some(&payload), timeout)
+                .and_then(|response| sent_note(&response, None, body))
+            {
+                Ok(id) => Attempt::Done(NoteOutcome::Created(id)),
+                Err(failure) => Attempt::Failed(failure),
+            },
+        )
+    })
+}
+
+/// The token's user id.
+pub fn current_user(api: &GitLabApi) -> Result<u64> {
+    api.request(Method::Get, "/user", None)?
+        .body
+        .get("id")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| Error::GitLab {
+            request: "GET /user".to_string(),
+            message: "the response has no user id".to_string(),
+        })
 }
 
 /// Edits our note if there is one.
@@ -556,12 +738,30 @@ fn update_existing(
     if current == body {
         return Ok(Some(NoteOutcome::Unchanged(id)));
     }
-    api.request(
-        Method::Put,
-        &format!("{}/{id}", target.notes_path()),
-        Some(payload),
-    )?;
+    let path = format!("{}/{id}", target.notes_path());
+    api.with_retries(Method::Put, &path, |_, timeout| {
+        Ok(
+            match api
+                .call(Method::Put, &path, Some(payload), timeout)
+                .and_then(|response| sent_note(&response, Some(id), body))
+            {
+                Ok(_) => Attempt::Done(()),
+                Err(failure) => Attempt::Failed(failure),
+            },
+        )
+    })?;
     Ok(Some(NoteOutcome::Updated(id)))
+}
+
+/// A JSON array from a listing, or an error saying what came instead.
+pub fn listing<'a>(response: &'a Response, request: &str) -> Result<&'a Vec<serde_json::Value>> {
+    response.body.as_array().ok_or_else(|| Error::GitLab {
+        request: request.to_string(),
+        message: format!(
+            "HTTP {} but the response is not a list: is CI_API_V4_URL the API root (https://gitlab.example.com/api/v4)?",
+            response.status
+        ),
+    })
 }
 
 /// Our note: by user `me`, not a system note, starting with `marker`. The
@@ -583,8 +783,8 @@ fn find_note(
             ),
             None,
         )?;
-        let notes = response.body.as_array().cloned().unwrap_or_default();
-        for note in &notes {
+        let notes = listing(&response, &format!("GET {}", target.notes_path()))?;
+        for note in notes {
             let author = note
                 .pointer("/author/id")
                 .and_then(serde_json::Value::as_u64);
@@ -602,8 +802,8 @@ fn find_note(
                 return Ok(Some((id, text.to_string())));
             }
         }
-        match response.next_page {
-            Some(next) if !notes.is_empty() => page = next,
+        match &response.next_page {
+            Some(next) if !notes.is_empty() => page = next.clone(),
             _ => break,
         }
     }
@@ -641,6 +841,21 @@ pub enum NoteRun {
     },
 }
 
+/// The API client for the CI job's GitLab, or a usage error naming what is
+/// missing. `what` says what the client is for, in the message.
+pub fn api_from_ci(ci: &CiEnv, token: crate::secret::Secret, what: &str) -> Result<GitLabApi> {
+    let api_url = ci.get("CI_API_V4_URL").ok_or_else(|| {
+        Error::Usage(format!(
+            "CI_API_V4_URL is not set: {what} runs in a GitLab CI job (or set CI_API_V4_URL and CI_PROJECT_ID)"
+        ))
+    })?;
+    let ca_file = ci
+        .get("CI_SERVER_TLS_CA_FILE")
+        .or_else(|| ci.get("SSL_CERT_FILE"))
+        .map(Path::new);
+    GitLabApi::new(api_url, token, ca_file)
+}
+
 /// Builds the merge-request note from the reports, writes it next to them
 /// (`merge-request-note.md`, kept with the job's artifacts) and, in a
 /// merge-request pipeline with a token, posts it.
@@ -652,7 +867,7 @@ pub fn publish(ci: &CiEnv, request: &NoteRequest) -> Result<NoteRun> {
         pipeline_url: ci.get("CI_PIPELINE_URL").map(str::to_string),
         artifacts: ArtifactLinks::new(ci.get("CI_JOB_URL"), &request.report_dir),
     };
-    let body = render_note(&reports, &ctx, request.max_chars);
+    let body = render_note(&reports, &ctx, request.max_chars)?;
     std::fs::create_dir_all(&request.report_dir).map_err(|e| Error::io(&request.report_dir, e))?;
     crate::fsutil::write_atomic(&body_path(&request.report_dir), body.as_bytes())?;
     if request.dry_run {
@@ -677,17 +892,13 @@ pub fn publish(ci: &CiEnv, request: &NoteRequest) -> Result<NoteRun> {
             "{name} is not set: `kopsci note` posts from a GitLab merge-request pipeline (or set CI_API_V4_URL, CI_PROJECT_ID and CI_MERGE_REQUEST_IID)"
         ))
     };
-    let api_url = ci
-        .get("CI_API_V4_URL")
-        .ok_or_else(|| missing("CI_API_V4_URL"))?;
+    if ci.get("CI_API_V4_URL").is_none() {
+        return Err(missing("CI_API_V4_URL"));
+    }
     let project = ci
         .get("CI_PROJECT_ID")
         .ok_or_else(|| missing("CI_PROJECT_ID"))?;
-    let ca_file = ci
-        .get("CI_SERVER_TLS_CA_FILE")
-        .or_else(|| ci.get("SSL_CERT_FILE"))
-        .map(Path::new);
-    let api = GitLabApi::new(api_url, token.clone(), ca_file)?;
+    let api = api_from_ci(ci, token.clone(), "`kopsci note`")?;
     let target = NoteTarget {
         project: project.to_string(),
         merge_request_iid: iid.to_string(),
@@ -751,7 +962,7 @@ mod tests {
             report("d.example.com", (0, 0, 0), None),
             spec_only,
         ];
-        let note = render_note(&reports, &ctx(), GITLAB_NOTE_MAX_CHARS);
+        let note = render_note(&reports, &ctx(), GITLAB_NOTE_MAX_CHARS).unwrap();
         assert!(note.starts_with("<!-- kopsci-note fleet=kopsci.yaml -->\n### kopsci dry run: 5 clusters, 3 with changes, 1 failed\n"), "{note}");
         assert!(
             note.contains("| `a.example.com` (dev) | 1 to create, 2 to modify, 0 to delete |\n"),
@@ -772,7 +983,7 @@ mod tests {
 
     #[test]
     fn no_reports_says_nothing_is_affected() {
-        let note = render_note(&[], &ctx(), GITLAB_NOTE_MAX_CHARS);
+        let note = render_note(&[], &ctx(), GITLAB_NOTE_MAX_CHARS).unwrap();
         assert!(
             note.contains("No cluster is affected by this change."),
             "{note}"
@@ -788,7 +999,7 @@ mod tests {
             report("c.example.com", (1, 0, 0), Some("small too")),
         ];
         let limit = 2_500;
-        let note = render_note(&reports, &ctx(), limit);
+        let note = render_note(&reports, &ctx(), limit).unwrap();
         assert!(note.chars().count() <= limit, "{}", note.chars().count());
         assert!(note.contains("small\n"), "{note}");
         assert!(note.contains("small too"), "{note}");
@@ -803,7 +1014,7 @@ mod tests {
             .map(|i| report(&format!("c{i}.example.com"), (i, 0, 0), Some("d")))
             .collect();
         for limit in [200, 1_000, 10_000] {
-            let note = render_note(&reports, &ctx(), limit);
+            let note = render_note(&reports, &ctx(), limit).unwrap();
             assert!(
                 note.chars().count() <= limit,
                 "{limit}: {}",
@@ -891,5 +1102,170 @@ mod tests {
             marker("a--b>c.yaml"),
             "<!-- kopsci-note fleet=a-bc.yaml -->"
         );
+    }
+
+    #[test]
+    fn cluster_names_are_names_never_paths() {
+        for good in ["dev.k8s.example.com", "a", "x-1.k8s.local"] {
+            check_cluster_name(good).unwrap();
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "/etc",
+            "..",
+            ".",
+            "A.example.com",
+            "a\u{7}b",
+            "a b",
+            "-a",
+            "a..b",
+            "a_b",
+            "@all",
+        ] {
+            let err = check_cluster_name(bad).unwrap_err().to_string();
+            assert!(err.contains("not a path"), "{bad:?}: {err}");
+            assert!(
+                !err.contains('\u{7}'),
+                "control characters are escaped: {err}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_reports(dir.path(), &["../../etc".to_string()]).is_err());
+    }
+
+    #[test]
+    fn a_report_for_another_cluster_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = dir.path().join("a.example.com");
+        std::fs::create_dir_all(&cluster).unwrap();
+        std::fs::write(
+            cluster.join("report.json"),
+            r#"{"cluster":"prod.example.com","create":0}"#,
+        )
+        .unwrap();
+        std::fs::write(cluster.join("report.md"), "all fine").unwrap();
+        let reports = load_reports(dir.path(), &["a.example.com".to_string()]).unwrap();
+        let failed = reports[0].summary.failed.as_deref().unwrap();
+        assert!(
+            failed.contains("the report is for cluster `prod.example.com`, not `a.example.com`"),
+            "{failed}"
+        );
+        assert_eq!(reports[0].summary.cluster, "a.example.com");
+        assert_eq!(reports[0].details, None);
+    }
+
+    #[test]
+    fn symlinked_reports_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(
+            outside.path().join("report.json"),
+            r#"{"cluster":"a.example.com","create":9}"#,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("a.example.com")).unwrap();
+        std::fs::create_dir_all(dir.path().join("b.example.com")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("report.json"),
+            dir.path().join("b.example.com/report.json"),
+        )
+        .unwrap();
+        let names = ["a.example.com".to_string(), "b.example.com".to_string()];
+        for report in load_reports(dir.path(), &names).unwrap() {
+            let failed = report.summary.failed.as_deref().unwrap_or_default();
+            assert!(failed.contains("symbolic link"), "{report:?}");
+        }
+    }
+
+    #[test]
+    fn report_text_cannot_mention_people_or_break_the_note() {
+        let mut failed = report(
+            "b.example.com",
+            (0, 0, 0),
+            Some("boom @all\n</details>\n<img src=x>\n/merge\n"),
+        );
+        failed.summary.failed = Some("kops said @alice see #12 and !3".into());
+        failed.summary.environment = Some("dev @bob".into());
+        let mut removed = report("c.example.com", (0, 0, 0), None);
+        removed.summary.removed_instance_groups = vec!["ig @carol".into()];
+        let note = render_note(&[failed, removed], &ctx(), GITLAB_NOTE_MAX_CHARS).unwrap();
+        for mention in [
+            "@all", "@alice", "@bob", "@carol", "#12", "!3", "<img", "\n/merge",
+        ] {
+            assert!(!note.contains(mention), "{mention:?} in:\n{note}");
+        }
+        // One `<details>` and its own closer: the report's stray closer is text.
+        assert_eq!(note.matches("<details>").count(), 1, "{note}");
+        assert_eq!(note.matches("</details>").count(), 1, "{note}");
+    }
+
+    #[test]
+    fn two_hundred_changed_clusters_fit_the_budget_and_are_all_named() {
+        let details = format!("```diff\n{}```\n", "+ changed line\n".repeat(300));
+        let reports: Vec<ClusterReport> = (0..200)
+            .map(|i| {
+                let mut r = report(&format!("c{i:03}.example.com"), (1, 2, 0), Some(&details));
+                r.summary.environment = Some(["dev", "staging", "prod"][i % 3].into());
+                r
+            })
+            .collect();
+        let note = render_note(&reports, &ctx(), DEFAULT_NOTE_BUDGET).unwrap();
+        assert!(
+            note.chars().count() <= DEFAULT_NOTE_BUDGET,
+            "{}",
+            note.chars().count()
+        );
+        for i in 0..200 {
+            assert!(
+                note.contains(&format!("`c{i:03}.example.com`")),
+                "c{i:03} missing"
+            );
+        }
+        assert!(
+            note.contains("| Environment | Clusters | With changes | No changes | Failed |"),
+            "{note}"
+        );
+        assert!(note.contains("| `dev` | 67 | 67 | 0 | 0 |"), "{note}");
+        assert!(note.contains("**Truncated**"), "{note}");
+        assert!(note.contains("<details>"), "some details still fit");
+    }
+
+    #[test]
+    fn at_fleet_scale_the_summary_degrades_to_names() {
+        let reports: Vec<ClusterReport> = (0..1000)
+            .map(|i| {
+                report(
+                    &format!("cluster-{i:04}.k8s.example.com"),
+                    (usize::from(i % 10 == 0), 0, 0),
+                    Some("d"),
+                )
+            })
+            .collect();
+        let note = render_note(&reports, &ctx(), DEFAULT_NOTE_BUDGET).unwrap();
+        assert!(
+            note.chars().count() <= DEFAULT_NOTE_BUDGET,
+            "{}",
+            note.chars().count()
+        );
+        for i in 0..1000 {
+            assert!(
+                note.contains(&format!("cluster-{i:04}.")),
+                "cluster-{i:04} missing"
+            );
+        }
+        // Only clusters with changes get a row; the others are named by environment.
+        assert!(
+            note.contains("| `cluster-0010.k8s.example.com` (dev) | 1 to create"),
+            "{note}"
+        );
+        assert!(!note.contains("| `cluster-0011.k8s.example.com`"), "{note}");
+        assert!(
+            note.contains("- `dev`, no changes (900): `cluster-0001.k8s.example.com`, "),
+            "{note}"
+        );
+        // Details only for clusters with changes.
+        assert_eq!(note.matches("<details>").count(), 100, "{note}");
     }
 }

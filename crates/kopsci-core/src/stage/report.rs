@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Error, Result};
 use crate::kops::{Counts, ReconcilePhase, RollPlan, UpdatePlan, Validation};
 use crate::stage::run::Step;
-use crate::stage::spec_diff::{Change, ObjectChange};
+use crate::stage::spec_diff::ObjectChange;
+
+/// A fenced code block that content can never close early.
+pub use crate::markdown::fenced;
 
 /// The `format` of reports this version writes.
 pub const REPORT_FORMAT: &str = "kopsci-report/v1";
@@ -146,7 +149,7 @@ pub struct Report {
     pub duration_seconds: f64,
     /// Of that, time spent waiting for kops.
     pub kops_seconds: f64,
-    /// Every kops command the stage ran, in order (arguments only).
+    /// Every kops command the stage ran, in order.
     #[serde(default)]
     pub kops_commands: Vec<String>,
     /// `kops reconcile cluster --yes`: the phases that started, in order;
@@ -284,32 +287,46 @@ impl Report {
         )
     }
 
-    /// `report.md`.
+    /// What kOps says it will delete (`Type/name`), with or without
+    /// `--prune`: a reviewer must never miss one.
+    pub fn deleted_resources(&self) -> Vec<String> {
+        self.update_plan
+            .iter()
+            .flat_map(|plan| plan.delete.iter().chain(&plan.delete_on_prune))
+            .map(|r| format!("{}/{}", r.kind, r.name))
+            .collect()
+    }
+
+    /// Whether anything in this report deletes something: the cluster,
+    /// instance groups, or cloud resources.
+    pub fn is_destructive(&self) -> bool {
+        self.action == Some(Action::Delete)
+            || !self.removed_instance_groups.is_empty()
+            || !self.deleted_resources().is_empty()
+    }
+
+    /// `report.md`, rendered from the embedded `report.md.j2` template.
     pub fn markdown(&self) -> String {
-        let mut md = String::new();
-        let env = self
-            .environment
-            .as_deref()
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default();
-        let title = self.stage.title();
-        if let Some(failed) = &self.failed {
-            let step = self.failed_step.map(Step::as_str).unwrap_or("?");
-            let _ = writeln!(
-                md,
-                "#### `{}`{env} — {title} failed at `{step}`\n",
-                self.cluster
-            );
+        self.render_markdown().unwrap_or_else(|e| {
+            // The template is embedded and tested: this is a bug, but the
+            // report must still say something rather than nothing.
+            format!(
+                "#### {} — the report could not be rendered\n\n{}",
+                crate::markdown::code(&self.cluster),
+                crate::markdown::fenced(&e.to_string(), "text")
+            )
+        })
+    }
+
+    fn render_markdown(&self) -> Result<String> {
+        let failure = self.failed.as_ref().map(|failed| {
             let mut detail = failed.clone();
             if !self.failed_detail.is_empty() {
                 detail.push_str("\n\nlast lines of kops' stderr:\n");
                 detail.push_str(&self.failed_detail.join("\n"));
             }
-            md.push_str(&fenced(&detail, "text"));
-            md.push('\n');
-            self.markdown_details(&mut md);
-            return md;
-        }
+            detail
+        });
         let headline = match self.stage {
             StageKind::Roll => self
                 .line()
@@ -318,181 +335,50 @@ impl Report {
                 .unwrap_or_default(),
             _ => self.summary.clone(),
         };
-        let _ = writeln!(md, "#### `{}`{env} — {headline}\n", self.cluster);
-        let state = self.state.as_deref().unwrap_or("the state store");
-        let version = self
-            .kops_version
-            .as_deref()
-            .map(|v| format!(" (kops {v})"))
-            .unwrap_or_default();
-        match self.stage {
-            StageKind::Dryrun => match &self.kops_skipped {
-                Some(why) => {
-                    let _ = writeln!(
-                        md,
-                        "Dry run of `{state}`: **{why}** The counts are kOps objects from kopsci's own spec diff of the rendered manifest against the stored `config` and `instancegroup/*`. The live state store was not touched.\n"
-                    );
+        let resources = self
+            .update_plan
+            .as_ref()
+            .filter(|plan| plan.has_changes())
+            .map(|plan| {
+                let mut text = String::new();
+                for (label, list) in [
+                    ("create", &plan.create),
+                    ("modify", &plan.modify),
+                    ("delete (with --prune)", &plan.delete_on_prune),
+                    ("delete", &plan.delete),
+                ] {
+                    for r in list {
+                        let _ = writeln!(text, "{label:<8} {}/{}", r.kind, r.name);
+                    }
                 }
-                None => {
-                    let verb = match self.action {
-                        Some(Action::Create) => "`kops create -f`",
-                        _ => "`kops replace --force -f`",
-                    };
-                    let _ = writeln!(
-                        md,
-                        "Dry run of `{state}`{version}: {verb} and `kops update cluster` ran against a snapshot; the live state store was not touched.\n"
-                    );
-                }
-            },
-            StageKind::Update => {
-                let verb = match self.action {
-                    Some(Action::Create) => "created",
-                    _ => "replaced",
-                };
-                let _ = writeln!(
-                    md,
-                    "Cluster spec {verb} in `{state}` and `kops update cluster --yes` applied{version}.\n"
-                );
-            }
-            StageKind::Roll => {
-                let _ = writeln!(md, "`kops rolling-update cluster` on `{state}`{version}.\n");
-            }
-            StageKind::Apply => {
-                let _ = writeln!(
-                    md,
-                    "Cluster spec applied to `{state}`{version} with: {}.\n",
-                    self.kops_commands
-                        .iter()
-                        .map(|c| format!("`{c}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            StageKind::Delete => {
-                let _ = writeln!(md, "`kops delete cluster` on `{state}`{version}.\n");
-            }
-        }
-        if self.stage == StageKind::Dryrun && !self.changes_pending {
-            md.push_str("No changes: the manifest matches the state store");
-            md.push_str(if self.kops_skipped.is_some() {
-                ".\n\n"
-            } else {
-                " and kOps has nothing to apply.\n\n"
+                text
             });
-        }
-        if !self.removed_instance_groups.is_empty() {
-            if self.pruned_instance_groups.is_empty() {
-                md.push_str("**Removed instance groups** — in the state store but not in the manifest. `kops replace` keeps them; `kopsci update --prune-instance-groups` deletes them:\n\n");
-            } else {
-                md.push_str(
-                    "**Pruned instance groups** — deleted with `kops delete instancegroup`:\n\n",
-                );
-            }
-            for name in &self.removed_instance_groups {
-                let _ = writeln!(md, "- `{name}`");
-            }
-            md.push('\n');
-        }
-        if !self.spec_changes.is_empty() {
-            md.push_str("Changed kOps objects (compared as data; kOps' stamps ignored):\n\n");
-            md.push_str("| change | object | fields |\n| --- | --- | --- |\n");
-            for change in &self.spec_changes {
-                let verb = match change.change {
-                    Change::Create => "create",
-                    Change::Modify => "modify",
-                    Change::Remove => "remove",
-                };
-                let fields = change
-                    .fields
-                    .iter()
-                    .map(|f| format!("`{f}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let _ = writeln!(md, "| {verb} | `{}` | {fields} |", change.key);
-            }
-            md.push('\n');
-        }
-        if let Some(plan) = &self.roll_plan
-            && !plan.rows.is_empty()
-        {
-            md.push_str("| instance group | status | need update | ready | min | target | max |\n| --- | --- | --- | --- | --- | --- | --- |\n");
-            for row in &plan.rows {
-                let _ = writeln!(
-                    md,
-                    "| `{}` | {} | {} | {} | {} | {} | {} |",
-                    row.name,
-                    String::from(row.status.clone()),
-                    row.need_update,
-                    row.ready,
-                    row.min,
-                    row.target,
-                    row.max
-                );
-            }
-            md.push('\n');
-        }
-        for warning in &self.warnings {
-            let _ = writeln!(md, "> :warning: {warning}");
-        }
-        if !self.warnings.is_empty() {
-            md.push('\n');
-        }
-        self.markdown_details(&mut md);
-        md
+        let deleted_resources = self.deleted_resources();
+        let destructive = self.is_destructive();
+        let phase_lines: std::collections::BTreeMap<String, &str> = ReconcilePhase::ALL
+            .into_iter()
+            .map(|p| {
+                let key = serde_json::to_value(p)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                (key, p.line())
+            })
+            .collect();
+        let ctx = minijinja::context! {
+            r => crate::markdown::value(self),
+            destructive,
+            deleted_resources,
+            phase_lines,
+            title => self.stage.title(),
+            headline,
+            failure,
+            step => self.failed_step.map(Step::as_str).unwrap_or("?"),
+            resources,
+            state => self.state.as_deref().unwrap_or("the state store"),
+        };
+        crate::markdown::render("report.md", ctx)
     }
-
-    fn markdown_details(&self, md: &mut String) {
-        if let Some(plan) = &self.update_plan
-            && plan.has_changes()
-        {
-            let mut text = String::new();
-            for (label, list) in [
-                ("create", &plan.create),
-                ("modify", &plan.modify),
-                ("delete (with --prune)", &plan.delete_on_prune),
-                ("delete", &plan.delete),
-            ] {
-                for r in list {
-                    let _ = writeln!(text, "{label:<8} {}/{}", r.kind, r.name);
-                }
-            }
-            details(md, "kOps resources", &fenced(&text, "text"));
-        }
-        if !self.state_diff.is_empty() {
-            let summary = if self.kops_skipped.is_some() {
-                "Spec diff (stored → rendered, `config` and `instancegroup/*`)"
-            } else {
-                "State store diff (what `kops replace` changed in `config` and `instancegroup/*`)"
-            };
-            details(md, summary, &fenced(&self.state_diff, "diff"));
-        }
-        if !self.kops_output.is_empty() {
-            let summary = match self.stage {
-                StageKind::Dryrun => "`kops update cluster` (dry run) output",
-                StageKind::Update => "`kops update cluster --yes` output",
-                StageKind::Roll => "`kops rolling-update cluster` output",
-                StageKind::Apply => "kops output",
-                StageKind::Delete => "`kops delete cluster` output",
-            };
-            details(md, summary, &fenced(&self.kops_output, "text"));
-        }
-    }
-}
-
-fn details(md: &mut String, summary: &str, body: &str) {
-    let _ = write!(
-        md,
-        "<details><summary>{summary}</summary>\n\n{body}\n</details>\n\n"
-    );
-}
-
-/// A fenced code block whose fence is longer than any backtick run inside,
-/// so content can never close it early.
-pub fn fenced(content: &str, lang: &str) -> String {
-    let longest = content.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let fence = "`".repeat(longest.max(2) + 1);
-    let body = content.strip_suffix('\n').unwrap_or(content);
-    format!("{fence}{lang}\n{body}\n{fence}\n")
 }
 
 /// Writes `contents` to `dir/name` atomically: a temporary file in `dir`,

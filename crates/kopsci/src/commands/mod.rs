@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+pub mod drift;
 pub mod meta;
 pub mod note;
 pub mod pipeline;

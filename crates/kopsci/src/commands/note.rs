@@ -1,9 +1,10 @@
 //! `kopsci note`: the merge-request note summarising the dry runs.
 
 use clap::Args;
-use clap::builder::RangedU64ValueParser;
 use kopsci_core::gitlab::CiEnv;
-use kopsci_core::gitlab::note::{self, GITLAB_NOTE_MAX_CHARS, NoteOutcome, NoteRequest, NoteRun};
+use kopsci_core::gitlab::note::{
+    self, DEFAULT_NOTE_BUDGET, GITLAB_NOTE_MAX_CHARS, NoteOutcome, NoteRequest, NoteRun,
+};
 
 use crate::cli::GlobalArgs;
 use crate::commands::ReportDirArgs;
@@ -14,15 +15,22 @@ use crate::exit::Exit;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   kopsci note --report-dir .kopsci/reports     In a merge-request pipeline's last job
+  kopsci note dev-a.k8s.example.com prod-a.k8s.example.com
+                                               Only these clusters (missing reports show as failed)
   kopsci note --print                          Show the note instead of posting it
+  kopsci note --max-chars 20000                A shorter note
 
 Posts with KOPSCI_GITLAB_TOKEN (a token with the `api` scope) to
 CI_API_V4_URL, project CI_PROJECT_ID, merge request CI_MERGE_REQUEST_IID.
 Without a token, or outside a merge-request pipeline, it says so in one line
-and exits 0. The note is always written to DIR/merge-request-note.md.")]
+and exits 0. The note is always written to DIR/merge-request-note.md.
+
+Redirects are never followed (the token only goes to CI_API_V4_URL's
+origin). Each request is retried on 429/5xx at most five times and given up
+after 20 s; the whole note after 60 s.")]
 pub struct NoteArgs {
-    /// Clusters the pipeline dry-ran (default: every report in DIR); one
-    /// without a report shows as failed.
+    /// Clusters the pipeline dry-ran, by name (default: every report in
+    /// DIR); one without a report shows as failed.
     #[arg(value_name = "CLUSTER")]
     pub clusters: Vec<String>,
 
@@ -33,10 +41,15 @@ pub struct NoteArgs {
     #[arg(long)]
     pub print: bool,
 
-    /// Longest note, in characters (GitLab's limit by default).
-    #[arg(long, value_name = "N", default_value_t = GITLAB_NOTE_MAX_CHARS,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..=GITLAB_NOTE_MAX_CHARS as u64))]
-    pub max_chars: usize,
+    /// Longest note, in characters: details that do not fit are replaced by
+    /// links to the job's artifacts (GitLab's own limit is 1,000,000).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_NOTE_BUDGET as u64,
+        value_parser = clap::value_parser!(u64).range(1_000..=GITLAB_NOTE_MAX_CHARS as u64)
+    )]
+    pub max_chars: u64,
 }
 
 pub fn run(global: &GlobalArgs, args: NoteArgs) -> anyhow::Result<Exit> {
@@ -48,7 +61,7 @@ pub fn run(global: &GlobalArgs, args: NoteArgs) -> anyhow::Result<Exit> {
             .unwrap_or_else(|| kopsci_core::fleet::DEFAULT_FLEET_FILE.to_string()),
         report_dir: args.reports.report_dir,
         clusters: args.clusters,
-        max_chars: args.max_chars,
+        max_chars: usize::try_from(args.max_chars).unwrap_or(DEFAULT_NOTE_BUDGET),
         dry_run: args.print,
     };
     match note::publish(&CiEnv::from_env(), &request)? {

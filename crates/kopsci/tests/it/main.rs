@@ -3,6 +3,7 @@
 mod harness;
 
 mod cli;
+mod drift;
 mod fleet;
 mod gitlab_ci_local;
 mod image;

@@ -1,204 +1,18 @@
-//! `kopsci note` against a scripted GitLab API on 127.0.0.1 that checks
-//! every request: created once, then edited in place, retries on 429/5xx,
-//! truncation, skipped without a token, and the token never printed.
+//! `kopsci note` against a scripted GitLab API on 127.0.0.1
+//! (`support::gitlab`) that checks every request: created once, then edited
+//! in place, retries on 429/5xx, truncation, skipped without a token, the
+//! token never printed nor sent anywhere but the API's origin, answers that
+//! are not the note refused, a hanging server given up on, and report text
+//! that cannot mention anyone or break the note.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Kopsci, Sandbox};
 use crate::pipeline::kopsci_outside_ci;
+use crate::support::gitlab::{FakeGitLab, HangingServer, Reply, Seen, TOKEN, echo, reply};
 
-const TOKEN: &str = "glpat-test-SECRET-token-0123";
 const NOTES: &str = "/api/v4/projects/42/merge_requests/7/notes";
-
-/// One scripted answer.
-struct Reply {
-    method: &'static str,
-    /// The request path must start with this.
-    path: String,
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-}
-
-fn reply(method: &'static str, path: &str, status: u16, body: serde_json::Value) -> Reply {
-    Reply {
-        method,
-        path: path.to_string(),
-        status,
-        headers: Vec::new(),
-        body: body.to_string(),
-    }
-}
-
-impl Reply {
-    fn header(mut self, name: &'static str, value: &str) -> Reply {
-        self.headers.push((name, value.to_string()));
-        self
-    }
-}
-
-/// A request as the server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    headers: BTreeMap<String, String>,
-    body: String,
-}
-
-/// A fake GitLab: answers requests in script order, one connection per
-/// request, and records what it was asked. A request that does not match
-/// the next scripted answer gets 418 (not retried) and fails the test.
-struct FakeGitLab {
-    port: u16,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    problems: Arc<Mutex<Vec<String>>>,
-    left: Arc<Mutex<Vec<Reply>>>,
-}
-
-impl FakeGitLab {
-    fn start(script: Vec<Reply>) -> FakeGitLab {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let port = listener.local_addr().expect("addr").port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let problems = Arc::new(Mutex::new(Vec::new()));
-        let left = Arc::new(Mutex::new(script));
-        let (s, p, l) = (seen.clone(), problems.clone(), left.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                serve(stream, &s, &p, &l);
-            }
-        });
-        FakeGitLab {
-            port,
-            seen,
-            problems,
-            left,
-        }
-    }
-
-    fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}/api/v4", self.port)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("lock").clone()
-    }
-
-    /// Every scripted answer was asked for, and nothing else.
-    #[track_caller]
-    fn assert_done(&self) {
-        let problems = self.problems.lock().expect("lock");
-        assert!(problems.is_empty(), "unexpected requests: {problems:#?}");
-        let left = self.left.lock().expect("lock");
-        let pending: Vec<String> = left
-            .iter()
-            .map(|r| format!("{} {}", r.method, r.path))
-            .collect();
-        assert!(pending.is_empty(), "never requested: {pending:?}");
-    }
-}
-
-fn serve(
-    stream: TcpStream,
-    seen: &Mutex<Vec<Seen>>,
-    problems: &Mutex<Vec<String>>,
-    left: &Mutex<Vec<Reply>>,
-) {
-    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() || line.is_empty() {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let path = parts.next().unwrap_or_default().to_string();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-        }
-    }
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    let _ = reader.read_exact(&mut body);
-    let request = Seen {
-        method,
-        path,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    };
-
-    let mut problem = None;
-    if request.headers.get("private-token").map(String::as_str) != Some(TOKEN) {
-        problem = Some("missing or wrong PRIVATE-TOKEN".to_string());
-    }
-    if request.method != "GET"
-        && request.headers.get("content-type").map(String::as_str) != Some("application/json")
-    {
-        problem = Some("a body without Content-Type: application/json".to_string());
-    }
-    let next = {
-        let mut left = left.lock().expect("lock");
-        if left.is_empty() {
-            None
-        } else {
-            Some(left.remove(0))
-        }
-    };
-    let reply = match next {
-        Some(r) if r.method == request.method && request.path.starts_with(&r.path) => Some(r),
-        Some(r) => {
-            problem = Some(format!(
-                "expected {} {}, got {} {}",
-                r.method, r.path, request.method, request.path
-            ));
-            None
-        }
-        None => {
-            problem = Some(format!(
-                "nothing scripted for {} {}",
-                request.method, request.path
-            ));
-            None
-        }
-    };
-    let (status, extra, body) = match (&problem, reply) {
-        (None, Some(r)) => (r.status, r.headers, r.body),
-        _ => (418, Vec::new(), "{\"message\":\"unexpected\"}".to_string()),
-    };
-    if let Some(problem) = problem {
-        problems
-            .lock()
-            .expect("lock")
-            .push(format!("{problem}: {request:?}"));
-    }
-    seen.lock().expect("lock").push(request);
-    let mut response = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in extra {
-        response.push_str(&format!("{name}: {value}\r\n"));
-    }
-    response.push_str("\r\n");
-    response.push_str(&body);
-    let mut stream = stream;
-    let _ = stream.write_all(response.as_bytes());
-    let _ = stream.flush();
-}
 
 /// Reports as a dry run leaves them: one cluster with changes and details,
 /// one with a removed instance group; `dev-b` never wrote its report.
@@ -331,7 +145,7 @@ fn the_note_is_created_once_and_ignores_look_alikes() {
                 note_json(3, 7, "an ordinary comment by the bot", false),
             ]),
         ),
-        reply("POST", NOTES, 201, serde_json::json!({"id": 99})),
+        echo("POST", NOTES, 201, serde_json::json!({"id": 99})),
     ]);
     let run = note(&sb, &api).run().success();
     api.assert_done();
@@ -377,7 +191,7 @@ fn the_note_is_updated_in_place_across_pages() {
             )]),
         )
         .header("X-Next-Page", ""),
-        reply(
+        echo(
             "PUT",
             &format!("{NOTES}/55"),
             200,
@@ -438,7 +252,7 @@ fn rate_limits_and_server_errors_are_retried_without_duplicating_the_note() {
         // The POST may have reached GitLab: it looks again before retrying.
         reply("POST", NOTES, 500, serde_json::json!({})).header("Retry-After", "0"),
         reply("GET", NOTES, 200, serde_json::json!([])),
-        reply("POST", NOTES, 201, serde_json::json!({"id": 3})),
+        echo("POST", NOTES, 201, serde_json::json!({"id": 3})),
     ]);
     let started = Instant::now();
     let run = note(&sb, &api).run().success();
@@ -474,7 +288,7 @@ fn a_post_that_reached_gitlab_is_not_repeated() {
                 false
             )]),
         ),
-        reply(
+        echo(
             "PUT",
             &format!("{NOTES}/4"),
             200,
@@ -536,7 +350,7 @@ fn a_long_note_is_truncated_with_links_to_the_artifacts() {
     let api = FakeGitLab::start(vec![
         user(),
         reply("GET", NOTES, 200, serde_json::json!([])),
-        reply("POST", NOTES, 201, serde_json::json!({"id": 5})),
+        echo("POST", NOTES, 201, serde_json::json!({"id": 5})),
     ]);
     note(&sb, &api)
         .args(["--max-chars", "5000"])
@@ -577,4 +391,325 @@ fn unreachable_gitlab_is_retried_then_reported() {
     // 1 + 2 + 4 + 8 seconds of back-off.
     assert!(started.elapsed() >= Duration::from_secs(15));
     assert_no_token(&run.stderr());
+}
+
+/// A second listener that must never hear from kopsci.
+fn elsewhere() -> FakeGitLab {
+    FakeGitLab::start(Vec::new())
+}
+
+#[test]
+fn the_token_never_follows_a_redirect_to_another_host() {
+    let sb = reports();
+    for (status, method, path) in [
+        (302, "GET", "/api/v4/user"),
+        (301, "GET", "/api/v4/user"),
+        (307, "POST", NOTES),
+        (308, "POST", NOTES),
+    ] {
+        let other = elsewhere();
+        let target = format!("{}/api/v4/user?token=leak", other.origin());
+        let redirect =
+            reply(method, path, status, serde_json::json!({})).header("Location", &target);
+        let script = if method == "GET" {
+            vec![redirect]
+        } else {
+            vec![
+                user(),
+                reply("GET", NOTES, 200, serde_json::json!([])),
+                redirect,
+            ]
+        };
+        let api = FakeGitLab::start(script);
+        let run = note(&sb, &api).run().fails_with(
+            1,
+            &[
+                &format!("GitLab API {method} /"),
+                &format!(
+                    "HTTP {status}: a redirect to {}/api/v4/user, not followed",
+                    other.origin()
+                ),
+                &format!("sends the token only to {}", api.origin()),
+            ],
+        );
+        api.assert_done();
+        assert_eq!(
+            other.connections(),
+            0,
+            "{status}: the other host was contacted: {:?}",
+            other.seen()
+        );
+        assert!(!run.stderr().contains("leak"), "the query is not shown");
+        assert_no_token(&run.stderr());
+    }
+}
+
+#[test]
+fn a_same_host_redirect_is_not_followed_either() {
+    let sb = reports();
+    let api = FakeGitLab::start(vec![
+        reply("GET", "/api/v4/user", 302, serde_json::json!({}))
+            .header("Location", "/api/v4/elsewhere"),
+    ]);
+    note(&sb, &api).run().fails_with(
+        1,
+        &["HTTP 302: a redirect to /api/v4/elsewhere, not followed"],
+    );
+    // Exactly one request: the redirect was not followed on the same host.
+    api.assert_done();
+    assert_eq!(api.seen().len(), 1);
+}
+
+#[test]
+fn a_created_note_must_be_the_note() {
+    let sb = reports();
+    for (answer, fragment) in [
+        // A 2xx without the note.
+        (
+            reply("POST", NOTES, 201, serde_json::json!({"id": 5})),
+            "HTTP 201 but the response is not the note kopsci created",
+        ),
+        // What a redirected POST followed as a GET would return: a list.
+        (
+            reply("POST", NOTES, 200, serde_json::json!([])),
+            "HTTP 200 but the response is not the note kopsci created",
+        ),
+        // A note, but not with the text sent.
+        (
+            reply(
+                "POST",
+                NOTES,
+                201,
+                serde_json::json!({"id": 5, "body": "something else"}),
+            ),
+            "HTTP 201 but note 5 in the response does not hold the text kopsci sent",
+        ),
+        // A login page from a proxy.
+        (
+            reply("POST", NOTES, 200, serde_json::json!({})).raw("<html>sign in</html>"),
+            "HTTP 200 but the response is not JSON",
+        ),
+    ] {
+        let api = FakeGitLab::start(vec![
+            user(),
+            reply("GET", NOTES, 200, serde_json::json!([])),
+            answer,
+        ]);
+        let run = note(&sb, &api).run().fails_with(
+            1,
+            &[
+                "GitLab API POST /projects/42/merge_requests/7/notes: ",
+                fragment,
+            ],
+        );
+        // Not retried: nothing suggests a second POST would fare better.
+        api.assert_done();
+        assert!(!run.stderr().contains("created note"), "{}", run.stderr());
+    }
+}
+
+#[test]
+fn an_edited_note_must_be_the_note() {
+    let sb = reports();
+    let marker = "<!-- kopsci-note fleet=kopsci.yaml -->";
+    let api = FakeGitLab::start(vec![
+        user(),
+        reply(
+            "GET",
+            NOTES,
+            200,
+            serde_json::json!([note_json(55, 7, &format!("{marker}\nold"), false)]),
+        ),
+        reply(
+            "PUT",
+            &format!("{NOTES}/55"),
+            200,
+            serde_json::json!({"id": 56, "body": "x"}),
+        ),
+    ]);
+    note(&sb, &api).run().fails_with(
+        1,
+        &["GitLab API PUT /projects/42/merge_requests/7/notes/55: HTTP 200 but the response is not the note kopsci edited (note 55)"],
+    );
+    api.assert_done();
+}
+
+#[test]
+fn a_listing_that_is_not_a_list_is_an_error_not_an_empty_page() {
+    let sb = reports();
+    // Were it read as "no notes", a second note would be posted.
+    let api = FakeGitLab::start(vec![
+        user(),
+        reply("GET", NOTES, 200, serde_json::json!({"message": "hi"})),
+    ]);
+    note(&sb, &api)
+        .run()
+        .fails_with(1, &["HTTP 200 but the response is not a list"]);
+    api.assert_done();
+}
+
+#[test]
+fn a_hanging_gitlab_is_given_up_within_the_retry_window() {
+    let sb = reports();
+    let hanging = HangingServer::start();
+    let api = FakeGitLab::start(Vec::new());
+    let run = note(&sb, &api)
+        .env("CI_API_V4_URL", hanging.api_url())
+        .run()
+        .fails_with(
+            1,
+            &[
+                "GitLab API GET /user: ",
+                "gave up after",
+                "the time kopsci allows",
+            ],
+        );
+    let stderr = run.stderr();
+    // The window, not the attempt count, ended it: fewer than five attempts,
+    // each of which reached the server and timed out.
+    let attempts: usize = stderr
+        .split("(after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    assert!((1..5).contains(&attempts), "{stderr}");
+    assert_eq!(hanging.requests(), attempts, "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("timeout") || stderr.contains("timed out"),
+        "{stderr}"
+    );
+    assert_no_token(&stderr);
+}
+
+#[test]
+fn clusters_are_names_never_paths() {
+    let sb = reports().file("etc/report.json", r#"{"cluster":"x"}"#);
+    for bad in [
+        "../etc",
+        "a/b",
+        "/etc",
+        "..",
+        "dev-a.k8s.example.com/../../etc",
+        "Dev\u{1b}[31m",
+    ] {
+        let run = kopsci_outside_ci(sb.path())
+            .args(["note", "--print", "--report-dir", ".kopsci/reports", bad])
+            .run()
+            .fails_with(2, &["invalid cluster name", "not a path"]);
+        assert!(
+            !run.stderr().contains('\u{1b}'),
+            "control characters are escaped"
+        );
+        assert!(run.stdout().is_empty());
+    }
+}
+
+#[test]
+fn a_report_for_another_cluster_is_shown_as_failed() {
+    // prod-a's report copied into dev-a's directory.
+    let sb = reports().file(
+        ".kopsci/reports/dev-a.k8s.example.com/report.json",
+        r#"{"cluster":"prod-a.k8s.example.com","environment":"prod","create":0,"update":0,"delete":0,"changes_pending":false}"#,
+    );
+    let body = kopsci_outside_ci(sb.path())
+        .args(["note", "--print"])
+        .args(CLUSTERS)
+        .run()
+        .success()
+        .stdout();
+    assert!(
+        body.contains("| `dev-a.k8s.example.com` | :x: **failed**: .kopsci/reports/dev-a.k8s.example.com/report.json: the report is for cluster 'prod-a.k8s.example.com', not 'dev-a.k8s.example.com': refused |"),
+        "{body}"
+    );
+}
+
+#[test]
+fn report_text_cannot_mention_anyone_run_quick_actions_or_break_the_note() {
+    let sb = reports()
+        .file(
+            ".kopsci/reports/dev-b.k8s.example.com/report.json",
+            r#"{"cluster":"dev-b.k8s.example.com","environment":"dev @devs","failed":"template says @all look at #1 and !2","failed_step":"render ~urgent"}"#,
+        )
+        .file(
+            ".kopsci/reports/dev-b.k8s.example.com/report.md",
+            "@all please\n</details>\n<!-- kopsci-note fleet=kopsci.yaml -->\n/approve\n/merge\n<img src=https://tracker.example/p.gif>\n```\n/close\n",
+        );
+    let body = kopsci_outside_ci(sb.path())
+        .args(["note", "--print"])
+        .args(CLUSTERS)
+        .run()
+        .success()
+        .stdout();
+    for forbidden in [
+        "@all",
+        "@devs",
+        "#1",
+        "!2",
+        "~urgent",
+        "<img",
+        "\n/approve",
+        "\n/merge",
+        "\n/close",
+    ] {
+        assert!(!body.contains(forbidden), "{forbidden:?} in:\n{body}");
+    }
+    // The marker appears once, first: a report cannot plant a second one.
+    assert_eq!(body.matches("<!-- kopsci-note").count(), 1, "{body}");
+    // dev-a's details and dev-b's: each opened and closed once.
+    assert_eq!(body.matches("<details>").count(), 2, "{body}");
+    assert_eq!(body.matches("</details>").count(), 2, "{body}");
+    assert!(body.ends_with("</sub>\n"), "{body}");
+}
+
+#[test]
+fn two_hundred_changed_clusters_stay_under_the_budget_and_are_all_named() {
+    let mut sb = Sandbox::new();
+    let diff = format!(
+        "```diff\n{}```\n",
+        "-  maxSize: 2\n+  maxSize: 5\n".repeat(200)
+    );
+    let mut names = Vec::new();
+    for i in 0..200 {
+        let env = ["dev", "staging", "prod"][i % 3];
+        let name = format!("{env}-{i:03}.k8s.example.com");
+        sb = sb
+            .file(
+                &format!(".kopsci/reports/{name}/report.json"),
+                &format!(
+                    r#"{{"cluster":"{name}","environment":"{env}","create":1,"update":2,"delete":0,"changes_pending":true}}"#
+                ),
+            )
+            .file(&format!(".kopsci/reports/{name}/report.md"), &diff);
+        names.push(name);
+    }
+    let api = FakeGitLab::start(vec![
+        user(),
+        reply("GET", NOTES, 200, serde_json::json!([])),
+        echo("POST", NOTES, 201, serde_json::json!({"id": 12})),
+    ]);
+    note(&sb, &api).args(&names[..]).run().success();
+    api.assert_done();
+    let body = posted_body(&api.seen()[2]);
+    let length = body.chars().count();
+    assert!(length <= 100_000, "{length}");
+    for name in &names {
+        assert!(body.contains(&format!("`{name}`")), "{name} is not named");
+    }
+    assert!(body.contains("| `staging` | 67 | 67 | 0 | 0 |"), "{body}");
+    assert!(
+        body.contains("the full reports are in [the job's artifacts](https://gitlab.example.com/g/fleet/-/jobs/900/artifacts/browse/.kopsci/reports)"),
+        "{body}"
+    );
+}
+
+#[test]
+fn the_budget_is_a_flag_within_gitlabs_limit() {
+    let sb = reports();
+    for bad in ["10", "1000001"] {
+        kopsci_outside_ci(sb.path())
+            .args(["note", "--print", "--max-chars", bad])
+            .run()
+            .expect_code(2);
+    }
 }

@@ -1,9 +1,11 @@
 //! Test infrastructure shared by the integration tests that need servers:
 //! a real S3 server ([`s3::S3Server`]), a misbehaving proxy
-//! ([`proxy::Proxy`]), the kOps state fixtures and file-tree helpers.
+//! ([`proxy::Proxy`]), a fake GitLab API ([`gitlab::FakeGitLab`]), the kOps
+//! state fixtures and file-tree helpers.
 
 #![allow(dead_code)] // each test module uses its own part of the harness
 
+pub mod gitlab;
 pub mod proxy;
 pub mod s3;
 pub mod sts;
