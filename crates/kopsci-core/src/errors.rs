@@ -173,6 +173,11 @@ pub enum Error {
     #[error("{}: {message}", path.display())]
     Report { path: PathBuf, message: String },
 
+    /// Go templates (or a kops command line) `kopsci migrate` cannot convert
+    /// exactly: one `file:line:col: …` per problem.
+    #[error("{}", problems.join("\n"))]
+    Migrate { problems: Vec<String> },
+
     /// The child pipeline cannot be generated as asked (e.g. more `needs`
     /// than GitLab allows).
     #[error("{0}")]

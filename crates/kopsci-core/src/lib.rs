@@ -6,6 +6,7 @@ pub mod fleet;
 pub mod fsutil;
 pub mod gitlab;
 pub mod kops;
+pub mod migrate;
 pub mod render;
 pub mod stage;
 pub mod state;
