@@ -82,6 +82,7 @@ pub enum Command {
     Update(commands::stages::UpdateArgs),
     Roll(commands::stages::RollArgs),
     Pipeline(commands::pipeline::PipelineArgs),
+    Migrate(commands::migrate::MigrateArgs),
     Note(commands::note::NoteArgs),
     Completions(commands::meta::CompletionsArgs),
     Man(commands::meta::ManArgs),

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Update(args) => commands::stages::update(&cli.global, args),
         Command::Roll(args) => commands::stages::roll(&cli.global, args),
         Command::Pipeline(args) => commands::pipeline::run(&cli.global, args),
+        Command::Migrate(args) => commands::migrate::run(&cli.global, args),
         Command::Note(args) => commands::note::run(&cli.global, args),
         Command::Completions(args) => commands::meta::completions(args),
         Command::Man(args) => commands::meta::man(args),

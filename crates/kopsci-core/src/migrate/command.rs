@@ -452,6 +452,13 @@ pub fn migrate(cmd: &KopsCommand, request: &Request) -> Result<Migration> {
     }
     let mut jobs = template_jobs;
     jobs.extend(snippet_jobs);
+    for job in &mut jobs {
+        // Name inputs the way the command line did: relative to its directory.
+        let shown = relative(&job.input, &normalize(&request.cwd));
+        if !shown.starts_with("..") {
+            job.origin = Some(shown);
+        }
+    }
     let outputs = super::convert_jobs(&jobs, request.map_order, cmd.fail_on_missing)?;
     for output in &outputs {
         notes.extend(output.converted.notes.iter().map(ToString::to_string));
@@ -523,11 +530,14 @@ pub fn migrate(cmd: &KopsCommand, request: &Request) -> Result<Migration> {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| out.clone());
         fleet.push_str(&format!("manifests: {}\n", yaml_scalar(&rel(&dir))?));
-        notes.push(format!(
-            "kops wrote {}; `kopsci render --all` writes <manifests>/{cluster}.yaml instead (or `kopsci render {cluster} --out {}`)",
-            file.display(),
-            file.display()
-        ));
+        if file.file_name().and_then(|n| n.to_str()) != Some(format!("{cluster}.yaml").as_str()) {
+            notes.push(format!(
+                "kops wrote {}; `kopsci render --all` writes {}/{cluster}.yaml instead (or use `kopsci render {cluster} --out {}`)",
+                file.display(),
+                rel(&dir),
+                file.display()
+            ));
+        }
     }
     fleet.push_str("environments:\n  default: {}\n");
     fleet.push_str(&format!(

@@ -204,6 +204,8 @@ enum Piece {
         close: &'static str,
         trim_left: bool,
         trim_right: bool,
+        /// Written without the spaces around the body (comments).
+        verbatim: bool,
     },
 }
 
@@ -429,6 +431,7 @@ impl<'a> Converter<'a> {
                 close,
                 trim_left: i == 0 && tag.trim_left,
                 trim_right: i + 1 == count && tag.trim_right,
+                verbatim: false,
             });
         }
     }
@@ -449,8 +452,24 @@ impl<'a> Converter<'a> {
         match node {
             Node::Text { raw } => self.text(raw),
             Node::Comment { tag, text } => {
-                let text = text.trim().replace("#}", "# }");
-                self.tags(*tag, vec![("comment", text)]);
+                // The comment keeps its own spacing and line breaks; only a
+                // `#}` inside, or a dash where Jinja would read a trim
+                // marker, is changed.
+                let mut text = text.replace("#}", "# }");
+                if text.starts_with(['-', '+']) {
+                    text.insert(0, ' ');
+                }
+                if text.ends_with('-') {
+                    text.push(' ');
+                }
+                self.pieces.push(Piece::Tag {
+                    open: "{#",
+                    body: text,
+                    close: "#}",
+                    trim_left: tag.trim_left,
+                    trim_right: tag.trim_right,
+                    verbatim: true,
+                });
             }
             Node::Action { tag, pipe } => self.action(*tag, pipe),
             Node::If(control) => {
@@ -1264,7 +1283,18 @@ fn with_name(pipe: &Pipe) -> String {
 fn collect_fields(nodes: &[Node], out: &mut HashSet<String>) {
     fn pipe(p: &Pipe, out: &mut HashSet<String>) {
         for cmd in &p.cmds {
+            // `hasKey $ "x"` and `index $ "x"` name fields too.
+            let keyed = matches!(
+                cmd.args.first(),
+                Some(Arg::Ident { name, .. }) if matches!(name.as_str(), "hasKey" | "index" | "get")
+            );
             for arg in &cmd.args {
+                if keyed
+                    && let Arg::String { value, .. } = arg
+                    && is_identifier(value)
+                {
+                    out.insert(value.clone());
+                }
                 walk_arg(arg, out);
             }
         }
@@ -1277,10 +1307,6 @@ fn collect_fields(nodes: &[Node], out: &mut HashSet<String>) {
             Arg::Chain { base, path, .. } => {
                 out.extend(path.iter().cloned());
                 walk_arg(base, out);
-            }
-            Arg::String { value, .. } if is_identifier(value) => {
-                // `hasKey $ "x"` and `index $ "x"` name fields too.
-                out.insert(value.clone());
             }
             Arg::Pipe(p) => pipe(p, out),
             _ => {}
@@ -1375,11 +1401,15 @@ fn finish(mut pieces: Vec<Piece>) -> String {
                 close,
                 trim_left,
                 trim_right,
+                verbatim,
             } => {
+                let pad = if *verbatim { "" } else { " " };
                 out.push_str(open);
-                out.push_str(if *trim_left { "- " } else { " " });
+                out.push_str(if *trim_left { "-" } else { "" });
+                out.push_str(pad);
                 out.push_str(body);
-                out.push_str(if *trim_right { " -" } else { " " });
+                out.push_str(pad);
+                out.push_str(if *trim_right { "-" } else { "" });
                 out.push_str(close);
             }
         }

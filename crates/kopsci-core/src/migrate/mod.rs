@@ -407,6 +407,8 @@ pub struct Job {
     pub input: PathBuf,
     pub output: PathBuf,
     pub role: Role,
+    /// How messages name the input (default: its path as given).
+    pub origin: Option<String>,
 }
 
 /// A converted file ready to be written.
@@ -434,6 +436,7 @@ pub fn plan(inputs: &[PathBuf], out: &Path, role: Role) -> Result<(Vec<Job>, Vec
                 input: input.clone(),
                 output: out.join(name),
                 role,
+                origin: None,
             });
             continue;
         }
@@ -445,6 +448,7 @@ pub fn plan(inputs: &[PathBuf], out: &Path, role: Role) -> Result<(Vec<Job>, Vec
                 output: out.join(relative),
                 input: file,
                 role,
+                origin: None,
             });
         }
     }
@@ -520,7 +524,10 @@ pub fn convert_jobs(
     let mut outputs = Vec::new();
     let mut problems = Vec::new();
     for (job, source) in jobs.iter().zip(&sources) {
-        let origin = job.input.display().to_string();
+        let origin = job
+            .origin
+            .clone()
+            .unwrap_or_else(|| job.input.display().to_string());
         match convert_source(source, &origin, job.role, &opts) {
             Ok(converted) => outputs.push(Output {
                 job: job.clone(),

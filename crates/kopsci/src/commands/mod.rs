@@ -2,6 +2,7 @@
 //! `kopsci_core` that carries it out.
 
 pub mod meta;
+pub mod migrate;
 pub mod note;
 pub mod pipeline;
 pub mod render;
