@@ -5,6 +5,7 @@ mod harness;
 mod cli;
 mod fleet;
 mod gitlab_ci_local;
+mod migrate;
 mod note;
 mod pipeline;
 mod reference_fleet;
