@@ -525,16 +525,23 @@ pub fn migrate(cmd: &KopsCommand, request: &Request) -> Result<Migration> {
         }
     }
     if let Some(file) = &cmd.out {
+        // kops wrote one file; a fleet keeps a directory of `<cluster>.yaml`:
+        // the file's own directory, unless that is the top of the repository.
         let dir = absolute(file)
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| out.clone());
-        fleet.push_str(&format!("manifests: {}\n", yaml_scalar(&rel(&dir))?));
-        if file.file_name().and_then(|n| n.to_str()) != Some(format!("{cluster}.yaml").as_str()) {
+        let manifests = if dir == normalize(&request.cwd) {
+            out.join("manifests")
+        } else {
+            fleet.push_str(&format!("manifests: {}\n", yaml_scalar(&rel(&dir))?));
+            dir
+        };
+        if manifests.join(format!("{cluster}.yaml")) != absolute(file) {
             notes.push(format!(
-                "kops wrote {}; `kopsci render --all` writes {}/{cluster}.yaml instead (or use `kopsci render {cluster} --out {}`)",
+                "kops wrote {}; `kopsci render --all` writes {}/{cluster}.yaml (relative to the fleet file); `kopsci render {cluster} > {}` writes kops' file",
                 file.display(),
-                rel(&dir),
+                rel(&manifests),
                 file.display()
             ));
         }

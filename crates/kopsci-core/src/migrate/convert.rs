@@ -1283,11 +1283,15 @@ fn with_name(pipe: &Pipe) -> String {
 fn collect_fields(nodes: &[Node], out: &mut HashSet<String>) {
     fn pipe(p: &Pipe, out: &mut HashSet<String>) {
         for cmd in &p.cmds {
-            // `hasKey $ "x"` and `index $ "x"` name fields too.
+            // `hasKey $ "x"` and `index . "x"` name fields of the data too.
             let keyed = matches!(
                 cmd.args.first(),
                 Some(Arg::Ident { name, .. }) if matches!(name.as_str(), "hasKey" | "index" | "get")
-            );
+            ) && match cmd.args.get(1) {
+                Some(Arg::Dot { .. }) => true,
+                Some(Arg::Variable { var, path, .. }) => var.0 == 0 && path.is_empty(),
+                _ => false,
+            };
             for arg in &cmd.args {
                 if keyed
                     && let Arg::String { value, .. } = arg
@@ -1301,13 +1305,11 @@ fn collect_fields(nodes: &[Node], out: &mut HashSet<String>) {
     }
     fn walk_arg(arg: &Arg, out: &mut HashSet<String>) {
         match arg {
-            Arg::Field { path, .. } | Arg::Variable { path, .. } => {
-                out.extend(path.iter().cloned());
-            }
-            Arg::Chain { base, path, .. } => {
-                out.extend(path.iter().cloned());
-                walk_arg(base, out);
-            }
+            // Only a path's first field can be a bare Jinja name; the rest
+            // are attributes.
+            Arg::Field { path, .. } => out.extend(path.first().cloned()),
+            Arg::Variable { var, path, .. } if var.0 == 0 => out.extend(path.first().cloned()),
+            Arg::Chain { base, .. } => walk_arg(base, out),
             Arg::Pipe(p) => pipe(p, out),
             _ => {}
         }

@@ -554,7 +554,7 @@ pub fn write_outputs(outputs: &[Output], inputs: &[PathBuf], force: bool) -> Res
     for output in outputs {
         let path = &output.job.output;
         if let Ok(existing) = std::fs::canonicalize(path) {
-            if canonical_inputs.iter().any(|i| *i == existing)
+            if canonical_inputs.contains(&existing)
                 || std::fs::canonicalize(&output.job.input).ok().as_ref() == Some(&existing)
             {
                 return Err(Error::Usage(format!(

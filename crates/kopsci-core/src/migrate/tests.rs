@@ -721,13 +721,21 @@ fn go_template() -> impl Strategy<Value = String> {
             keyword,
             pipeline.clone(),
             body.clone(),
-            proptest::option::of(body.clone()),
+            proptest::option::of((body.clone(), proptest::option::of(pipeline.clone()))),
             body,
         )
             .prop_map(|(kw, p, b, e, after)| {
                 let decl = if kw == "range" { "$i, $e := " } else { "" };
                 let use_loop = if kw == "range" { "{{ $e }}{{ break }}" } else { "" };
-                let otherwise = e.map(|e| format!("{{{{ else }}}}{e}")).unwrap_or_default();
+                // `else`, or a chained `else if`/`else with` (then a plain
+                // `else` after it).
+                let otherwise = match e {
+                    None => String::new(),
+                    Some((e, Some(chained))) if kw != "range" => {
+                        format!("{{{{- else {kw} {chained} }}}}{e}{{{{ else }}}}x")
+                    }
+                    Some((e, _)) => format!("{{{{ else }}}}{e}"),
+                };
                 format!(
                     "{{{{ $v := 1 }}}}{{{{ {kw} {decl}{p} }}}}{b}{use_loop}{{{{ $v = 2 }}}}{otherwise}{{{{- end }}}}{after}"
                 )

@@ -1442,7 +1442,7 @@ fn write_json(out: &mut String, value: &Value, style: JsonStyle, depth: usize) -
 /// outside with a one-digit negative exponent where it fits (`1e-7`).
 fn json_float(f: f64) -> String {
     let abs = f.abs();
-    if abs != 0.0 && (abs < 1e-6 || abs >= 1e21) {
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         let sci = format!("{f:e}");
         let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
         match exp.strip_prefix('-') {
@@ -1584,7 +1584,7 @@ mod tests {
         let cases = [
             (20.0, "20"),
             (0.5, "0.5"),
-            (3.14, "3.14"),
+            (3.25, "3.25"),
             (1e6, "1e+06"),
             (123456.0, "123456"),
             (1234567.0, "1.234567e+06"),
