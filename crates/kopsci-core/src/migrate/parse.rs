@@ -270,9 +270,6 @@ impl Parser<'_> {
     }
 
     fn unexpected<T>(&self, item: &Item, context: &str) -> PResult<T> {
-        if let Kind::RightDelim { .. } = item.kind {
-            return self.error(item.pos, format!("unexpected {item} in {context}"));
-        }
         self.error(item.pos, format!("unexpected {item} in {context}"))
     }
 
