@@ -227,6 +227,11 @@ pub enum Error {
     #[error("{}: {message}", path.display())]
     Report { path: PathBuf, message: String },
 
+    /// Go templates (or a kops command line) `kopsci migrate` cannot convert
+    /// exactly: one `file:line:col: …` per problem.
+    #[error("{}", problems.join("\n"))]
+    Migrate { problems: Vec<String> },
+
     /// The child pipeline cannot be generated as asked (e.g. more `needs`
     /// than GitLab allows).
     #[error("{0}")]
@@ -285,9 +290,9 @@ impl std::fmt::Display for At {
 pub enum FleetError {
     /// No fleet file where one was looked for.
     #[error(
-        "{}: no such fleet file{}",
-        path.display(),
-        if *explicit { "" } else { " in the current directory: pass --fleet FILE, or --template (and --values) to render without a fleet" }
+        "{}",
+        if *explicit { format!("fleet file {} not found", path.display()) }
+        else { format!("no {} in the current directory: pass --fleet FILE, or --template (and --values) to render without a fleet", path.display()) }
     )]
     NotFound { path: PathBuf, explicit: bool },
 

@@ -8,6 +8,7 @@ pub mod fsutil;
 pub mod gitlab;
 pub mod kops;
 pub mod markdown;
+pub mod migrate;
 pub mod names;
 pub mod pool;
 pub mod process;

@@ -33,6 +33,7 @@
 //! functions do not exist here.
 
 pub(crate) mod functions;
+pub(crate) mod sprig;
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -123,6 +124,7 @@ impl TemplateSet {
             })?;
         env.set_syntax(syntax);
         functions::register(&mut env);
+        sprig::register(&mut env);
 
         // Snippets: basename → environment name (the displayed path).
         let mut by_basename: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();

@@ -252,7 +252,7 @@ impl Fleet {
             .iter()
             .find(|c| c.name == name)
             .ok_or_else(|| Error::UnknownCluster {
-                name: name.escape_debug().to_string(),
+                name: name.to_string(),
                 known: self.cluster_names().join(", "),
                 suggestion: did_you_mean(name, self.cluster_names()).map(str::to_string),
             })

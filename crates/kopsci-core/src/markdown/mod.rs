@@ -81,6 +81,14 @@ fn build() -> std::result::Result<Environment<'static>, String> {
         fenced(&s, lang.as_deref().unwrap_or(""))
     });
     env.add_filter("untrusted", |s: String| untrusted(&s));
+    // A count kops did not print (an older table without TARGET).
+    env.add_filter("count", |v: Value| {
+        if v.is_none() || v.is_undefined() {
+            "-".to_string()
+        } else {
+            v.to_string()
+        }
+    });
     env.add_function("plural", |n: usize, what: String| plural(n, &what));
     for (name, source) in TEMPLATES {
         env.add_template(name, source)

@@ -236,13 +236,18 @@ impl Report {
         }
         let mut line = match self.stage {
             StageKind::Roll => {
+                // What kops concluded decides the headline; the rows only
+                // say how many groups.
                 let plan = self.roll_plan.as_ref();
                 let pending = plan.map(|p| p.pending().count()).unwrap_or(0);
-                let applied = plan.is_some_and(|p| p.applied);
-                match (applied, pending) {
-                    (true, _) => "rolling update done".to_string(),
-                    (false, 0) => "no rolling update required".to_string(),
-                    (false, n) => format!("{n} instance group(s) need a rolling update"),
+                match plan.map(|p| (p.applied, p.required)) {
+                    Some((true, _)) => "rolling update done".to_string(),
+                    Some((false, Some(false))) => "no rolling update required".to_string(),
+                    Some((false, _)) if pending > 0 => {
+                        format!("{pending} instance group(s) need a rolling update")
+                    }
+                    Some((false, _)) => "a rolling update is required".to_string(),
+                    None => "no rolling-update table".to_string(),
                 }
             }
             StageKind::Update | StageKind::Apply => format!("applied: {}", self.summary),

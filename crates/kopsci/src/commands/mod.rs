@@ -7,6 +7,7 @@ use clap::Args;
 
 pub mod drift;
 pub mod meta;
+pub mod migrate;
 pub mod note;
 pub mod pipeline;
 pub mod render;

@@ -181,15 +181,23 @@ fn fleet_mode(global: &GlobalArgs, args: RenderArgs, color: bool) -> anyhow::Res
     {
         names.push(name.clone());
     }
+    // `absent: true` clusters are retired: nothing of theirs is rendered.
     let selected = if args.all || (names.is_empty() && args.check) {
-        fleet.clusters().iter().collect::<Vec<_>>()
+        fleet.present_clusters().collect::<Vec<_>>()
     } else if names.is_empty() {
         return Err(usage(format!(
             "name the clusters to render or use --all (the fleet has: {})",
             fleet.cluster_names().join(", ")
         )));
     } else {
-        fleet.select(&names)?
+        let selected = fleet.select(&names)?;
+        if let Some(absent) = selected.iter().find(|c| c.absent) {
+            return Err(usage(format!(
+                "cluster `{}` is `absent: true` in the fleet: a retired cluster has no manifest",
+                absent.name
+            )));
+        }
+        selected
     };
 
     if let Some(key) = &args.explain {

@@ -1,6 +1,6 @@
-//! `kopsci dryrun`, `kopsci update` and `kopsci roll`: the stage commands
-//! that wrap kops. Parsing and exit codes only; the stages live in
-//! `kopsci_core::stage`.
+//! `kopsci dryrun`, `update`, `roll`, `apply`, `delete` and `kubeconfig`:
+//! the stage commands that wrap kops. Parsing and exit codes only; the
+//! stages live in `kopsci_core::stage`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use clap::Args;
 use clap::builder::RangedU64ValueParser;
 use kopsci_core::Error;
+use kopsci_core::fleet::Timeout;
 use kopsci_core::fleet::{Cluster, Fleet};
+use kopsci_core::names::ClusterName;
 use kopsci_core::stage::{
-    self, DEFAULT_JOBS, DryrunOptions, LogStyle, Report, RollOptions, StageSettings,
-    StsClientSettings, UpdateOptions,
+    self, ApplyOptions, DEFAULT_JOBS, DeleteOptions, DryrunOptions, KubeconfigOptions, LogStyle,
+    Report, RollOptions, StageSettings, StsClientSettings, UpdateOptions,
 };
 use kopsci_core::state::{DEFAULT_CONCURRENCY, S3Settings, StoreUrl};
 
@@ -63,7 +65,7 @@ pub struct StageArgs {
 {}", exit::summary(&[Exit::Success, Exit::Error, Exit::Pending, Exit::Usage, Exit::Interrupted(0)])))]
 pub struct DryrunArgs {
     /// Clusters of the fleet to dry-run.
-    #[arg(value_name = "CLUSTER")]
+    #[arg(value_name = "CLUSTER", value_parser = parse_cluster)]
     pub clusters: Vec<String>,
 
     /// Dry-run every cluster of the fleet.
@@ -109,7 +111,7 @@ pub struct DryrunArgs {
 {}", exit::summary(&[Exit::Success, Exit::Error, Exit::Usage, Exit::Interrupted(0)])))]
 pub struct UpdateArgs {
     /// The cluster to update.
-    #[arg(value_name = "CLUSTER")]
+    #[arg(value_name = "CLUSTER", value_parser = parse_cluster)]
     pub cluster: String,
 
     #[command(flatten)]
@@ -150,7 +152,7 @@ pub struct UpdateArgs {
 {}", exit::summary(&[Exit::Success, Exit::Error, Exit::Pending, Exit::Usage, Exit::Interrupted(0)])))]
 pub struct RollArgs {
     /// The cluster to roll.
-    #[arg(value_name = "CLUSTER")]
+    #[arg(value_name = "CLUSTER", value_parser = parse_cluster)]
     pub cluster: String,
 
     /// Perform the rolling update instead of previewing it.
@@ -170,6 +172,107 @@ pub struct RollArgs {
     /// Extra flags passed to `kops rolling-update cluster`.
     #[arg(last = true, value_name = "KOPS_FLAGS")]
     pub kops_args: Vec<OsString>,
+}
+
+/// Apply a reviewed dry run the way kOps recommends from 1.31: check the
+/// plan is current, `kops replace`/`create`, then `kops reconcile cluster
+/// --yes` (control plane updated and rolled before the nodes, old resources
+/// pruned last), then `kops validate cluster`.
+///
+/// With a kops older than 1.31 (Kubernetes up to 1.30), the sequence kOps
+/// documents for it: `update cluster --yes`, `rolling-update cluster
+/// --yes`, `update cluster --prune --yes` (kOps 1.29+). A retried apply
+/// after a failure resumes: a live store changed only by applying this same
+/// reviewed manifest is not a stale plan. The report goes to
+/// REPORT_DIR/<cluster>/apply/.
+#[derive(Debug, Args)]
+#[command(after_help = format!("Examples:
+  kopsci apply dev-a.k8s.example.com
+  kopsci apply dev-a.k8s.example.com --prune-instance-groups
+
+{}", exit::summary(&[Exit::Success, Exit::Error, Exit::Usage, Exit::Interrupted(0)])))]
+pub struct ApplyArgs {
+    /// The cluster to apply.
+    #[arg(value_name = "CLUSTER", value_parser = parse_cluster)]
+    pub cluster: String,
+
+    #[command(flatten)]
+    pub reports: ReportDirArgs,
+
+    /// Apply even if the plan is missing or the live store changed since.
+    #[arg(long)]
+    pub allow_stale: bool,
+
+    /// Delete instance groups that are in the store but not in the manifest
+    /// (also on with `prune_instance_groups: true` in the fleet).
+    #[arg(long)]
+    pub prune_instance_groups: bool,
+
+    #[command(flatten)]
+    pub stage: StageArgs,
+}
+
+/// Retire a cluster the fleet marks `absent: true`: preview `kops delete
+/// cluster`, or delete it with `--yes`. A cluster the fleet does not mark
+/// absent is refused. The report goes to REPORT_DIR/<cluster>/delete/.
+#[derive(Debug, Args)]
+#[command(after_help = format!("Examples:
+  kopsci delete old.k8s.example.com          Preview what would be deleted
+  kopsci delete old.k8s.example.com --yes    Delete it
+
+{}", exit::summary(&[Exit::Success, Exit::Error, Exit::Usage, Exit::Interrupted(0)])))]
+pub struct DeleteArgs {
+    /// The cluster to delete (`absent: true` in the fleet).
+    #[arg(value_name = "CLUSTER", value_parser = parse_cluster)]
+    pub cluster: String,
+
+    /// Delete instead of previewing.
+    #[arg(long)]
+    pub yes: bool,
+
+    #[command(flatten)]
+    pub reports: ReportDirArgs,
+
+    #[command(flatten)]
+    pub stage: StageArgs,
+}
+
+/// Write a short-lived admin kubeconfig for a cluster (`kops export
+/// kubeconfig --admin`), as the AWS identity kopsci resolves for it — for
+/// jobs that deploy workloads after an apply. The file is 0600; keep it
+/// out of artifacts.
+#[derive(Debug, Args)]
+#[command(after_help = format!("Examples:
+  kopsci kubeconfig dev-a.k8s.example.com --out \"$CI_PROJECT_DIR/.kube/config\"
+  kopsci kubeconfig dev-a.k8s.example.com --out kubeconfig --admin 30m
+
+{}", exit::summary(&[Exit::Success, Exit::Error, Exit::Usage])))]
+pub struct KubeconfigArgs {
+    /// The cluster.
+    #[arg(value_name = "CLUSTER", value_parser = parse_cluster)]
+    pub cluster: String,
+
+    /// Where to write the kubeconfig (replaced whole).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Lifetime of the admin credential (`30m`, `1h`, `2h30m`).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_timeout)]
+    pub admin: Timeout,
+
+    #[command(flatten)]
+    pub stage: StageArgs,
+}
+
+/// A cluster name, checked as the fleet checks it.
+pub fn parse_cluster(name: &str) -> Result<String, String> {
+    ClusterName::parse(name)
+        .map(ClusterName::into_string)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_timeout(text: &str) -> Result<Timeout, String> {
+    Timeout::parse(text)
 }
 
 /// `--state`, parsed once with the same rules as the fleet file's `state:`.
@@ -278,4 +381,44 @@ pub fn roll(global: &GlobalArgs, args: RollArgs) -> anyhow::Result<Exit> {
     };
     let report = stage::roll(&fleet, cluster, &opts)?;
     finish(&report, args.detailed_exitcode && report.changes_pending)
+}
+
+pub fn apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<Exit> {
+    let fleet = fleet(global)?;
+    let cluster = one_cluster(&fleet, &args.cluster)?;
+    let opts = ApplyOptions {
+        report_dir: args.reports.report_dir,
+        allow_stale: args.allow_stale,
+        prune_instance_groups: args.prune_instance_groups,
+        kops: args.stage.kops.clone(),
+        settings: settings(global, &args.stage),
+    };
+    let report = stage::apply(&fleet, cluster, &opts)?;
+    finish(&report, false)
+}
+
+pub fn delete(global: &GlobalArgs, args: DeleteArgs) -> anyhow::Result<Exit> {
+    let fleet = fleet(global)?;
+    let cluster = one_cluster(&fleet, &args.cluster)?;
+    let opts = DeleteOptions {
+        report_dir: args.reports.report_dir,
+        yes: args.yes,
+        kops: args.stage.kops.clone(),
+        settings: settings(global, &args.stage),
+    };
+    let report = stage::delete(&fleet, cluster, &opts)?;
+    finish(&report, false)
+}
+
+pub fn kubeconfig(global: &GlobalArgs, args: KubeconfigArgs) -> anyhow::Result<Exit> {
+    let fleet = fleet(global)?;
+    let cluster = one_cluster(&fleet, &args.cluster)?;
+    let opts = KubeconfigOptions {
+        out: args.out,
+        admin: args.admin,
+        kops: args.stage.kops.clone(),
+        settings: settings(global, &args.stage),
+    };
+    stage::kubeconfig(&fleet, cluster, &opts)?;
+    Ok(Exit::Success)
 }

@@ -292,7 +292,7 @@ fn drift_refuses_foreign_reports_and_needs_some() {
     kopsci_outside_ci(empty.path())
         .args(["drift", "--report-dir", "none"])
         .run()
-        .fails_with(2, &["no dry-run reports in none"]);
+        .fails_with(64, &["no dry-run reports in none"]);
 }
 
 #[test]

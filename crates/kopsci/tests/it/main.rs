@@ -7,6 +7,7 @@ mod drift;
 mod fleet;
 mod gitlab_ci_local;
 mod image;
+mod migrate;
 mod note;
 mod pipeline;
 mod reference_fleet;

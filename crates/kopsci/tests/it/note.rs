@@ -596,7 +596,7 @@ fn clusters_are_names_never_paths() {
         let run = kopsci_outside_ci(sb.path())
             .args(["note", "--print", "--report-dir", ".kopsci/reports", bad])
             .run()
-            .fails_with(2, &["invalid cluster name", "not a path"]);
+            .fails_with(64, &["invalid cluster name", "not a path"]);
         assert!(
             !run.stderr().contains('\u{1b}'),
             "control characters are escaped"
@@ -710,6 +710,6 @@ fn the_budget_is_a_flag_within_gitlabs_limit() {
         kopsci_outside_ci(sb.path())
             .args(["note", "--print", "--max-chars", bad])
             .run()
-            .expect_code(2);
+            .expect_code(64);
     }
 }
