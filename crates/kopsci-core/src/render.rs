@@ -365,6 +365,43 @@ impl TemplateSet {
     }
 }
 
+/// Writes a rendered manifest to `path` (`render --out`) atomically: through
+/// a temporary file in the same directory, renamed into place once fully
+/// written, so a failure never leaves a half-written manifest. Manifests are
+/// not secrets and are committed to git: a file that exists keeps its mode,
+/// a new one gets the mode any tool's new file gets (`0666` less the umask),
+/// never the private `0600` of a temporary file.
+pub fn write_output(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let existing = match std::fs::metadata(path) {
+        Ok(meta) => Some(meta.permissions()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    // The kernel applies the umask to the mode a file is created with.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kopsci-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?;
+    if let Some(permissions) = existing {
+        // Exactly the old mode, whatever the umask would have left of it.
+        tmp.as_file()
+            .set_permissions(permissions)
+            .map_err(|e| Error::io(path, e))?;
+    }
+    tmp.write_all(contents).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
 /// Adds one file to the environment under `name`, turning a syntax error
 /// into `file:line: syntax error: …`.
 fn add_template(env: &mut Environment<'static>, name: &str, path: &Path) -> Result<()> {
@@ -1433,6 +1470,41 @@ mod tests {
             Err(Error::Template { location, message }) => (location, message),
             other => panic!("expected a template error, got {other:?}"),
         }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// The process umask, from procfs (reading it with umask(2) would change
+    /// it for a moment under the other tests' feet).
+    fn umask() -> u32 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    }
+
+    #[test]
+    fn output_keeps_an_existing_files_mode_and_new_files_follow_the_umask() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let fx = Fixture::new();
+        for existing_mode in [0o644, 0o640, 0o600, 0o664] {
+            let path = fx.file("out.yaml", "old\n");
+            fs::set_permissions(&path, fs::Permissions::from_mode(existing_mode)).unwrap();
+            write_output(&path, b"new\n").unwrap();
+            assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
+            assert_eq!(mode(&path), existing_mode, "{existing_mode:o}");
+        }
+        let new = fx.path("new.yaml");
+        write_output(&new, b"a: 1\n").unwrap();
+        assert_eq!(mode(&new), 0o666 & !umask());
+        let leftovers: Vec<_> = fs::read_dir(fx.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".kopsci"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

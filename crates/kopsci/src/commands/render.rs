@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{ArgAction, Args};
 use kopsci_core::fleet;
-use kopsci_core::render::RenderOptions;
+use kopsci_core::render::{self, RenderOptions};
 use kopsci_core::toolbox;
-use kopsci_core::{Error, fsutil, values};
+use kopsci_core::{Error, values};
 
 use crate::cli::GlobalArgs;
 use crate::exit::Exit;
@@ -248,7 +248,7 @@ fn fleet_mode(global: &GlobalArgs, args: RenderArgs, color: bool) -> anyhow::Res
             // Render everything before writing anything: a failing cluster
             // must not leave a half-updated manifests directory.
             for manifest in &rendered {
-                fsutil::write_atomic(
+                render::write_output(
                     &dir.join(format!("{}.yaml", manifest.cluster)),
                     manifest.text.as_bytes(),
                 )?;
@@ -280,10 +280,11 @@ fn print_config_value(context: &values::Map, key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes to `--out` atomically, or to stdout.
+/// Writes to `--out` atomically (keeping an existing file's mode), or to
+/// stdout.
 fn emit(out: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
     match out {
-        Some(path) => fsutil::write_atomic(path, text.as_bytes())?,
+        Some(path) => render::write_output(path, text.as_bytes())?,
         None => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(text.as_bytes())?;

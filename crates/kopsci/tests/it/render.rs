@@ -565,3 +565,70 @@ fn yaml_written_by_kopsci_reads_back_identically_in_a_yaml_1_1_reader() {
     let read_back: serde_json::Value = serde_json::from_slice(&python.stdout).unwrap();
     assert_eq!(read_back["plain"], serde_json::json!(YAML11_TRAPS));
 }
+
+fn file_mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// The umask kopsci inherits from this process.
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
+#[test]
+fn out_never_turns_a_committed_manifest_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let sb = Sandbox::new()
+        .file("t.j2", "a: 1\n")
+        .file("out.yaml", "old\n")
+        .file("group.yaml", "old\n");
+    std::fs::set_permissions(sb.join("out.yaml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        sb.join("group.yaml"),
+        std::fs::Permissions::from_mode(0o664),
+    )
+    .unwrap();
+    for (out, mode) in [("out.yaml", 0o644), ("group.yaml", 0o664)] {
+        sb.kopsci()
+            .args(["render", "--template", "t.j2", "--out", out])
+            .run()
+            .success();
+        assert_eq!(sb.read(out), "a: 1\n");
+        assert_eq!(file_mode(&sb.join(out)), mode, "{out}");
+    }
+    // A new file gets what any new file gets: 0666 less the umask.
+    sb.kopsci()
+        .args(["render", "--template", "t.j2", "--out", "new.yaml"])
+        .run()
+        .success();
+    assert_eq!(file_mode(&sb.join("new.yaml")), 0o666 & !umask());
+
+    // Fleet mode writes `<cluster>.yaml` files the same way.
+    let fleet = Sandbox::new()
+        .file(
+            "kopsci.yaml",
+            "state: s3://bucket\ntemplates: [t.j2]\nenvironments:\n  dev: {}\nclusters:\n\
+             - name: a.example.com\n  environment: dev\n- name: b.example.com\n  environment: dev\n",
+        )
+        .file("t.j2", "name: {{ clusterName }}\n")
+        .file("manifests/a.example.com.yaml", "old\n");
+    let committed = fleet.join("manifests/a.example.com.yaml");
+    std::fs::set_permissions(&committed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    fleet
+        .kopsci()
+        .args(["render", "--all", "--out", "manifests"])
+        .run()
+        .success();
+    assert_eq!(
+        fleet.read("manifests/a.example.com.yaml"),
+        "name: a.example.com\n"
+    );
+    assert_eq!(file_mode(&committed), 0o644);
+    assert_eq!(
+        file_mode(&fleet.join("manifests/b.example.com.yaml")),
+        0o666 & !umask()
+    );
+}
