@@ -160,26 +160,64 @@ fn values_may_be_comma_separated_and_order_matters() {
     assert_eq!(reverse, "1.33.0\n");
 }
 
+/// kOps assigns `clusterName` from `--name` after loading the values and
+/// `--set`s (cmd/kops/toolbox_template.go), so a migrated script renders the
+/// name it passes, whatever a values file says.
 #[test]
-fn cluster_name_from_values_wins_over_name_flag() {
+fn name_flag_wins_over_clustername_from_values_as_in_kops() {
     let sb = Sandbox::new()
         .file("v.yaml", "clusterName: from-values.example.com\n")
         .file("t.j2", "name: {{ clusterName }}\n");
+    let render = |extra: &[&str], env: Option<&str>| {
+        let mut cmd = sb
+            .kopsci()
+            .args(["render", "--values", "v.yaml", "--template", "t.j2"])
+            .args(extra);
+        if let Some(name) = env {
+            cmd = cmd.env("KOPS_CLUSTER_NAME", name);
+        }
+        cmd.run().success().stdout()
+    };
+    assert_eq!(
+        render(&["--name", "flag.example.com"], None),
+        "name: flag.example.com\n"
+    );
+    assert_eq!(
+        render(&[], Some("env.example.com")),
+        "name: env.example.com\n"
+    );
+    // Over `--set` and `--set-string` too.
+    assert_eq!(
+        render(
+            &[
+                "--set",
+                "clusterName=set.example.com",
+                "--set-string",
+                "clusterName=string.example.com",
+                "--name",
+                "flag.example.com",
+            ],
+            None
+        ),
+        "name: flag.example.com\n"
+    );
+    // `--config-value` sees the same context.
     let out = sb
         .kopsci()
         .args([
             "render",
             "--values",
             "v.yaml",
-            "--template",
-            "t.j2",
-            "--name",
-            "flag.example.com",
+            "--config-value",
+            "clusterName",
         ])
+        .args(["--name", "flag.example.com"])
         .run()
         .success()
         .stdout();
-    assert_eq!(out, "name: from-values.example.com\n");
+    assert_eq!(out, "flag.example.com\n");
+    // Without a name the values' `clusterName` stands.
+    assert_eq!(render(&[], None), "name: from-values.example.com\n");
     let out = Sandbox::new()
         .file("t.j2", "name: {{ clusterName }}\n")
         .kopsci()
@@ -631,4 +669,211 @@ fn out_never_turns_a_committed_manifest_private() {
         file_mode(&fleet.join("manifests/b.example.com.yaml")),
         0o666 & !umask()
     );
+}
+
+/// What `terraform output -json` prints (Terraform 1.x).
+const TERRAFORM_OUTPUT: &str = r#"{
+  "cluster_name": {
+    "sensitive": false,
+    "type": "string",
+    "value": "prod.k8s.example.com"
+  },
+  "node_count": {
+    "sensitive": false,
+    "type": "number",
+    "value": 3
+  },
+  "oidc_client_secret": {
+    "sensitive": true,
+    "type": "string",
+    "value": "tf-s3cr3t-4f9a"
+  },
+  "private_subnet_ids": {
+    "sensitive": false,
+    "type": [
+      "tuple",
+      [
+        "string",
+        "string"
+      ]
+    ],
+    "value": [
+      "subnet-0a1b2c3d4e5f60001",
+      "subnet-0a1b2c3d4e5f60002"
+    ]
+  },
+  "subnets": {
+    "sensitive": false,
+    "type": [
+      "map",
+      [
+        "object",
+        {
+          "cidr": "string",
+          "id": "string"
+        }
+      ]
+    ],
+    "value": {
+      "eu-west-1a": {
+        "cidr": "10.0.32.0/19",
+        "id": "subnet-0a1b2c3d4e5f60001"
+      }
+    }
+  }
+}
+"#;
+
+const TF_SECRET: &str = "tf-s3cr3t-4f9a";
+
+fn terraform_sandbox() -> Sandbox {
+    Sandbox::new()
+        .file("tf.json", TERRAFORM_OUTPUT)
+        .file("base.yaml", "node_count: 1\nregion: eu-west-1\n")
+        .file("override.yaml", "node_count: 5\n")
+        .file(
+            "t.j2",
+            "name: {{ cluster_name }}\nnodes: {{ node_count }}\nregion: {{ region }}\n\
+             subnets: {{ private_subnet_ids | tojson }}\n\
+             cidr: {{ subnets['eu-west-1a'].cidr }}\n\
+             secret: {{ oidc_client_secret | b64encode }}\n",
+        )
+}
+
+#[test]
+fn terraform_outputs_are_a_values_layer_in_command_line_order() {
+    let sb = terraform_sandbox();
+    let render = |args: &[&str]| {
+        let out = sb
+            .kopsci()
+            .arg("render")
+            .args(args)
+            .args(["--template", "t.j2"])
+            .run()
+            .success()
+            .stdout();
+        yaml_documents(&out).remove(0)
+    };
+    let doc = render(&["--values", "base.yaml", "--values-terraform", "tf.json"]);
+    assert_eq!(doc["name"], "prod.k8s.example.com");
+    assert_eq!(doc["nodes"], 3);
+    assert_eq!(doc["region"], "eu-west-1");
+    assert_eq!(
+        doc["subnets"],
+        serde_json::json!(["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"])
+    );
+    assert_eq!(doc["cidr"], "10.0.32.0/19");
+    // The manifest holds the sensitive value: that is what it is for.
+    assert_eq!(doc["secret"], "dGYtczNjcjN0LTRmOWE=");
+    // Order on the command line is layer order, across both flags.
+    let doc = render(&[
+        "--values-terraform",
+        "tf.json",
+        "--values",
+        "base.yaml,override.yaml",
+    ]);
+    assert_eq!(doc["nodes"], 5);
+    let doc = render(&[
+        "--values",
+        "override.yaml",
+        "--values-terraform",
+        "tf.json",
+        "--values",
+        "base.yaml",
+    ]);
+    assert_eq!(doc["nodes"], 1);
+    let doc = render(&[
+        "--values",
+        "base.yaml",
+        "--values",
+        "override.yaml",
+        "--values-terraform",
+        "tf.json",
+    ]);
+    assert_eq!(doc["nodes"], 3);
+    // `--values-terraform` alone selects toolbox mode, like `--values`.
+    let out = sb
+        .kopsci()
+        .args([
+            "render",
+            "--values-terraform",
+            "tf.json",
+            "--config-value",
+            "node_count",
+        ])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(out, "3\n");
+}
+
+#[test]
+fn sensitive_terraform_outputs_are_never_printed() {
+    let sb = terraform_sandbox();
+    let run = sb
+        .kopsci()
+        .args([
+            "render",
+            "--values-terraform",
+            "tf.json",
+            "--config-value",
+            "oidc_client_secret",
+        ])
+        .run()
+        .fails_with(1, &["oidc_client_secret", "sensitive"]);
+    assert!(!run.stdout().contains(TF_SECRET), "{}", run.stdout());
+    assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
+    // A failing render that uses the value does not show it either.
+    let sb = sb.file(
+        "bad.j2",
+        "a: {{ oidc_client_secret }}\nb: {{ oidc_client_secret ~ nope }}\nc: {{ oidc_client_secret | int }}\n",
+    );
+    let run = sb
+        .kopsci()
+        .args([
+            "render",
+            "--values-terraform",
+            "tf.json",
+            "--template",
+            "bad.j2",
+        ])
+        .run()
+        .fails_with(1, &["bad.j2:2:", "nope"]);
+    assert!(!run.stdout().contains(TF_SECRET), "{}", run.stdout());
+    assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
+}
+
+#[test]
+fn a_file_that_is_not_terraform_output_names_file_line_and_column() {
+    let sb = Sandbox::new()
+        .file("t.j2", "a: 1\n")
+        // A plain values file given as Terraform output.
+        .file("plain.json", "{\n  \"vpc_id\": \"vpc-0123\"\n}\n")
+        // `terraform output -json oidc_client_secret` prints the bare value.
+        .file("one.json", &format!("\"{TF_SECRET}\"\n"));
+    sb.kopsci()
+        .args([
+            "render",
+            "--values-terraform",
+            "plain.json",
+            "--template",
+            "t.j2",
+        ])
+        .run()
+        .fails_with(1, &["plain.json:2:13: output `vpc_id` is a string"]);
+    let run = sb
+        .kopsci()
+        .args([
+            "render",
+            "--values-terraform",
+            "one.json",
+            "--template",
+            "t.j2",
+        ])
+        .run()
+        .fails_with(
+            1,
+            &["one.json:1:1: not the output of `terraform output -json`"],
+        );
+    assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
 }
