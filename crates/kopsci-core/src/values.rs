@@ -1190,6 +1190,44 @@ mod tests {
         assert_eq!(v["hex"], json!(31));
     }
 
+    /// Every example docs/fleet-file.md gives under "How values files are
+    /// read".
+    #[test]
+    fn the_yaml_1_1_examples_in_the_fleet_file_docs_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.yaml");
+        write(
+            &path,
+            "a: on\nb: yes\nc: y\nd: Yes\ne: ON\nj: YES\nk: On\nf: off\ng: no\nh: n\ni: NO\nl: Off\n\
+             octal: 017\nmode: 0755\nhex: 0x1F\nversion: 1.10\nk8s: 1.30\nunderscore: 1_000\n\
+             tilde: ~\nq1: \"017\"\nq2: '1.10'\nq3: \"on\"\nq4: \"1.30\"\n",
+        );
+        let v = load_values_file(&path).unwrap();
+        for key in ["a", "b", "c", "d", "e", "j", "k"] {
+            assert_eq!(v[key], json!(true), "{key}");
+        }
+        for key in ["f", "g", "h", "i", "l"] {
+            assert_eq!(v[key], json!(false), "{key}");
+        }
+        assert_eq!(v["octal"], json!(15));
+        assert_eq!(v["mode"], json!(493));
+        assert_eq!(v["hex"], json!(31));
+        assert_eq!(v["version"], json!(1.1));
+        assert_eq!(v["k8s"], json!(1.3));
+        assert_eq!(v["underscore"], json!(1000));
+        assert_eq!(v["tilde"], json!(null));
+        assert_eq!(v["q1"], json!("017"));
+        assert_eq!(v["q2"], json!("1.10"));
+        assert_eq!(v["q3"], json!("on"));
+        assert_eq!(v["q4"], json!("1.30"));
+        // `--set` types only true/false/null and plain integers.
+        let m = set("a=017,b=on,c=1.10,d=yes,e=true,f=42");
+        assert_eq!(
+            ser(&m),
+            r#"{"a":"017","b":"on","c":"1.10","d":"yes","e":true,"f":42}"#
+        );
+    }
+
     #[test]
     fn non_string_keys_become_strings_as_with_sigs_k8s_io_yaml() {
         let dir = tempfile::tempdir().unwrap();
