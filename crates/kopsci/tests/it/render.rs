@@ -877,3 +877,74 @@ fn a_file_that_is_not_terraform_output_names_file_line_and_column() {
         );
     assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
 }
+
+#[test]
+fn tojson_and_join_of_a_misspelt_key_are_errors_under_fail_on_missing() {
+    let sb = Sandbox::new()
+        .file("v.yaml", "sshAccess: [10.0.0.0/8]\n")
+        .file("json.j2", "sshAccess: {{ sshAcces | tojson }}\n")
+        .file("join.j2", "cidrs: '{{ sshAcces | join(\",\") }}'\n");
+    for (template, column) in [("json.j2", 15), ("join.j2", 12)] {
+        sb.kopsci()
+            .args(["render", "--values", "v.yaml", "--template", template])
+            .run()
+            .fails_with(
+                1,
+                &[&format!(
+                    "{template}:1:{column}: undefined variable `sshAcces`"
+                )],
+            );
+    }
+    // Lenient mode keeps rendering them as before.
+    let out = |template: &str| {
+        sb.kopsci()
+            .args(["render", "--values", "v.yaml", "--template", template])
+            .arg("--fail-on-missing=false")
+            .run()
+            .success()
+            .stdout()
+    };
+    assert_eq!(out("json.j2"), "sshAccess: null\n");
+    assert_eq!(out("join.j2"), "cidrs: ''\n");
+}
+
+#[test]
+fn hostile_templates_fail_fast_with_a_render_budget_error() {
+    let mut sb = Sandbox::new()
+        .file(
+            "loop.j2",
+            "a: {% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n",
+        )
+        .file("self.j2", "a: {{ include('me') }}\n")
+        .file("snippets/me", "x{{ include('me') }}")
+        .file("fanout.j2", "a: {{ include('s0') }}\n");
+    // Each snippet includes the next one twice: 2^40 renders.
+    for level in 0..40 {
+        sb = sb.file(
+            &format!("snippets/s{level}"),
+            &format!(
+                "{{{{ include('s{n}') }}}}{{{{ include('s{n}') }}}}",
+                n = level + 1
+            ),
+        );
+    }
+    let sb = sb.file("snippets/s40", "x");
+    for (template, what) in [
+        ("loop.j2", "more than 5000000 steps"),
+        ("fanout.j2", "more than 5000000 steps"),
+        ("self.j2", "include nesting deeper than 64 levels"),
+    ] {
+        sb.kopsci()
+            .args(["render", "--snippets", "snippets", "--template", template])
+            .args(["--out", "out.yaml"])
+            .run()
+            .fails_with(
+                1,
+                &[
+                    &format!("template `{template}` exceeded the render budget: {what}"),
+                    "a loop or include that never ends?",
+                ],
+            );
+        assert!(!sb.join("out.yaml").exists(), "{template}: partial output");
+    }
+}
