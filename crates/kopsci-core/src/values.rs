@@ -165,7 +165,7 @@ pub fn load_sources(sources: &[Source]) -> Result<(Vec<Layer>, Sensitive)> {
         match source {
             Source::File(path) => layers.extend(load_layers(std::slice::from_ref(path))?),
             Source::TerraformOutput(path) => {
-                let outputs = load_terraform_output(path)?;
+                let outputs = read_terraform_output(path)?;
                 sensitive.extend(&outputs.sensitive);
                 layers.push(outputs.layer);
             }
@@ -250,6 +250,16 @@ pub struct TerraformOutput {
     pub sensitive: Sensitive,
 }
 
+/// Loads a `terraform output -json` file as a values layer, as
+/// [`read_terraform_output`] does, keeping only the layer.
+///
+/// This drops which outputs are sensitive: a caller that prints values
+/// (`--explain`, `--config-value`, an error quoting a value) must use
+/// [`read_terraform_output`] and its [`Sensitive`] set instead.
+pub fn load_terraform_output(path: &Path) -> Result<Layer> {
+    read_terraform_output(path).map(|outputs| outputs.layer)
+}
+
 /// Reads the JSON `terraform output -json` prints as a values layer: every
 /// top-level `{"x": {"value": V, "type": T, "sensitive": S}}` becomes
 /// `x: V`, so templates say `{{ vpc_id }}` rather than `{{ vpc_id.value }}`.
@@ -276,7 +286,7 @@ pub struct TerraformOutput {
 /// bare value, or a plain values file would give). Other keys of an output
 /// are ignored, should Terraform add some. An empty file is refused too;
 /// Terraform prints `{}` when there are no outputs.
-pub fn load_terraform_output(path: &Path) -> Result<TerraformOutput> {
+pub fn read_terraform_output(path: &Path) -> Result<TerraformOutput> {
     use serde_saphyr::Spanned;
 
     let origin = path.display().to_string();
@@ -1638,7 +1648,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tf.json");
         write(&path, TERRAFORM_OUTPUT);
-        let outputs = load_terraform_output(&path).unwrap();
+        let outputs = read_terraform_output(&path).unwrap();
         assert_eq!(outputs.layer.origin, path.display().to_string());
         assert_eq!(
             ser(&outputs.layer.values),
@@ -1650,7 +1660,7 @@ mod tests {
         );
         // No outputs at all.
         write(&path, "{}\n");
-        let outputs = load_terraform_output(&path).unwrap();
+        let outputs = read_terraform_output(&path).unwrap();
         assert!(outputs.layer.values.is_empty() && outputs.sensitive.is_empty());
     }
 
@@ -1704,7 +1714,7 @@ mod tests {
             ),
         ] {
             write(&path, &text);
-            let err = load_terraform_output(&path).unwrap_err();
+            let err = read_terraform_output(&path).unwrap_err();
             let shown = format!("{err} {err:?}");
             assert!(!shown.contains(secret), "{text}: {shown}");
             match err {
@@ -1727,7 +1737,7 @@ mod tests {
             "{\"a\": {\"sensitive\": false, \"type\": \"number\", \"value\": 1},\n \"a\": {\"sensitive\": false, \"type\": \"number\", \"value\": 2}}\n",
         ] {
             write(&path, text);
-            let err = load_terraform_output(&path).unwrap_err();
+            let err = read_terraform_output(&path).unwrap_err();
             assert!(
                 matches!(err, Error::Yaml { line, .. } if line >= 1),
                 "{err:?}"
@@ -2185,29 +2195,4 @@ mod props {
             _ => false,
         }
     }
-}
-
-/// Loads `terraform output -json` as a values layer: every output's
-/// `value` under the output's name. (Interim; replaced by the full loader.)
-pub fn load_terraform_output(path: &Path) -> Result<Layer> {
-    let origin = path.display().to_string();
-    let src = crate::fsutil::read_to_string(path)?;
-    let outputs: Map = crate::yaml::from_str(&src, &origin)?;
-    let mut values = Map::new();
-    for (name, output) in outputs {
-        match output {
-            Value::Object(mut fields) if fields.contains_key("value") => {
-                values.insert(name, fields.remove("value").unwrap_or(Value::Null));
-            }
-            _ => {
-                return Err(Error::Values {
-                    origin,
-                    message: format!(
-                        "output `{name}` has no `value`: expected the JSON of `terraform output -json`"
-                    ),
-                });
-            }
-        }
-    }
-    Ok(Layer { origin, values })
 }
