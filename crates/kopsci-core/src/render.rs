@@ -19,8 +19,16 @@
 //!   string, so `{{ include("unit") | nindent(4) }}` works. The tags
 //!   `{% include %}` and `{% import %}` also find snippets by basename.
 //! * Strict mode (`fail_on_missing`) fails on any use of an undefined value
-//!   except `is defined`, `default` and `required`; lenient mode prints
-//!   undefined values as nothing.
+//!   except `is defined`/`is undefined`, `default` and `required`: printing
+//!   it, passing it to any filter, test or function, or printing or
+//!   serialising a list or map that holds one. Lenient mode prints undefined
+//!   values as nothing (and `tojson` as `null`), as minijinja does. Errors
+//!   name `file:line:column` of the undefined expression.
+//! * Render work is bounded ([`RenderLimits`]): steps (minijinja fuel,
+//!   counted across all templates and snippets of one render, `include`
+//!   calls included), output bytes and include depth. A template is written
+//!   by whoever opens a merge request; exceeding a bound is an error naming
+//!   the template, not a CI job that runs until it is killed.
 //! * Every output document must parse as YAML; with `format_yaml` each one is
 //!   parsed and written back (documents that hold only comments are dropped,
 //!   as kOps does).
@@ -74,6 +82,49 @@ impl Default for RenderOptions {
 /// fails fast with a clear message instead of exhausting memory.
 pub const MAX_INCLUDE_DEPTH: usize = 64;
 
+/// The default render budget in steps (template instructions, minijinja's
+/// "fuel") for one cluster's manifest, all templates and snippets together.
+/// The reference fleet's largest cluster needs about 150,000, most of it the
+/// price of its `include` calls ([`INCLUDE_COST`]).
+pub const DEFAULT_FUEL: u64 = 5_000_000;
+
+/// What one `include(...)` call costs in steps on top of the snippet's own
+/// instructions: starting a render is real work, and without a price a
+/// snippet that includes another one twice per level would double the work
+/// per level while each level stays cheap.
+pub const INCLUDE_COST: u64 = 1_000;
+
+/// The default cap on the text one cluster's render produces, all templates
+/// and snippets together (a snippet's text counts where it is rendered and
+/// again where it is inserted): kOps manifests are kilobytes.
+pub const MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Bounds on the work of one render, so that a template (written by whoever
+/// opens a merge request) cannot keep a CI job busy until it is killed.
+/// Exceeding one is an error naming the template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderLimits {
+    /// Steps for all templates and snippets of one render together; see
+    /// [`DEFAULT_FUEL`] and [`INCLUDE_COST`].
+    pub fuel: u64,
+    /// Bytes of text for all templates and snippets of one render together.
+    pub output_bytes: usize,
+    /// How deep `include(...)` calls may nest. `{% include %}` tags, macros
+    /// and recursive loops are bounded by minijinja's recursion limit (about
+    /// 50 nested include tags).
+    pub include_depth: usize,
+}
+
+impl Default for RenderLimits {
+    fn default() -> Self {
+        RenderLimits {
+            fuel: DEFAULT_FUEL,
+            output_bytes: MAX_OUTPUT_BYTES,
+            include_depth: MAX_INCLUDE_DEPTH,
+        }
+    }
+}
+
 /// A set of templates and snippets, read and parsed once, then rendered any
 /// number of times, from any number of threads, with different values.
 pub struct TemplateSet {
@@ -88,6 +139,7 @@ pub struct TemplateSet {
     /// Snippet files by environment name, to turn what a tracked render
     /// reached back into paths.
     snippet_files: BTreeMap<String, PathBuf>,
+    limits: RenderLimits,
 }
 
 impl std::fmt::Debug for TemplateSet {
@@ -180,14 +232,24 @@ impl TemplateSet {
         let names = Arc::clone(&snippet_names);
         // minijinja resolves every `{% include %}` / `{% import %}` name
         // through this callback, so it is also where tag includes are seen
-        // by a tracked render.
-        env.set_path_join_callback(move |name, _parent| match names.get(name) {
-            Some(path_name) => {
-                record_snippet(path_name);
-                Cow::Owned(path_name.clone())
+        // by a tracked render, and where they pay for the work of starting
+        // one. The callback cannot fail: over budget, it names a template
+        // that does not exist, and the render reports the budget.
+        env.set_path_join_callback(move |name, _parent| {
+            if !budget_charge(INCLUDE_COST) {
+                return Cow::Borrowed(OVER_BUDGET_TEMPLATE);
             }
-            None => Cow::Borrowed(name),
+            match names.get(name) {
+                Some(path_name) => {
+                    record_snippet(path_name);
+                    Cow::Owned(path_name.clone())
+                }
+                None => Cow::Borrowed(name),
+            }
         });
+
+        // Last, once every function (including `include`) is registered.
+        functions::guard_functions(&mut env);
 
         let mut template_names = Vec::with_capacity(template_files.len());
         for path in &template_files {
@@ -210,7 +272,26 @@ impl TemplateSet {
             template_names,
             snippets: snippet_paths,
             snippet_files: snippets_by_name,
-        })
+            limits: RenderLimits::default(),
+        }
+        .with_limits(RenderLimits::default()))
+    }
+
+    /// The same set with other bounds on render work (the default is
+    /// [`RenderLimits::default`]).
+    pub fn with_limits(mut self, limits: RenderLimits) -> TemplateSet {
+        // Every render state (each template, each `include` call) gets the
+        // whole budget as its own fuel; the frame's accounting across states
+        // keeps the render as a whole within it.
+        self.strict.set_fuel(Some(limits.fuel));
+        self.lenient.set_fuel(Some(limits.fuel));
+        self.limits = limits;
+        self
+    }
+
+    /// The bounds on render work in effect.
+    pub fn limits(&self) -> RenderLimits {
+        self.limits
     }
 
     /// The template files, in render order (directories expanded).
@@ -228,7 +309,7 @@ impl TemplateSet {
     /// manifest: documents separated by `---\n`.
     pub fn render(&self, values: &Map, opts: &RenderOptions) -> Result<String> {
         let root = functions::map_to_value(values);
-        let _frame = RenderFrame::enter(root.clone(), false);
+        let _frame = RenderFrame::enter(root.clone(), false, self.limits);
         self.render_in_frame(&root, opts)
     }
 
@@ -243,7 +324,7 @@ impl TemplateSet {
         opts: &RenderOptions,
     ) -> Result<(String, BTreeSet<PathBuf>)> {
         let root = functions::map_to_value(values);
-        let frame = RenderFrame::enter(root.clone(), true);
+        let frame = RenderFrame::enter(root.clone(), true, self.limits);
         let text = self.render_in_frame(&root, opts)?;
         let files = frame
             .reached()
@@ -265,7 +346,13 @@ impl TemplateSet {
         for name in &self.template_names {
             let rendered = env
                 .get_template(name)
-                .and_then(|t| t.render(root.clone()))
+                .and_then(|t| {
+                    budget_check(0)?;
+                    let (text, used) = render_counted(&t, root.clone())?;
+                    budget_finished(used);
+                    budget_check(0)?;
+                    Ok(text)
+                })
                 .map_err(|e| template_error(&e, env, root, name))?;
             for (i, doc) in split_documents(&rendered).enumerate() {
                 documents.push(check_document(name, i + 1, doc, opts.format_yaml)?);
@@ -280,13 +367,54 @@ impl TemplateSet {
     }
 }
 
+/// Writes a rendered manifest to `path` (`render --out`) atomically: through
+/// a temporary file in the same directory, renamed into place once fully
+/// written, so a failure never leaves a half-written manifest. Manifests are
+/// not secrets and are committed to git: a file that exists keeps its mode,
+/// a new one gets the mode any tool's new file gets (`0666` less the umask),
+/// never the private `0600` of a temporary file.
+pub fn write_output(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let existing = match std::fs::metadata(path) {
+        Ok(meta) => Some(meta.permissions()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    // The kernel applies the umask to the mode a file is created with.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kopsci-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?;
+    if let Some(permissions) = existing {
+        // Exactly the old mode, whatever the umask would have left of it.
+        tmp.as_file()
+            .set_permissions(permissions)
+            .map_err(|e| Error::io(path, e))?;
+    }
+    tmp.write_all(contents).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
 /// Adds one file to the environment under `name`, turning a syntax error
 /// into `file:line: syntax error: …`.
 fn add_template(env: &mut Environment<'static>, name: &str, path: &Path) -> Result<()> {
     let source = crate::fsutil::read_to_string(path)?;
+    // Kept for the error's column: a template that failed to parse is not in
+    // the environment to look it up.
+    let text = source.clone();
     env.add_template_owned(name.to_string(), source)
         .map_err(|e| {
-            let (location, message) = describe(&e, None, &Value::UNDEFINED, name);
+            let message = describe(&e, None, &Value::UNDEFINED, name).message;
+            let location = location_at(&e, name, Some(&text), e.range().map(|r| r.start));
             Error::Template { location, message }
         })
 }
@@ -392,6 +520,181 @@ thread_local! {
     /// The snippets (by environment name) a tracked render has reached so
     /// far; `None` while the render on this thread is not tracked.
     static REACHED: RefCell<Option<BTreeSet<String>>> = const { RefCell::new(None) };
+    /// The work the render on this thread has done so far, across the
+    /// separate minijinja states of its templates and `include` calls.
+    static BUDGET: RefCell<Budget> = const { RefCell::new(Budget::new(RenderLimits {
+        fuel: DEFAULT_FUEL,
+        output_bytes: MAX_OUTPUT_BYTES,
+        include_depth: MAX_INCLUDE_DEPTH,
+    })) };
+}
+
+/// The accounting of one render's work. minijinja counts fuel per state, and
+/// every template and every `include` call renders in a state of its own,
+/// so the frame adds them up: the fuel of finished states, plus what each
+/// caller suspended in an `include` had used when it called. Every switch
+/// between states (an `include` call starting or returning, a template
+/// starting) checks the total, and each state alone is capped by its own
+/// fuel, so a render never does much more than twice its budget.
+#[derive(Debug, Clone)]
+struct Budget {
+    limits: RenderLimits,
+    /// Fuel of finished states, plus [`INCLUDE_COST`] per `include` call.
+    spent: u64,
+    /// Fuel the callers of the running `include` calls had used when they
+    /// made them.
+    suspended: u64,
+    /// Bytes all states of the render have written.
+    output: usize,
+    /// What was exceeded, once something was: the error that follows is
+    /// reported as exceeding the budget, whatever minijinja makes of it.
+    exceeded: Option<String>,
+}
+
+impl Budget {
+    const fn new(limits: RenderLimits) -> Budget {
+        Budget {
+            limits,
+            spent: 0,
+            suspended: 0,
+            output: 0,
+            exceeded: None,
+        }
+    }
+}
+
+/// Records that the render exceeded its budget (`what`, in the user's terms)
+/// and returns the error that stops it.
+fn budget_exceeded(what: String) -> minijinja::Error {
+    BUDGET.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.exceeded.is_none() {
+            b.exceeded = Some(what);
+        }
+    });
+    minijinja::Error::new(ErrorKind::InvalidOperation, "render budget exceeded")
+}
+
+/// Checks the budget at a switch between states; `current` is the fuel the
+/// running state has used so far. Also fails once anything was exceeded, in
+/// case minijinja carried on (`{% include … ignore missing %}`).
+fn budget_check(current: u64) -> std::result::Result<(), minijinja::Error> {
+    let (total, fuel, exceeded) = BUDGET.with(|b| {
+        let b = b.borrow();
+        (
+            b.spent.saturating_add(b.suspended).saturating_add(current),
+            b.limits.fuel,
+            b.exceeded.is_some(),
+        )
+    });
+    if exceeded || total > fuel {
+        return Err(budget_exceeded(format!("more than {fuel} steps")));
+    }
+    Ok(())
+}
+
+/// The name the include-tag callback resolves to once the render is over
+/// budget: no template has it, so minijinja stops.
+const OVER_BUDGET_TEMPLATE: &str = "\u{0}render budget exceeded";
+
+/// Charges `steps` for work minijinja does not count; false (with the
+/// excess recorded) when that takes the render over its budget.
+fn budget_charge(steps: u64) -> bool {
+    BUDGET.with(|b| {
+        let mut b = b.borrow_mut();
+        b.spent = b.spent.saturating_add(steps);
+        let fuel = b.limits.fuel;
+        if b.spent.saturating_add(b.suspended) > fuel {
+            if b.exceeded.is_none() {
+                b.exceeded = Some(format!("more than {fuel} steps"));
+            }
+            return false;
+        }
+        true
+    })
+}
+
+/// Adds the fuel of a state that finished.
+fn budget_finished(used: u64) {
+    BUDGET.with(|b| {
+        let mut b = b.borrow_mut();
+        b.spent = b.spent.saturating_add(used);
+    });
+}
+
+/// Renders `template` into a buffer that counts against the output cap, and
+/// returns the text with the fuel its state used.
+fn render_counted(
+    template: &minijinja::Template<'_, '_>,
+    ctx: Value,
+) -> std::result::Result<(String, u64), minijinja::Error> {
+    let mut buffer = CappedBuffer(Vec::new());
+    let captured = template.render_captured_to(ctx, &mut buffer)?;
+    let used = captured.state().fuel_levels().map_or(0, |(used, _)| used);
+    drop(captured);
+    let text = String::from_utf8(buffer.0).map_err(|_| {
+        minijinja::Error::new(ErrorKind::InvalidOperation, "rendered text is not UTF-8")
+    })?;
+    Ok((text, used))
+}
+
+/// A render's output buffer that refuses to grow past the render's output
+/// cap, counting every state of the render together.
+struct CappedBuffer(Vec<u8>);
+
+impl std::io::Write for CappedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let over = BUDGET.with(|b| {
+            let mut b = b.borrow_mut();
+            b.output = b.output.saturating_add(buf.len());
+            (b.output > b.limits.output_bytes).then_some(b.limits.output_bytes)
+        });
+        if let Some(cap) = over {
+            budget_exceeded(format!("more than {} of output", format_bytes(cap)));
+            return Err(std::io::Error::other("render budget exceeded"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `16 MiB`, `512 KiB` or `100 bytes`.
+fn format_bytes(bytes: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// Why the render failed, when it failed by exceeding its budget: what the
+/// frame recorded, or minijinja's own limits (a state's fuel, its recursion
+/// limit for include tags, macros and recursive loops).
+fn budget_reason(err: &minijinja::Error) -> Option<String> {
+    if let Some(what) = BUDGET.with(|b| b.borrow().exceeded.clone()) {
+        return Some(what);
+    }
+    let err = innermost_include(err);
+    let what = match err.kind() {
+        ErrorKind::OutOfFuel => {
+            let fuel = BUDGET.with(|b| b.borrow().limits.fuel);
+            format!("more than {fuel} steps")
+        }
+        ErrorKind::InvalidOperation if err.detail() == Some("recursion limit exceeded") => {
+            "include tags, macros or recursive loops nested deeper than the recursion limit"
+                .to_string()
+        }
+        _ => return None,
+    };
+    budget_exceeded(what.clone());
+    Some(what)
 }
 
 /// Notes that the render on this thread reached snippet `name`, when it is
@@ -410,14 +713,16 @@ struct RenderFrame {
     previous_root: Option<Value>,
     previous_depth: usize,
     previous_reached: Option<BTreeSet<String>>,
+    previous_budget: Budget,
 }
 
 impl RenderFrame {
-    fn enter(root: Value, track: bool) -> RenderFrame {
+    fn enter(root: Value, track: bool, limits: RenderLimits) -> RenderFrame {
         RenderFrame {
             previous_root: ROOT.with(|r| r.replace(Some(root))),
             previous_depth: INCLUDE_DEPTH.with(|d| d.replace(0)),
             previous_reached: REACHED.with(|r| r.replace(track.then(BTreeSet::new))),
+            previous_budget: BUDGET.with(|b| b.replace(Budget::new(limits))),
         }
     }
 
@@ -435,6 +740,8 @@ impl Drop for RenderFrame {
         INCLUDE_DEPTH.with(|d| d.set(self.previous_depth));
         let reached = self.previous_reached.take();
         REACHED.with(|r| *r.borrow_mut() = reached);
+        let budget = self.previous_budget.clone();
+        BUDGET.with(|b| *b.borrow_mut() = budget);
     }
 }
 
@@ -443,15 +750,13 @@ struct IncludeLevel;
 
 impl IncludeLevel {
     fn enter(name: &str) -> std::result::Result<IncludeLevel, minijinja::Error> {
+        let max = BUDGET.with(|b| b.borrow().limits.include_depth);
         INCLUDE_DEPTH.with(|d| {
             let depth = d.get();
-            if depth >= MAX_INCLUDE_DEPTH {
-                return Err(minijinja::Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!(
-                        "include nesting deeper than {MAX_INCLUDE_DEPTH} levels while including `{name}` (does a snippet include itself?)"
-                    ),
-                ));
+            if depth >= max {
+                return Err(budget_exceeded(format!(
+                    "include nesting deeper than {max} levels while including `{name}`"
+                )));
             }
             d.set(depth + 1);
             Ok(IncludeLevel)
@@ -503,31 +808,47 @@ fn include(
     };
     let _level = IncludeLevel::enter(name)?;
     record_snippet(template_name);
-    state
+    // The caller is suspended while the snippet renders: its fuel so far
+    // counts until it resumes, and then again when it finishes.
+    let caller_used = state.fuel_levels().map_or(0, |(used, _)| used);
+    budget_check(caller_used.saturating_add(INCLUDE_COST))?;
+    budget_charge(INCLUDE_COST);
+    BUDGET.with(|b| {
+        let mut b = b.borrow_mut();
+        b.suspended = b.suspended.saturating_add(caller_used);
+    });
+    let rendered = state
         .env()
         .get_template(template_name)
-        .and_then(|t| t.render(ctx.clone()))
-        .map_err(|e| {
-            // Resolve the failure now, while the snippet's context is at
-            // hand; the outer template's error only adds where it was called.
-            let failure = match find_include_failure(&e) {
-                Some(inner) => {
-                    let mut failure = inner.clone();
-                    failure.included_from.push(location_of(&e, template_name));
-                    failure
+        .and_then(|t| render_counted(&t, ctx.clone()));
+    BUDGET.with(|b| {
+        let mut b = b.borrow_mut();
+        b.suspended = b.suspended.saturating_sub(caller_used);
+    });
+    let (text, used) = rendered.map_err(|e| {
+        // Resolve the failure now, while the snippet's context is at
+        // hand; the outer template's error only adds where it was called.
+        let failure = match find_include_failure(&e) {
+            Some(inner) => {
+                let mut failure = inner.clone();
+                failure.included_from.push(location_of(&e, template_name));
+                failure
+            }
+            None => {
+                let described = describe(&e, Some(state.env()), &ctx, template_name);
+                IncludeFailure {
+                    location: described.location,
+                    message: described.message,
+                    included_from: described.included_from,
                 }
-                None => {
-                    let (location, message) = describe(&e, Some(state.env()), &ctx, template_name);
-                    IncludeFailure {
-                        location,
-                        message,
-                        included_from: Vec::new(),
-                    }
-                }
-            };
-            minijinja::Error::new(ErrorKind::InvalidOperation, "the included snippet failed")
-                .with_source(failure)
-        })
+            }
+        };
+        minijinja::Error::new(ErrorKind::InvalidOperation, "the included snippet failed")
+            .with_source(failure)
+    })?;
+    budget_finished(used);
+    budget_check(caller_used)?;
+    Ok(text)
 }
 
 fn empty_map() -> Value {
@@ -578,24 +899,42 @@ fn template_error(
     root: &Value,
     name: &str,
 ) -> Error {
-    if let Some(failure) = find_include_failure(err) {
-        let mut chain = failure.included_from.clone();
-        chain.push(location_of(err, name));
-        let listed = if chain.len() > MAX_LISTED_INCLUDES {
-            let skipped = chain.len() - MAX_LISTED_INCLUDES;
-            let mut shown: Vec<String> = chain[..MAX_LISTED_INCLUDES - 1].to_vec();
-            shown.push(format!("… {skipped} more"));
-            shown.push(chain[chain.len() - 1].clone());
-            shown
-        } else {
-            chain
-        };
-        return Error::Template {
-            location: failure.location.clone(),
-            message: format!("{} (included from {})", failure.message, listed.join(", ")),
-        };
-    }
-    let (location, message) = describe(err, Some(env), root, name);
+    let budget = budget_reason(err);
+    let (location, message, chain) = match find_include_failure(err) {
+        Some(failure) => {
+            let mut chain = failure.included_from.clone();
+            chain.push(location_of(err, name));
+            (failure.location.clone(), failure.message.clone(), chain)
+        }
+        None => {
+            let described = describe(err, Some(env), root, name);
+            let mut chain = described.included_from;
+            if !chain.is_empty() {
+                chain.push(location_of(err, name));
+            }
+            (described.location, described.message, chain)
+        }
+    };
+    let listed = if chain.len() > MAX_LISTED_INCLUDES {
+        let skipped = chain.len() - MAX_LISTED_INCLUDES;
+        let mut shown: Vec<String> = chain[..MAX_LISTED_INCLUDES - 1].to_vec();
+        shown.push(format!("… {skipped} more"));
+        shown.push(chain[chain.len() - 1].clone());
+        shown
+    } else {
+        chain
+    };
+    let included_from = if listed.is_empty() {
+        String::new()
+    } else {
+        format!(" (included from {})", listed.join(", "))
+    };
+    let message = match budget {
+        Some(reason) => format!(
+            "template `{name}` exceeded the render budget: {reason}; a loop or include that never ends?{included_from}"
+        ),
+        None => format!("{message}{included_from}"),
+    };
     Error::Template { location, message }
 }
 
@@ -608,56 +947,129 @@ fn location_of(err: &minijinja::Error, fallback: &str) -> String {
     }
 }
 
+/// `file:line:column` of byte `offset` in `source`, or `file:line` from the
+/// error when the offset is unknown.
+fn location_at(
+    err: &minijinja::Error,
+    fallback: &str,
+    source: Option<&str>,
+    offset: Option<usize>,
+) -> String {
+    let name = err.name().unwrap_or(fallback);
+    match (source, offset) {
+        (Some(source), Some(offset)) if source.is_char_boundary(offset) => {
+            let before = &source[..offset];
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before[line_start..].chars().count() + 1;
+            format!("{name}:{line}:{column}")
+        }
+        _ => location_of(err, fallback),
+    }
+}
+
+/// The innermost minijinja error behind `{% include %}` tags, which wrap
+/// a failure in an included template as "error in …".
+fn innermost_include(err: &minijinja::Error) -> &minijinja::Error {
+    let mut current = err;
+    while current.kind() == ErrorKind::BadInclude {
+        match std::error::Error::source(current).and_then(|s| s.downcast_ref::<minijinja::Error>())
+        {
+            Some(inner) => current = inner,
+            None => break,
+        }
+    }
+    current
+}
+
 /// Describes a minijinja error as `(location, message)` from its kind, its
 /// detail and the template source at its span. minijinja's own rendering of
 /// the error is not used: without debug info it cannot name the undefined
-/// expression, and with debug info it prints values.
+/// expression, and with debug info it prints values. The location is
+/// `file:line:column` when the span is known; a failure inside an
+/// `{% include %}` tag is located in the included file, and the message
+/// says where it was included from.
 fn describe(
     err: &minijinja::Error,
     env: Option<&Environment<'_>>,
     ctx: &Value,
     fallback: &str,
-) -> (String, String) {
-    let location = location_of(err, fallback);
+) -> Described {
+    let outer = err;
+    let err = innermost_include(outer);
+    let source = err
+        .name()
+        .and_then(|n| env.and_then(|env| env.get_template(n).ok()))
+        .map(|t| t.source().to_string());
+    let mut offset = err.range().map(|r| r.start);
     let detail = err.detail();
-    let message = match err.kind() {
-        ErrorKind::UndefinedError => {
-            let source = err
-                .name()
-                .and_then(|n| env.and_then(|env| env.get_template(n).ok()))
-                .map(|t| t.source().to_string());
-            let expr = match (source, err.range()) {
-                (Some(source), Some(range)) => undefined_expression(&source, range, ctx),
-                _ => None,
-            };
-            match expr {
-                Some(expr) => format!("undefined variable `{expr}`"),
-                None => "undefined variable".to_string(),
+    let message = if let Some(reason) = budget_reason(err) {
+        format!("exceeded the render budget: {reason}")
+    } else {
+        match err.kind() {
+            ErrorKind::UndefinedError => {
+                let expr = match (&source, err.range()) {
+                    (Some(source), Some(range)) => undefined_expression(source, range, ctx),
+                    _ => None,
+                };
+                match expr {
+                    Some((expr, at)) => {
+                        offset = Some(at);
+                        format!("undefined variable `{expr}`")
+                    }
+                    None => "undefined variable".to_string(),
+                }
             }
+            ErrorKind::UnknownFunction => {
+                let name = detail
+                    .and_then(|d| d.strip_suffix(" is unknown"))
+                    .unwrap_or("?");
+                format!("unknown function `{name}`{}", unknown_hint(name))
+            }
+            ErrorKind::UnknownFilter => {
+                let name = detail
+                    .and_then(|d| d.strip_prefix("filter "))
+                    .and_then(|d| d.strip_suffix(" is unknown"))
+                    .unwrap_or("?");
+                format!("unknown filter `{name}`{}", unknown_hint(name))
+            }
+            ErrorKind::InvalidOperation => match detail {
+                Some(detail) => detail.to_string(),
+                None => err.kind().to_string(),
+            },
+            kind => match detail {
+                Some(detail) => format!("{kind}: {detail}"),
+                None => kind.to_string(),
+            },
         }
-        ErrorKind::UnknownFunction => {
-            let name = detail
-                .and_then(|d| d.strip_suffix(" is unknown"))
-                .unwrap_or("?");
-            format!("unknown function `{name}`{}", unknown_hint(name))
-        }
-        ErrorKind::UnknownFilter => {
-            let name = detail
-                .and_then(|d| d.strip_prefix("filter "))
-                .and_then(|d| d.strip_suffix(" is unknown"))
-                .unwrap_or("?");
-            format!("unknown filter `{name}`{}", unknown_hint(name))
-        }
-        ErrorKind::InvalidOperation => match detail {
-            Some(detail) => detail.to_string(),
-            None => err.kind().to_string(),
-        },
-        kind => match detail {
-            Some(detail) => format!("{kind}: {detail}"),
-            None => kind.to_string(),
-        },
     };
-    (location, message)
+    let location = location_at(err, fallback, source.as_deref(), offset);
+    // The include tags between the outer template and the failure,
+    // innermost first, as for `include(...)` calls.
+    let mut tags = Vec::new();
+    let mut current = outer;
+    while !std::ptr::eq(current, err) {
+        tags.push(location_of(current, fallback));
+        match std::error::Error::source(current).and_then(|s| s.downcast_ref::<minijinja::Error>())
+        {
+            Some(inner) => current = inner,
+            None => break,
+        }
+    }
+    tags.reverse();
+    Described {
+        location,
+        message,
+        included_from: tags,
+    }
+}
+
+/// What [`describe`] makes of an error.
+struct Described {
+    location: String,
+    message: String,
+    /// The `{% include %}` tags that led to the failure, innermost first.
+    included_from: Vec<String>,
 }
 
 /// The hint for an unknown function or filter: kOps' channel functions are
@@ -682,7 +1094,7 @@ fn unknown_hint(name: &str) -> String {
 /// that is missing (`spec.foo` of `spec.foo.bar`). Paths whose first name is
 /// not in `ctx` (loop variables, `set` variables) are named whole. Only
 /// template text is returned, never a value.
-fn undefined_expression(source: &str, range: Range<usize>, ctx: &Value) -> Option<String> {
+fn undefined_expression(source: &str, range: Range<usize>, ctx: &Value) -> Option<(String, usize)> {
     source.get(range.clone())?;
     let bytes = source.as_bytes();
     let mut start = range.start;
@@ -700,8 +1112,14 @@ fn undefined_expression(source: &str, range: Range<usize>, ctx: &Value) -> Optio
             break;
         }
     }
-    // A filter name: take the whole tag up to the filter.
-    if source[..start].trim_end().ends_with('|') {
+    // A filter or test name: take the whole tag up to it.
+    let before = source[..start].trim_end();
+    let after_is = match last_word(before) {
+        "is" => true,
+        "not" => last_word(before[..before.len() - 3].trim_end()) == "is",
+        _ => false,
+    };
+    if before.ends_with('|') || after_is {
         let open = source[..start]
             .rfind("{{")
             .into_iter()
@@ -712,22 +1130,31 @@ fn undefined_expression(source: &str, range: Range<usize>, ctx: &Value) -> Optio
         }
     }
     let text = source.get(start..range.end)?;
-    let mut unknown_head: Option<String> = None;
+    let mut unknown_head: Option<(String, usize)> = None;
     for path in variable_paths(text) {
         match resolve(ctx, &path.segments) {
             Resolution::Defined => {}
-            Resolution::MissingAt(n) => return Some(path.text(text, n)),
+            Resolution::MissingAt(n) => return Some((path.text(text, n), start + path.start)),
             Resolution::HeadNotInContext => {
                 if unknown_head.is_none() {
-                    unknown_head = Some(path.text(text, path.segments.len()));
+                    unknown_head = Some((path.text(text, path.segments.len()), start + path.start));
                 }
             }
         }
     }
     unknown_head.or_else(|| {
         let trimmed = text.trim().trim_start_matches(['{', '%', '-', '+']).trim();
-        (!trimmed.is_empty()).then(|| trimmed.to_string())
+        let at = start + text.find(trimmed).unwrap_or(0);
+        (!trimmed.is_empty()).then(|| (trimmed.to_string(), at))
     })
+}
+
+/// The identifier `text` ends with (empty when it ends otherwise).
+fn last_word(text: &str) -> &str {
+    let start = text
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    &text[start..]
 }
 
 /// One segment of a variable path.
@@ -1047,6 +1474,41 @@ mod tests {
         }
     }
 
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// The process umask, from procfs (reading it with umask(2) would change
+    /// it for a moment under the other tests' feet).
+    fn umask() -> u32 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    }
+
+    #[test]
+    fn output_keeps_an_existing_files_mode_and_new_files_follow_the_umask() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let fx = Fixture::new();
+        for existing_mode in [0o644, 0o640, 0o600, 0o664] {
+            let path = fx.file("out.yaml", "old\n");
+            fs::set_permissions(&path, fs::Permissions::from_mode(existing_mode)).unwrap();
+            write_output(&path, b"new\n").unwrap();
+            assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
+            assert_eq!(mode(&path), existing_mode, "{existing_mode:o}");
+        }
+        let new = fx.path("new.yaml");
+        write_output(&new, b"a: 1\n").unwrap();
+        assert_eq!(mode(&new), 0o666 & !umask());
+        let leftovers: Vec<_> = fs::read_dir(fx.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".kopsci"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
     #[test]
     fn documents_are_split_joined_and_blank_ones_skipped() {
         let fx = Fixture::new();
@@ -1201,7 +1663,7 @@ spec:
             serde_json::json!({}),
             &STRICT,
         ));
-        assert_eq!(location, format!("{}:2", fx.name("templates/t.yaml")));
+        assert_eq!(location, format!("{}:2:7", fx.name("templates/t.yaml")));
         assert_eq!(message, "unknown snippet `nope` (known snippets: a, b)");
     }
 
@@ -1215,9 +1677,12 @@ spec:
             serde_json::json!({}),
             &STRICT,
         ));
-        assert_eq!(location, format!("{}:1", fx.name("snippets/loop")));
+        assert_eq!(location, format!("{}:1:5", fx.name("snippets/loop")));
         assert!(
-            message.starts_with("include nesting deeper than 64 levels while including `loop`"),
+            message.starts_with(&format!(
+                "template `{}` exceeded the render budget: include nesting deeper than 64 levels while including `loop`; a loop or include that never ends? (included from ",
+                fx.name("templates/t.yaml")
+            )),
             "{message}"
         );
         assert!(message.contains("more"), "{message}");
@@ -1237,12 +1702,199 @@ spec:
         assert_eq!(out, "a: fine\n");
     }
 
+    /// Asserts a render budget error naming the template `templates/t.yaml`
+    /// and what was exceeded.
+    fn assert_over_budget(fx: &Fixture, result: Result<String>, what: &str) {
+        let (_, message) = template_err(result);
+        let head = format!(
+            "template `{}` exceeded the render budget: {what}",
+            fx.name("templates/t.yaml")
+        );
+        assert!(message.starts_with(&head), "{message}");
+        assert!(
+            message.contains("; a loop or include that never ends?"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn exponential_include_nesting_runs_out_of_budget() {
+        // Each level includes the next twice: 2^40 renders, each cheap.
+        let fx = Fixture::new();
+        for level in 0..40 {
+            let next = level + 1;
+            fx.file(
+                &format!("snippets/s{level}"),
+                &format!("{{{{ include('s{next}') }}}}{{{{ include('s{next}') }}}}"),
+            );
+        }
+        fx.file("snippets/s40", "x");
+        let result = render_one(
+            &fx,
+            "a: {{ include('s0') }}\n",
+            serde_json::json!({}),
+            &STRICT,
+        );
+        assert_over_budget(&fx, result, &format!("more than {DEFAULT_FUEL} steps"));
+        // The same with include tags, which share one minijinja state.
+        for level in 0..40 {
+            let next = level + 1;
+            fx.file(
+                &format!("snippets/s{level}"),
+                &format!("{{% include 's{next}' %}}{{% include 's{next}' %}}"),
+            );
+        }
+        let result = render_one(
+            &fx,
+            "a: {% include 's0' %}\n",
+            serde_json::json!({}),
+            &STRICT,
+        );
+        assert_over_budget(&fx, result, &format!("more than {DEFAULT_FUEL} steps"));
+        // `ignore missing` does not turn the budget into a silent skip.
+        for level in 0..40 {
+            let next = level + 1;
+            fx.file(
+                &format!("snippets/s{level}"),
+                &format!(
+                    "{{% include 's{next}' ignore missing %}}{{% include 's{next}' ignore missing %}}"
+                ),
+            );
+        }
+        let result = render_one(
+            &fx,
+            "a: {% include 's0' %}\n",
+            serde_json::json!({}),
+            &STRICT,
+        );
+        assert_over_budget(&fx, result, &format!("more than {DEFAULT_FUEL} steps"));
+    }
+
+    #[test]
+    fn a_huge_nested_loop_runs_out_of_budget() {
+        let fx = Fixture::new();
+        let t =
+            "a: {% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n";
+        let result = render_one(&fx, t, serde_json::json!({}), &STRICT);
+        assert_over_budget(&fx, result, &format!("more than {DEFAULT_FUEL} steps"));
+        // In a snippet too (with a smaller budget, to keep the test quick):
+        // the error is located in the snippet and names the template that
+        // included it.
+        fx.file(
+            "snippets/spin",
+            "{% for i in range(100000) %}\n{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        );
+        let t = fx.file("templates/t.yaml", "a: {{ include('spin') }}\n");
+        let set = TemplateSet::load(&[t], &[fx.path("snippets")])
+            .unwrap()
+            .with_limits(RenderLimits {
+                fuel: 100_000,
+                ..RenderLimits::default()
+            });
+        let result = set.render(&Map::new(), &STRICT);
+        let (location, _) = template_err(set.render(&Map::new(), &STRICT));
+        assert_eq!(location, format!("{}:2", fx.name("snippets/spin")));
+        assert_over_budget(&fx, result, "more than 100000 steps");
+    }
+
+    #[test]
+    fn self_including_snippets_run_out_of_budget() {
+        let fx = Fixture::new();
+        fx.file("snippets/me", "x{{ include('me') }}");
+        let result = render_one(
+            &fx,
+            "a: {{ include('me') }}\n",
+            serde_json::json!({}),
+            &STRICT,
+        );
+        assert_over_budget(
+            &fx,
+            result,
+            "include nesting deeper than 64 levels while including `me`",
+        );
+        // Two snippets including each other, with the tag.
+        fx.file("snippets/ping", "{% include 'pong' %}");
+        fx.file("snippets/pong", "{% include 'ping' %}");
+        let result = render_one(
+            &fx,
+            "a: {% include 'ping' %}\n",
+            serde_json::json!({}),
+            &STRICT,
+        );
+        assert_over_budget(
+            &fx,
+            result,
+            "include tags, macros or recursive loops nested",
+        );
+        // A macro calling itself.
+        let result = render_one(
+            &fx,
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}a: {{ f(0) }}\n",
+            serde_json::json!({}),
+            &STRICT,
+        );
+        assert_over_budget(
+            &fx,
+            result,
+            "include tags, macros or recursive loops nested",
+        );
+    }
+
+    #[test]
+    fn huge_output_is_capped() {
+        let fx = Fixture::new();
+        let vals = serde_json::json!({"big": "x".repeat(1024)});
+        let t = "a: {% for i in range(100000) %}{{ big }}{% endfor %}\n";
+        let result = render_one(&fx, t, vals.clone(), &STRICT);
+        assert_over_budget(&fx, result, "more than 16 MiB of output");
+        // Text a snippet renders counts too, even when it is thrown away.
+        fx.file(
+            "snippets/big",
+            "{% for i in range(100000) %}{{ big }}{% endfor %}",
+        );
+        let result = render_one(&fx, "{% set x = include('big') %}a: 1\n", vals, &STRICT);
+        assert_over_budget(&fx, result, "more than 16 MiB of output");
+    }
+
+    #[test]
+    fn limits_are_per_render_and_configurable() {
+        let fx = Fixture::new();
+        let t = fx.file(
+            "templates/t.yaml",
+            "a: {% for i in range(n) %}x{% endfor %}\n",
+        );
+        let set = TemplateSet::load(&[t], &[])
+            .unwrap()
+            .with_limits(RenderLimits {
+                fuel: 2_000,
+                ..RenderLimits::default()
+            });
+        // A render well inside the budget, many times over: nothing carries
+        // over from one render to the next.
+        for _ in 0..20 {
+            let out = set
+                .render(&values(serde_json::json!({"n": 100})), &STRICT)
+                .unwrap();
+            assert_eq!(out, format!("a: {}\n", "x".repeat(100)));
+        }
+        let result = set.render(&values(serde_json::json!({"n": 5000})), &STRICT);
+        assert_over_budget(&fx, result, "more than 2000 steps");
+        let small = TemplateSet::load(&[fx.path("templates/t.yaml")], &[])
+            .unwrap()
+            .with_limits(RenderLimits {
+                output_bytes: 50,
+                ..RenderLimits::default()
+            });
+        let result = small.render(&values(serde_json::json!({"n": 100})), &STRICT);
+        assert_over_budget(&fx, result, "more than 50 bytes of output");
+    }
+
     #[test]
     fn strict_fails_on_missing_and_lenient_prints_nothing() {
         let fx = Fixture::new();
         let t = "a: \"{{ missing }}\"\n";
         let (location, message) = template_err(render_one(&fx, t, serde_json::json!({}), &STRICT));
-        assert_eq!(location, format!("{}:1", fx.name("templates/t.yaml")));
+        assert_eq!(location, format!("{}:1:8", fx.name("templates/t.yaml")));
         assert_eq!(message, "undefined variable `missing`");
         let out = render_one(&fx, t, serde_json::json!({}), &LENIENT).unwrap();
         assert_eq!(out, "a: \"\"\n");
@@ -1267,7 +1919,8 @@ e: {{ spec.x | required('x is needed') }}
             serde_json::json!({}),
             &STRICT,
         ));
-        assert_eq!(location, format!("{}:2", fx.name("templates/t.yaml")));
+        // The column of the failing filter.
+        assert_eq!(location, format!("{}:2:13", fx.name("templates/t.yaml")));
         assert_eq!(message, "foo is needed");
     }
 
@@ -1276,14 +1929,14 @@ e: {{ spec.x | required('x is needed') }}
         let fx = Fixture::new();
         let t = fx.file("templates/t.yaml", "a: 1\nb: {{ x + }}\n");
         let (location, message) = template_err(TemplateSet::load(&[t], &[]).map(|_| String::new()));
-        assert_eq!(location, format!("{}:2", fx.name("templates/t.yaml")));
+        assert_eq!(location, format!("{}:2:11", fx.name("templates/t.yaml")));
         assert!(message.starts_with("syntax error: "), "{message}");
         // Snippets are parsed up front too.
         fx.file("snippets/bad", "{% if %}");
         let t = fx.file("templates/ok.yaml", "a: 1\n");
         let (location, _) =
             template_err(TemplateSet::load(&[t], &[fx.path("snippets")]).map(|_| String::new()));
-        assert_eq!(location, format!("{}:1", fx.name("snippets/bad")));
+        assert_eq!(location, format!("{}:1:7", fx.name("snippets/bad")));
     }
 
     #[test]
@@ -1320,9 +1973,12 @@ e: {{ spec.x | required('x is needed') }}
                 vals.clone(),
                 &STRICT,
             ));
+            // The column is where the undefined expression starts (line 2
+            // starts with `b: `).
+            let column = 4 + template.rfind(expr).unwrap();
             assert_eq!(
                 location,
-                format!("{}:2", fx.name("templates/t.yaml")),
+                format!("{}:2:{column}", fx.name("templates/t.yaml")),
                 "{template}"
             );
             assert_eq!(
@@ -1330,6 +1986,228 @@ e: {{ spec.x | required('x is needed') }}
                 format!("undefined variable `{expr}`"),
                 "{template}"
             );
+        }
+    }
+
+    /// Every filter, test and function a template can call, with `nope`
+    /// (never defined) as an argument; and the sinks that print or serialise
+    /// a whole list or map with `nope` inside.
+    const UNDEFINED_USES: &[&str] = &[
+        // minijinja's filters
+        "{{ nope | safe }}",
+        "{{ nope | escape }}",
+        "{{ nope | e }}",
+        "{{ nope | lower }}",
+        "{{ nope | upper }}",
+        "{{ nope | title }}",
+        "{{ nope | capitalize }}",
+        "{{ nope | replace('a', 'b') }}",
+        "{{ 'a' | replace('a', nope) }}",
+        "{{ nope | length }}",
+        "{{ nope | count }}",
+        "{{ nope | dictsort }}",
+        "{{ nope | items }}",
+        "{{ nope | reverse }}",
+        "{{ nope | trim }}",
+        "{{ nope | join(',') }}",
+        "{{ list | join(nope) }}",
+        "{{ [nope, 'a'] | join(',') }}",
+        "{{ nope | split }}",
+        "{{ nope | lines }}",
+        "{{ nope | round }}",
+        "{{ nope | abs }}",
+        "{{ nope | int }}",
+        "{{ nope | float }}",
+        "{{ nope | attr('x') }}",
+        "{{ nope | first }}",
+        "{{ nope | last }}",
+        "{{ nope | min }}",
+        "{{ nope | max }}",
+        "{{ nope | sort }}",
+        "{{ nope | list }}",
+        "{{ nope | string }}",
+        "{{ [nope] | string }}",
+        "{{ nope | bool }}",
+        "{{ nope | batch(2) }}",
+        "{{ nope | slice(2) }}",
+        "{{ nope | sum }}",
+        "{{ nope | indent(2) }}",
+        "{{ nope | select }}",
+        "{{ list | select('eq', nope) | list }}",
+        "{{ list | select('==', nope) | list }}",
+        "{{ nope | reject }}",
+        "{{ nope | selectattr('x') }}",
+        "{{ nope | rejectattr('x') }}",
+        "{{ nope | map('upper') }}",
+        "{{ list | map('int', nope) | list }}",
+        "{{ nope | groupby('x') }}",
+        "{{ nope | unique }}",
+        "{{ nope | chain(list) }}",
+        "{{ nope | zip(list) }}",
+        "{{ nope | pprint }}",
+        "{{ [nope] | pprint }}",
+        "{{ nope | format }}",
+        "{{ '%s' | format(nope) }}",
+        "{{ nope | tojson }}",
+        "{{ [nope] | tojson }}",
+        "{{ {'k': [nope]} | tojson }}",
+        // kopsci's filters
+        "{{ nope | nindent(2) }}",
+        "{{ nope | toyaml }}",
+        "{{ [nope] | toyaml }}",
+        "{{ nope | b64encode }}",
+        "{{ nope | b64decode }}",
+        "{{ nope | quote }}",
+        "{{ nope | sha256sum }}",
+        "{{ nope | semver_compare('>1') }}",
+        // tests
+        "{{ nope is none }}",
+        "{{ nope is safe }}",
+        "{{ nope is escaped }}",
+        "{{ nope is boolean }}",
+        "{{ nope is odd }}",
+        "{{ nope is even }}",
+        "{{ nope is divisibleby(2) }}",
+        "{{ nope is number }}",
+        "{{ nope is integer }}",
+        "{{ nope is int }}",
+        "{{ nope is float }}",
+        "{{ nope is string }}",
+        "{{ nope is sequence }}",
+        "{{ nope is iterable }}",
+        "{{ nope is mapping }}",
+        "{{ nope is startingwith('a') }}",
+        "{{ nope is endingwith('a') }}",
+        "{{ nope is lower }}",
+        "{{ nope is upper }}",
+        "{{ nope is sameas(1) }}",
+        "{{ nope is eq(1) }}",
+        "{{ 1 is eq(nope) }}",
+        "{{ nope is equalto(1) }}",
+        "{{ nope is ne(1) }}",
+        "{{ nope is not ne(1) }}",
+        "{{ nope is lt(1) }}",
+        "{{ nope is lessthan(1) }}",
+        "{{ nope is le(1) }}",
+        "{{ nope is gt(1) }}",
+        "{{ nope is greaterthan(1) }}",
+        "{{ nope is ge(1) }}",
+        "{{ nope is in(list) }}",
+        "{{ nope is true }}",
+        "{{ nope is false }}",
+        "{{ nope is filter }}",
+        "{{ nope is test }}",
+        // functions
+        "{{ range(nope) }}",
+        "{{ dict(nope) }}",
+        "{{ dict(a=nope) }}",
+        "{{ namespace(a=nope) }}",
+        "{{ debug(nope) }}",
+        "{{ toyaml(nope) }}",
+        "{{ tojson(nope) }}",
+        "{{ tojson([nope]) }}",
+        "{{ b64encode(nope) }}",
+        "{{ b64decode(nope) }}",
+        "{{ quote(nope) }}",
+        "{{ sha256sum(nope) }}",
+        "{{ semver_compare(nope, '>1') }}",
+        "{{ semver_compare('1.0.0', nope) }}",
+        "{{ include(nope) }}",
+        "{{ include('unit', nope) }}",
+        // printing a list or map
+        "{{ [nope] }}",
+        "{{ {'k': nope} }}",
+        "{{ [1, [nope]] }}",
+    ];
+
+    #[test]
+    fn a_typo_in_a_values_key_fails_in_every_filter_test_and_function() {
+        let fx = Fixture::new();
+        fx.file("snippets/unit", "u");
+        let vals = serde_json::json!({"list": [1, 2]});
+        for use_ in UNDEFINED_USES {
+            let (location, message) = template_err(render_one(
+                &fx,
+                &format!("a: {use_}\n"),
+                vals.clone(),
+                &STRICT,
+            ));
+            assert_eq!(message, "undefined variable `nope`", "{use_}");
+            let column = 4 + use_.find("nope").unwrap();
+            assert_eq!(
+                location,
+                format!("{}:1:{column}", fx.name("templates/t.yaml")),
+                "{use_}"
+            );
+        }
+        // A loop variable bound to an undefined value is named as used.
+        let (_, message) = template_err(render_one(
+            &fx,
+            "a: {% for x in [nope] %}{{ x | tojson }}{% endfor %}\n",
+            vals.clone(),
+            &STRICT,
+        ));
+        assert_eq!(message, "undefined variable `x`");
+    }
+
+    #[test]
+    fn every_filter_and_function_is_in_the_undefined_table() {
+        let fx = Fixture::new();
+        fx.file("snippets/unit", "u");
+        let t = fx.file("templates/t.yaml", "a: 1\n");
+        let set = TemplateSet::load(&[t], &[fx.path("snippets")]).unwrap();
+        let covered = |name: &str| {
+            UNDEFINED_USES.iter().any(|u| {
+                u.contains(&format!("| {name}"))
+                    || u.contains(&format!("is {name}"))
+                    || u.contains(&format!("{name}("))
+                    || u.contains(&format!("('{name}'"))
+            })
+        };
+        let mut names: Vec<&str> = functions::builtin_filters()
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(functions::builtin_tests().iter().map(|(n, _)| *n))
+            .chain(
+                functions::OWN_FILTERS
+                    .iter()
+                    .copied()
+                    .filter(|n| *n != "required"),
+            )
+            .collect();
+        let globals: Vec<String> = set.strict.globals().map(|(n, _)| n.to_string()).collect();
+        names.extend(globals.iter().map(String::as_str));
+        for name in names {
+            if matches!(name, "!=" | "<" | "<=" | ">" | ">=") {
+                continue; // the same tests as `ne`, `lt`, … under operator names
+            }
+            assert!(covered(name), "`{name}` has no case in UNDEFINED_USES");
+        }
+        // The lists name what the environment really has.
+        for name in functions::OWN_FILTERS {
+            let out = set
+                .strict
+                .render_str(&format!("{{{{ '{name}' is filter }}}}"), ())
+                .unwrap();
+            assert_eq!(out, "true", "{name}");
+        }
+    }
+
+    #[test]
+    fn lenient_mode_keeps_rendering_undefined_values_as_before() {
+        let fx = Fixture::new();
+        let vals = serde_json::json!({"list": [1, 2]});
+        for (template, want) in [
+            ("a: {{ nope | tojson }}\n", "a: null\n"),
+            ("a: '{{ nope | join(',') }}'\n", "a: ''\n"),
+            ("a: {{ [nope] | tojson }}\n", "a: [null]\n"),
+            ("a: {{ [nope] }}\n", "a: [null]\n"),
+            ("a: {{ nope is none }}\n", "a: false\n"),
+            ("a: '{{ nope | escape }}'\n", "a: ''\n"),
+            ("a: {{ nope | toyaml }}\n", "a: null\n"),
+        ] {
+            let out = render_one(&fx, template, vals.clone(), &LENIENT).unwrap();
+            assert_eq!(out, want, "{template}");
         }
     }
 
@@ -1346,7 +2224,7 @@ e: {{ spec.x | required('x is needed') }}
             vals.clone(),
             &STRICT,
         ));
-        assert_eq!(location, format!("{}:2", fx.name("snippets/inner")));
+        assert_eq!(location, format!("{}:2:7", fx.name("snippets/inner")));
         assert_eq!(
             message,
             format!(
@@ -1362,7 +2240,7 @@ e: {{ spec.x | required('x is needed') }}
             vals,
             &STRICT,
         ));
-        assert_eq!(location, format!("{}:1", fx.name("snippets/ctx")));
+        assert_eq!(location, format!("{}:1:15", fx.name("snippets/ctx")));
         assert!(
             message.starts_with("undefined variable `other` (included from "),
             "{message}"

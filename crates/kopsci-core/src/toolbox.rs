@@ -1,17 +1,18 @@
-//! `kops toolbox template` compatibility: values files, `--set`,
-//! `--set-string` and `--name` turned into one context, rendered without a
-//! fleet file.
+//! `kops toolbox template` compatibility: values files, Terraform outputs,
+//! `--set`, `--set-string` and `--name` turned into one context, rendered
+//! without a fleet file.
 
 use std::path::PathBuf;
 
-use crate::errors::Result;
+use crate::errors::{Error, Result};
 use crate::render::{RenderOptions, TemplateSet};
-use crate::values::{self, Map, Value};
+use crate::values::{self, Map, Sensitive, Source, Value};
 
 /// Everything `kopsci render --template …` was given.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
-    pub values: Vec<PathBuf>,
+    /// `--values` and `--values-terraform`, in command-line order.
+    pub values: Vec<Source>,
     pub set: Vec<String>,
     pub set_string: Vec<String>,
     pub templates: Vec<PathBuf>,
@@ -20,11 +21,20 @@ pub struct Request {
     pub options: RenderOptions,
 }
 
-/// Builds the template context the way kOps does: values files merged in
-/// order, then every `--set`, then every `--set-string`; `clusterName`
-/// comes from the values when they set it, else from `--name`.
-pub fn context(request: &Request) -> Result<Map> {
-    let layers = values::load_layers(&request.values)?;
+/// The template context of a request, and which of its keys must never be
+/// printed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    pub values: Map,
+    pub sensitive: Sensitive,
+}
+
+/// Builds the template context the way kOps does
+/// (cmd/kops/toolbox_template.go): values files merged in order, then every
+/// `--set`, then every `--set-string`, then `clusterName` set from `--name`
+/// when it is given, over whatever the values said.
+pub fn context(request: &Request) -> Result<Context> {
+    let (layers, sensitive) = values::load_sources(&request.values)?;
     let mut context = values::merge_layers(&layers);
     for expr in &request.set {
         values::apply_set(expr, true, &mut context)?;
@@ -32,18 +42,37 @@ pub fn context(request: &Request) -> Result<Map> {
     for expr in &request.set_string {
         values::apply_set(expr, false, &mut context)?;
     }
-    // kOps keeps a string `clusterName` from the values and only falls back
-    // to `--name`. Without either, `clusterName` stays undefined so strict
+    // kOps assigns `context["clusterName"] = options.clusterName` after the
+    // values and `--set`s, so the flag wins. Without `--name` kOps would
+    // take the name from its kubeconfig; kopsci keeps what the values say,
+    // and leaves `clusterName` undefined when they say nothing, so strict
     // rendering names it instead of rendering an empty string.
-    if let Some(name) = &request.cluster_name
-        && !matches!(context.get("clusterName"), Some(Value::String(_)))
-    {
+    if let Some(name) = &request.cluster_name {
         context.insert("clusterName".to_string(), Value::String(name.clone()));
     }
-    Ok(context)
+    Ok(Context {
+        values: context,
+        sensitive,
+    })
+}
+
+/// The merged value at dotted `key` for `--config-value`, refusing a
+/// sensitive one: a CI log is no place for it.
+pub fn config_value<'a>(context: &'a Context, key: &str) -> Result<Option<&'a Value>> {
+    if context.sensitive.covers(key) {
+        return Err(Error::Values {
+            origin: "--config-value".to_string(),
+            message: format!(
+                "`{key}` is a sensitive Terraform output; kopsci does not print it ({})",
+                values::SENSITIVE_PLACEHOLDER
+            ),
+        });
+    }
+    Ok(values::lookup(&context.values, key))
 }
 
 /// Renders the request's templates with an already built context.
-pub fn render(request: &Request, context: &Map) -> Result<String> {
-    TemplateSet::load(&request.templates, &request.snippets)?.render(context, &request.options)
+pub fn render(request: &Request, context: &Context) -> Result<String> {
+    TemplateSet::load(&request.templates, &request.snippets)?
+        .render(&context.values, &request.options)
 }

@@ -1,11 +1,14 @@
-//! Template values: loading `--values` files and directories, Helm-style
-//! `--set` / `--set-string` expressions, the deep merge that layers them,
-//! and explaining which layer gave a key its value.
+//! Template values: loading `--values` files and directories and
+//! `terraform output -json` files, Helm-style `--set` / `--set-string`
+//! expressions, the deep merge that layers them, explaining which layer gave
+//! a key its value, and keeping sensitive Terraform outputs from ever being
+//! printed.
 //!
 //! kOps reads values with sigs.k8s.io/yaml (YAML turned into JSON), so the
 //! model is JSON: string keys, [`serde_json::Value`] values, maps in
 //! insertion order.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -141,6 +144,223 @@ pub fn load_layers(paths: &[PathBuf]) -> Result<Vec<Layer>> {
             })
         })
         .collect()
+}
+
+/// Where a values layer comes from, for callers that mix kinds in one
+/// ordered list (`kopsci render --values A --values-terraform B --values C`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A YAML (or JSON) values file, or a directory of them, as `--values`.
+    File(PathBuf),
+    /// The JSON `terraform output -json` prints, as `--values-terraform`.
+    TerraformOutput(PathBuf),
+}
+
+/// Loads `sources` in order, one layer per file (directories expanded as in
+/// [`expand_paths`]), and the keys that must never be printed.
+pub fn load_sources(sources: &[Source]) -> Result<(Vec<Layer>, Sensitive)> {
+    let mut layers = Vec::new();
+    let mut sensitive = Sensitive::default();
+    for source in sources {
+        match source {
+            Source::File(path) => layers.extend(load_layers(std::slice::from_ref(path))?),
+            Source::TerraformOutput(path) => {
+                let outputs = read_terraform_output(path)?;
+                sensitive.extend(&outputs.sensitive);
+                layers.push(outputs.layer);
+            }
+        }
+    }
+    Ok((layers, sensitive))
+}
+
+// ---------------------------------------------------------------------------
+// Terraform outputs
+
+/// Top-level keys whose values must never be printed: the outputs a
+/// `terraform output -json` file marks `"sensitive": true`.
+///
+/// The rule is by key, whichever layer gives the value: once any Terraform
+/// layer marks `db_password` sensitive, `db_password` (and everything under
+/// it, `db_password.x`) is shown as `(sensitive)` by `--explain`, refused by
+/// `--config-value` and kept out of every error, even where a later plain
+/// values file overrides it. Template errors never print values anyway;
+/// rendered manifests do hold them, which is their purpose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sensitive {
+    keys: BTreeSet<String>,
+}
+
+/// What `--explain` and every other display print instead of a sensitive
+/// value.
+pub const SENSITIVE_PLACEHOLDER: &str = "(sensitive)";
+
+impl Sensitive {
+    /// Marks the top-level key `key` sensitive.
+    pub fn insert(&mut self, key: impl Into<String>) {
+        self.keys.insert(key.into());
+    }
+
+    /// Adds every key of `other`.
+    pub fn extend(&mut self, other: &Sensitive) {
+        self.keys.extend(other.keys.iter().cloned());
+    }
+
+    /// Whether nothing is sensitive.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The sensitive top-level keys, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(String::as_str)
+    }
+
+    /// Whether the value at dotted key `dotted` (as in [`lookup`]) is, or is
+    /// inside, a sensitive value.
+    pub fn covers(&self, dotted: &str) -> bool {
+        let head = dotted.split('.').next().unwrap_or_default();
+        self.keys.contains(head)
+    }
+
+    /// Replaces every value of `explanation` with [`SENSITIVE_PLACEHOLDER`]
+    /// (and marks the contributions) when its key is covered. A contribution
+    /// that gives no value stays `None`, so which layers set the key still
+    /// shows.
+    pub fn redact(&self, explanation: &mut Explanation) {
+        if !self.covers(&explanation.key) {
+            return;
+        }
+        for contribution in &mut explanation.contributions {
+            if contribution.value.is_some() {
+                contribution.value = Some(Value::String(SENSITIVE_PLACEHOLDER.to_string()));
+                contribution.sensitive = true;
+            }
+        }
+    }
+}
+
+/// A `terraform output -json` file read as a values layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TerraformOutput {
+    /// The outputs, unwrapped: `{"x": {"value": V, …}}` becomes `x: V`, in
+    /// the file's order. The origin is the file's path as displayed.
+    pub layer: Layer,
+    /// The outputs marked `"sensitive": true`.
+    pub sensitive: Sensitive,
+}
+
+/// Loads a `terraform output -json` file as a values layer, as
+/// [`read_terraform_output`] does, keeping only the layer.
+///
+/// This drops which outputs are sensitive: a caller that prints values
+/// (`--explain`, `--config-value`, an error quoting a value) must use
+/// [`read_terraform_output`] and its [`Sensitive`] set instead.
+pub fn load_terraform_output(path: &Path) -> Result<Layer> {
+    read_terraform_output(path).map(|outputs| outputs.layer)
+}
+
+/// Reads the JSON `terraform output -json` prints as a values layer: every
+/// top-level `{"x": {"value": V, "type": T, "sensitive": S}}` becomes
+/// `x: V`, so templates say `{{ vpc_id }}` rather than `{{ vpc_id.value }}`.
+///
+/// This is the one reader for Terraform outputs: `--values-terraform FILE`
+/// in `kopsci render`, and a fleet file's `{terraform_output: FILE}` values
+/// entry, which should call this and
+///
+/// - push `layer` where the entry stands among the other layers (its
+///   `origin` is the path, for `--explain` and errors);
+/// - merge `sensitive` into the cluster's [`Sensitive`] set and pass it to
+///   [`Sensitive::redact`] before printing an explanation, check it before
+///   printing a value anywhere else (`--config-value`, a layer check that
+///   quotes a value such as a conflicting `clusterName`), and print
+///   [`SENSITIVE_PLACEHOLDER`] instead;
+/// - count the file as an input of the cluster, like a values file, for
+///   affected-cluster detection and the plan fingerprint.
+///
+/// The file is parsed as values files are (JSON is YAML; duplicate keys are
+/// errors). A file of another shape is refused with its `file:line:column`
+/// and no value in the message: a top level that is not a mapping, or an
+/// output that is not a mapping with `value`, `type` and a boolean
+/// `sensitive` (which is what `terraform output -json NAME`, printing one
+/// bare value, or a plain values file would give). Other keys of an output
+/// are ignored, should Terraform add some. An empty file is refused too;
+/// Terraform prints `{}` when there are no outputs.
+pub fn read_terraform_output(path: &Path) -> Result<TerraformOutput> {
+    use serde_saphyr::Spanned;
+
+    let origin = path.display().to_string();
+    let src = crate::fsutil::read_to_string(path)?;
+    let shape_error = |line: u64, column: u64, message: String| Error::Yaml {
+        origin: origin.clone(),
+        line,
+        column,
+        message,
+    };
+    // The top level first, as any value: a typed read would quote a scalar
+    // in its error.
+    let top: Spanned<Value> = crate::yaml::from_str(&src, &origin)?;
+    if !top.value.is_object() {
+        let found = if top.value.is_null() {
+            "nothing"
+        } else {
+            kind_of(&top.value)
+        };
+        return Err(shape_error(
+            top.referenced.line().max(1),
+            top.referenced.column().max(1),
+            format!(
+                "not the output of `terraform output -json`: expected a mapping of outputs at the top level, found {found}"
+            ),
+        ));
+    }
+    let outputs: indexmap::IndexMap<String, Spanned<Value>> = crate::yaml::from_str(&src, &origin)?;
+    let mut values = Map::new();
+    let mut sensitive = Sensitive::default();
+    for (name, output) in outputs {
+        let at = &output.referenced;
+        let Value::Object(mut fields) = output.value else {
+            return Err(shape_error(
+                at.line(),
+                at.column(),
+                format!(
+                    "output `{name}` is {}, not the mapping of `value`, `type` and `sensitive` that `terraform output -json` prints (`terraform output -json NAME` prints a bare value: give the file of all outputs)",
+                    kind_of(&output.value)
+                ),
+            ));
+        };
+        let missing: Vec<&str> = ["value", "type", "sensitive"]
+            .into_iter()
+            .filter(|k| !fields.contains_key(*k))
+            .collect();
+        if !missing.is_empty() {
+            return Err(shape_error(
+                at.line(),
+                at.column(),
+                format!(
+                    "output `{name}` has no `{}`: not what `terraform output -json` prints (`terraform output -json NAME` prints a bare value: give the file of all outputs)",
+                    missing.join("`, `")
+                ),
+            ));
+        }
+        match fields.get("sensitive") {
+            Some(Value::Bool(true)) => sensitive.insert(name.clone()),
+            Some(Value::Bool(false)) => {}
+            _ => {
+                return Err(shape_error(
+                    at.line(),
+                    at.column(),
+                    format!("output `{name}`: `sensitive` must be true or false"),
+                ));
+            }
+        }
+        let value = fields.remove("value").unwrap_or(Value::Null);
+        values.insert(name, value);
+    }
+    Ok(TerraformOutput {
+        layer: Layer { origin, values },
+        sensitive,
+    })
 }
 
 /// Names a value's type for messages, without its content (values may be
@@ -630,8 +850,11 @@ pub fn lookup<'a>(root: &'a Map, dotted: &str) -> Option<&'a Value> {
 pub struct Contribution {
     /// The layer's origin.
     pub origin: String,
-    /// The value the layer holds at the key, if any.
+    /// The value the layer holds at the key, if any; after
+    /// [`Sensitive::redact`], [`SENSITIVE_PLACEHOLDER`] for a sensitive key.
     pub value: Option<Value>,
+    /// Whether `value` was replaced because the key is sensitive.
+    pub sensitive: bool,
 }
 
 /// Which layers give a key a value, and which of them wins.
@@ -673,6 +896,7 @@ pub fn explain(layers: &[Layer], dotted: &str) -> Explanation {
         contributions.push(Contribution {
             origin: layer.origin.clone(),
             value,
+            sensitive: false,
         });
     }
     Explanation {
@@ -974,6 +1198,44 @@ mod tests {
         assert_eq!(v["switch"], json!(true));
         assert_eq!(v["plain"], json!(1.0));
         assert_eq!(v["hex"], json!(31));
+    }
+
+    /// Every example docs/fleet-file.md gives under "How values files are
+    /// read".
+    #[test]
+    fn the_yaml_1_1_examples_in_the_fleet_file_docs_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.yaml");
+        write(
+            &path,
+            "a: on\nb: yes\nc: y\nd: Yes\ne: ON\nj: YES\nk: On\nf: off\ng: no\nh: n\ni: NO\nl: Off\n\
+             octal: 017\nmode: 0755\nhex: 0x1F\nversion: 1.10\nk8s: 1.30\nunderscore: 1_000\n\
+             tilde: ~\nq1: \"017\"\nq2: '1.10'\nq3: \"on\"\nq4: \"1.30\"\n",
+        );
+        let v = load_values_file(&path).unwrap();
+        for key in ["a", "b", "c", "d", "e", "j", "k"] {
+            assert_eq!(v[key], json!(true), "{key}");
+        }
+        for key in ["f", "g", "h", "i", "l"] {
+            assert_eq!(v[key], json!(false), "{key}");
+        }
+        assert_eq!(v["octal"], json!(15));
+        assert_eq!(v["mode"], json!(493));
+        assert_eq!(v["hex"], json!(31));
+        assert_eq!(v["version"], json!(1.1));
+        assert_eq!(v["k8s"], json!(1.3));
+        assert_eq!(v["underscore"], json!(1000));
+        assert_eq!(v["tilde"], json!(null));
+        assert_eq!(v["q1"], json!("017"));
+        assert_eq!(v["q2"], json!("1.10"));
+        assert_eq!(v["q3"], json!("on"));
+        assert_eq!(v["q4"], json!("1.30"));
+        // `--set` types only true/false/null and plain integers.
+        let m = set("a=017,b=on,c=1.10,d=yes,e=true,f=42");
+        assert_eq!(
+            ser(&m),
+            r#"{"a":"017","b":"on","c":"1.10","d":"yes","e":true,"f":42}"#
+        );
     }
 
     #[test]
@@ -1309,6 +1571,238 @@ mod tests {
         assert_eq!(e.contributions[2].value, Some(json!("2")));
         assert!(push_set_layer(&mut layers, "x", true).is_err());
         assert_eq!(layers.len(), 3);
+    }
+
+    // --- Terraform outputs ---------------------------------------------
+
+    /// What `terraform output -json` prints (Terraform 1.x): strings, a
+    /// tuple, a map of objects, a number, a boolean and a sensitive output.
+    const TERRAFORM_OUTPUT: &str = r#"{
+  "cluster_name": {
+    "sensitive": false,
+    "type": "string",
+    "value": "prod.k8s.example.com"
+  },
+  "dns_zone_id": {
+    "sensitive": false,
+    "type": "string",
+    "value": "Z0123456789ABCDEFGHIJ"
+  },
+  "enable_bastion": {
+    "sensitive": false,
+    "type": "bool",
+    "value": true
+  },
+  "node_count": {
+    "sensitive": false,
+    "type": "number",
+    "value": 3
+  },
+  "oidc_client_secret": {
+    "sensitive": true,
+    "type": "string",
+    "value": "tf-s3cr3t-4f9a"
+  },
+  "private_subnet_ids": {
+    "sensitive": false,
+    "type": [
+      "tuple",
+      [
+        "string",
+        "string"
+      ]
+    ],
+    "value": [
+      "subnet-0a1b2c3d4e5f60001",
+      "subnet-0a1b2c3d4e5f60002"
+    ]
+  },
+  "subnets": {
+    "sensitive": false,
+    "type": [
+      "map",
+      [
+        "object",
+        {
+          "cidr": "string",
+          "id": "string"
+        }
+      ]
+    ],
+    "value": {
+      "eu-west-1a": {
+        "cidr": "10.0.32.0/19",
+        "id": "subnet-0a1b2c3d4e5f60001"
+      },
+      "eu-west-1b": {
+        "cidr": "10.0.64.0/19",
+        "id": "subnet-0a1b2c3d4e5f60002"
+      }
+    }
+  }
+}
+"#;
+
+    #[test]
+    fn terraform_outputs_are_unwrapped_in_order_and_sensitive_ones_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tf.json");
+        write(&path, TERRAFORM_OUTPUT);
+        let outputs = read_terraform_output(&path).unwrap();
+        assert_eq!(outputs.layer.origin, path.display().to_string());
+        assert_eq!(
+            ser(&outputs.layer.values),
+            r#"{"cluster_name":"prod.k8s.example.com","dns_zone_id":"Z0123456789ABCDEFGHIJ","enable_bastion":true,"node_count":3,"oidc_client_secret":"tf-s3cr3t-4f9a","private_subnet_ids":["subnet-0a1b2c3d4e5f60001","subnet-0a1b2c3d4e5f60002"],"subnets":{"eu-west-1a":{"cidr":"10.0.32.0/19","id":"subnet-0a1b2c3d4e5f60001"},"eu-west-1b":{"cidr":"10.0.64.0/19","id":"subnet-0a1b2c3d4e5f60002"}}}"#
+        );
+        assert_eq!(
+            outputs.sensitive.keys().collect::<Vec<_>>(),
+            ["oidc_client_secret"]
+        );
+        // No outputs at all.
+        write(&path, "{}\n");
+        let outputs = read_terraform_output(&path).unwrap();
+        assert!(outputs.layer.values.is_empty() && outputs.sensitive.is_empty());
+    }
+
+    #[test]
+    fn a_file_that_is_not_terraform_output_is_refused_with_its_location_and_no_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tf.json");
+        let secret = "tf-s3cr3t-4f9a";
+        for (text, line, column, message) in [
+            // `terraform output -json NAME` prints the bare value.
+            (
+                format!("\"{secret}\"\n"),
+                1,
+                1,
+                "not the output of `terraform output -json`: expected a mapping of outputs at the top level, found a string",
+            ),
+            (
+                format!("[\"{secret}\"]\n"),
+                1,
+                1,
+                "not the output of `terraform output -json`: expected a mapping of outputs at the top level, found a list",
+            ),
+            (
+                String::new(),
+                1,
+                1,
+                "not the output of `terraform output -json`: expected a mapping of outputs at the top level, found nothing",
+            ),
+            // A plain values file.
+            (
+                format!("{{\n  \"vpc_id\": \"vpc-1\",\n  \"token\": \"{secret}\"\n}}\n"),
+                2,
+                13,
+                "output `vpc_id` is a string, not the mapping of `value`, `type` and `sensitive` that `terraform output -json` prints (`terraform output -json NAME` prints a bare value: give the file of all outputs)",
+            ),
+            (
+                format!(
+                    "{{\n  \"a\": {{\"sensitive\": false, \"type\": \"string\", \"value\": \"x\"}},\n  \"token\": {{\"value\": \"{secret}\"}}\n}}\n"
+                ),
+                3,
+                12,
+                "output `token` has no `type`, `sensitive`: not what `terraform output -json` prints (`terraform output -json NAME` prints a bare value: give the file of all outputs)",
+            ),
+            (
+                format!(
+                    "{{\"token\": {{\"sensitive\": \"yes\", \"type\": \"string\", \"value\": \"{secret}\"}}}}\n"
+                ),
+                1,
+                11,
+                "output `token`: `sensitive` must be true or false",
+            ),
+        ] {
+            write(&path, &text);
+            let err = read_terraform_output(&path).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains(secret), "{text}: {shown}");
+            match err {
+                Error::Yaml {
+                    origin,
+                    line: l,
+                    column: c,
+                    message: m,
+                } => {
+                    assert_eq!(origin, path.display().to_string());
+                    assert_eq!((l, c), (line, column), "{text}");
+                    assert_eq!(m, message, "{text}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // Broken JSON and duplicate outputs are syntax errors with a location.
+        for text in [
+            "{\"a\": {\"value\": 1,\n",
+            "{\"a\": {\"sensitive\": false, \"type\": \"number\", \"value\": 1},\n \"a\": {\"sensitive\": false, \"type\": \"number\", \"value\": 2}}\n",
+        ] {
+            write(&path, text);
+            let err = read_terraform_output(&path).unwrap_err();
+            assert!(
+                matches!(err, Error::Yaml { line, .. } if line >= 1),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sources_load_in_the_given_order_with_their_sensitive_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let tf = dir.path().join("tf.json");
+        write(&tf, TERRAFORM_OUTPUT);
+        let before = dir.path().join("before.yaml");
+        write(&before, "node_count: 1\nextra: a\n");
+        let after = dir.path().join("after.yaml");
+        write(&after, "enable_bastion: false\n");
+        let (layers, sensitive) = load_sources(&[
+            Source::File(before.clone()),
+            Source::TerraformOutput(tf.clone()),
+            Source::File(after.clone()),
+        ])
+        .unwrap();
+        let origins: Vec<&str> = layers.iter().map(|l| l.origin.as_str()).collect();
+        assert_eq!(
+            origins,
+            [
+                before.display().to_string(),
+                tf.display().to_string(),
+                after.display().to_string()
+            ]
+        );
+        let merged = merge_layers(&layers);
+        assert_eq!(merged["node_count"], json!(3));
+        assert_eq!(merged["enable_bastion"], json!(false));
+        assert_eq!(merged["extra"], json!("a"));
+        assert!(sensitive.covers("oidc_client_secret"));
+        assert!(sensitive.covers("oidc_client_secret.anything"));
+        assert!(!sensitive.covers("oidc"));
+        assert!(!sensitive.covers("node_count"));
+    }
+
+    #[test]
+    fn explain_never_shows_a_sensitive_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let tf = dir.path().join("tf.json");
+        write(&tf, TERRAFORM_OUTPUT);
+        let plain = dir.path().join("plain.yaml");
+        write(&plain, "oidc_client_secret: overridden\nother: 1\n");
+        let (layers, sensitive) =
+            load_sources(&[Source::TerraformOutput(tf), Source::File(plain)]).unwrap();
+        let mut e = explain(&layers, "oidc_client_secret");
+        sensitive.redact(&mut e);
+        assert_eq!(e.winner, Some(1));
+        for c in &e.contributions {
+            assert_eq!(c.value, Some(json!(SENSITIVE_PLACEHOLDER)));
+            assert!(c.sensitive);
+        }
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("tf-s3cr3t-4f9a") && !shown.contains("overridden"));
+        // Other keys are untouched.
+        let mut e = explain(&layers, "other");
+        sensitive.redact(&mut e);
+        assert_eq!(e.contributions[0].value, None);
+        assert_eq!(e.contributions[1].value, Some(json!(1)));
+        assert!(!e.contributions[1].sensitive);
     }
 
     // --- lookup and explain -------------------------------------------
@@ -1701,29 +2195,4 @@ mod props {
             _ => false,
         }
     }
-}
-
-/// Loads `terraform output -json` as a values layer: every output's
-/// `value` under the output's name. (Interim; replaced by the full loader.)
-pub fn load_terraform_output(path: &Path) -> Result<Layer> {
-    let origin = path.display().to_string();
-    let src = crate::fsutil::read_to_string(path)?;
-    let outputs: Map = crate::yaml::from_str(&src, &origin)?;
-    let mut values = Map::new();
-    for (name, output) in outputs {
-        match output {
-            Value::Object(mut fields) if fields.contains_key("value") => {
-                values.insert(name, fields.remove("value").unwrap_or(Value::Null));
-            }
-            _ => {
-                return Err(Error::Values {
-                    origin,
-                    message: format!(
-                        "output `{name}` has no `value`: expected the JSON of `terraform output -json`"
-                    ),
-                });
-            }
-        }
-    }
-    Ok(Layer { origin, values })
 }

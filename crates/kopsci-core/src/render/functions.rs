@@ -17,12 +17,21 @@
 //!   is what Sprig's `default` does.
 //! * Error messages never contain the values being processed (they may be
 //!   secrets): they name the function and the kind of problem only.
+//! * Strict mode (`--fail-on-missing`, the default) means every filter, test
+//!   and function refuses an undefined argument, and every value that is
+//!   printed or serialised (`{{ x }}`, `tojson`, `toyaml`, `join`, …) may not
+//!   hold one anywhere inside. minijinja's own strict mode lets some
+//!   built-ins through (`tojson` prints `null`, `join` and `escape` print
+//!   nothing, tests answer `false`), so the built-ins are re-registered
+//!   behind [`guard`]. Only `default`/`d`, `required` and the tests
+//!   `defined`/`undefined` take an undefined value on purpose. Lenient mode
+//!   keeps minijinja's behaviour.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use base64::Engine as _;
-use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::value::{Kwargs, Rest, Value, ValueKind, ValueOrKwargs};
 use minijinja::{Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
 use sha2::{Digest as _, Sha256};
 
@@ -30,6 +39,7 @@ use sha2::{Digest as _, Sha256};
 /// that prints values the way a YAML manifest needs them.
 pub(crate) fn register(env: &mut Environment<'_>) {
     env.set_formatter(format_value);
+    guard_builtins(env);
     env.add_filter("nindent", nindent);
 
     env.add_filter("toyaml", toyaml);
@@ -53,6 +63,213 @@ pub(crate) fn register(env: &mut Environment<'_>) {
 
     env.add_filter("semver_compare", semver_compare);
     env.add_function("semver_compare", semver_compare);
+}
+
+/// The filters kopsci adds (each checks for undefined values itself).
+/// `required` takes an undefined value on purpose, to report it with the
+/// author's message; so do minijinja's `default`/`d` (to replace it) and the
+/// tests `defined`/`undefined`, which stay unguarded.
+#[cfg(test)]
+pub(crate) const OWN_FILTERS: &[&str] = &[
+    "nindent",
+    "toyaml",
+    "b64encode",
+    "b64decode",
+    "quote",
+    "required",
+    "sha256sum",
+    "semver_compare",
+];
+
+/// Built-in filters whose output is the whole value, so an undefined value
+/// anywhere inside it (`[x] | tojson` with `x` undefined) would be printed as
+/// `null` or nothing: their first argument is checked all the way down.
+const SERIALISING_FILTERS: &[&str] = &["tojson", "join", "string", "pprint", "format"];
+
+/// Re-registers minijinja's built-in filters and tests behind [`guard`].
+fn guard_builtins(env: &mut Environment<'_>) {
+    for (name, original) in builtin_filters() {
+        env.add_filter(name, guard(original, SERIALISING_FILTERS.contains(&name)));
+    }
+    for (name, original) in builtin_tests() {
+        let guarded = guard(original, false);
+        env.add_test(name, move |state: &mut State, args: Rest<ValueOrKwargs>| {
+            guarded(state, args).map(|v| v.is_true())
+        });
+    }
+}
+
+/// minijinja's built-in filters but `default`/`d`. minijinja cannot list an
+/// environment's filters, so this mirrors its `defaults.rs` (3.0); the render
+/// tests try each name.
+pub(crate) fn builtin_filters() -> Vec<(&'static str, Value)> {
+    use minijinja::filters as f;
+    vec![
+        ("safe", Value::from_function(f::safe)),
+        ("escape", Value::from_function(f::escape)),
+        ("e", Value::from_function(f::escape)),
+        ("lower", Value::from_function(f::lower)),
+        ("upper", Value::from_function(f::upper)),
+        ("title", Value::from_function(f::title)),
+        ("capitalize", Value::from_function(f::capitalize)),
+        ("replace", Value::from_function(f::replace)),
+        ("length", Value::from_function(f::length)),
+        ("count", Value::from_function(f::length)),
+        ("dictsort", Value::from_function(f::dictsort)),
+        ("items", Value::from_function(f::items)),
+        ("reverse", Value::from_function(f::reverse)),
+        ("trim", Value::from_function(f::trim)),
+        ("join", Value::from_function(f::join)),
+        ("split", Value::from_function(f::split)),
+        ("lines", Value::from_function(f::lines)),
+        ("round", Value::from_function(f::round)),
+        ("abs", Value::from_function(f::abs)),
+        ("int", Value::from_function(f::int)),
+        ("float", Value::from_function(f::float)),
+        ("attr", Value::from_function(f::attr)),
+        ("first", Value::from_function(f::first)),
+        ("last", Value::from_function(f::last)),
+        ("min", Value::from_function(f::min)),
+        ("max", Value::from_function(f::max)),
+        ("sort", Value::from_function(f::sort)),
+        ("list", Value::from_function(f::list)),
+        ("string", Value::from_function(f::string)),
+        ("bool", Value::from_function(f::bool)),
+        ("batch", Value::from_function(f::batch)),
+        ("slice", Value::from_function(f::slice)),
+        ("sum", Value::from_function(f::sum)),
+        ("indent", Value::from_function(f::indent)),
+        ("select", Value::from_function(f::select)),
+        ("reject", Value::from_function(f::reject)),
+        ("selectattr", Value::from_function(f::selectattr)),
+        ("rejectattr", Value::from_function(f::rejectattr)),
+        ("map", Value::from_function(f::map)),
+        ("groupby", Value::from_function(f::groupby)),
+        ("unique", Value::from_function(f::unique)),
+        ("chain", Value::from_function(f::chain)),
+        ("zip", Value::from_function(f::zip)),
+        ("pprint", Value::from_function(f::pprint)),
+        ("format", Value::from_function(f::format)),
+        ("tojson", Value::from_function(f::tojson)),
+    ]
+}
+
+/// minijinja's built-in tests but `defined`/`undefined`, as
+/// [`builtin_filters`].
+pub(crate) fn builtin_tests() -> Vec<(&'static str, Value)> {
+    use minijinja::tests as t;
+    vec![
+        ("none", Value::from_function(t::is_none)),
+        ("safe", Value::from_function(t::is_safe)),
+        ("escaped", Value::from_function(t::is_safe)),
+        ("boolean", Value::from_function(t::is_boolean)),
+        ("odd", Value::from_function(t::is_odd)),
+        ("even", Value::from_function(t::is_even)),
+        ("divisibleby", Value::from_function(t::is_divisibleby)),
+        ("number", Value::from_function(t::is_number)),
+        ("integer", Value::from_function(t::is_integer)),
+        ("int", Value::from_function(t::is_integer)),
+        ("float", Value::from_function(t::is_float)),
+        ("string", Value::from_function(t::is_string)),
+        ("sequence", Value::from_function(t::is_sequence)),
+        ("iterable", Value::from_function(t::is_iterable)),
+        ("mapping", Value::from_function(t::is_mapping)),
+        ("startingwith", Value::from_function(t::is_startingwith)),
+        ("endingwith", Value::from_function(t::is_endingwith)),
+        ("lower", Value::from_function(t::is_lower)),
+        ("upper", Value::from_function(t::is_upper)),
+        ("sameas", Value::from_function(t::is_sameas)),
+        ("eq", Value::from_function(t::is_eq)),
+        ("equalto", Value::from_function(t::is_eq)),
+        ("==", Value::from_function(t::is_eq)),
+        ("ne", Value::from_function(t::is_ne)),
+        ("!=", Value::from_function(t::is_ne)),
+        ("lt", Value::from_function(t::is_lt)),
+        ("lessthan", Value::from_function(t::is_lt)),
+        ("<", Value::from_function(t::is_lt)),
+        ("le", Value::from_function(t::is_le)),
+        ("<=", Value::from_function(t::is_le)),
+        ("gt", Value::from_function(t::is_gt)),
+        ("greaterthan", Value::from_function(t::is_gt)),
+        (">", Value::from_function(t::is_gt)),
+        ("ge", Value::from_function(t::is_ge)),
+        (">=", Value::from_function(t::is_ge)),
+        ("in", Value::from_function(t::is_in)),
+        ("true", Value::from_function(t::is_true)),
+        ("false", Value::from_function(t::is_false)),
+        ("filter", Value::from_function(t::is_filter)),
+        ("test", Value::from_function(t::is_test)),
+    ]
+}
+
+/// Puts every function of `env` (built-in, kopsci's, `include`) behind
+/// [`guard`]. Functions live among the globals, so unlike filters they can
+/// be listed: this runs last, after everything is registered.
+pub(crate) fn guard_functions(env: &mut Environment<'_>) {
+    let functions: Vec<(String, Value)> = env
+        .globals()
+        .filter(|(_, value)| value.kind() == ValueKind::Plain)
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
+    for (name, original) in functions {
+        env.add_function(name, guard(original, false));
+    }
+}
+
+/// Wraps a filter, test or function so that, in strict mode, an undefined
+/// argument (positional or keyword) is an undefined-variable error before
+/// the original runs; with `deep`, so is one inside a list or map given as
+/// the first argument. The renderer names the undefined expression from the
+/// call's source span.
+fn guard(
+    original: Value,
+    deep: bool,
+) -> impl Fn(&mut State, Rest<ValueOrKwargs>) -> Result<Value, Error> + Send + Sync + 'static {
+    move |state: &mut State, args: Rest<ValueOrKwargs>| {
+        let args = args.into_values();
+        if strict(state) {
+            check_defined(&args, deep)?;
+        }
+        original.call(state, &args)
+    }
+}
+
+fn check_defined(args: &[Value], deep: bool) -> Result<(), Error> {
+    for (i, arg) in args.iter().enumerate() {
+        if arg.is_kwargs() {
+            for key in arg.try_iter()? {
+                if arg.get_item(&key)?.is_undefined() {
+                    return Err(undefined());
+                }
+            }
+        } else if arg.is_undefined() || (deep && i == 0 && holds_undefined(arg, 0)) {
+            return Err(undefined());
+        }
+    }
+    Ok(())
+}
+
+/// Whether a list or map holds an undefined value at any depth.
+fn holds_undefined(value: &Value, depth: usize) -> bool {
+    if value.is_undefined() {
+        return true;
+    }
+    if depth > MAX_CONVERT_DEPTH {
+        return false;
+    }
+    match value.kind() {
+        ValueKind::Seq | ValueKind::Iterable => value
+            .try_iter()
+            .is_ok_and(|mut items| items.any(|item| holds_undefined(&item, depth + 1))),
+        ValueKind::Map => value.try_iter().is_ok_and(|mut keys| {
+            keys.any(|key| {
+                value
+                    .get_item(&key)
+                    .is_ok_and(|item| holds_undefined(&item, depth + 1))
+            })
+        }),
+        _ => false,
+    }
 }
 
 /// Sprig/Go names a kOps template might use, with their kopsci spelling, so
@@ -123,7 +340,8 @@ fn text<'a>(state: &State, function: &str, value: &'a Value) -> Result<Cow<'a, s
 /// booleans are `true`/`false` (as Go templates print them), `none` prints
 /// nothing (so `key: {{ x }}` stays null), and lists and maps print as
 /// compact JSON, which is valid YAML flow syntax and what Sprig's `toJson`
-/// gives. Everything else is minijinja's default.
+/// gives (in strict mode a list or map holding an undefined value is an
+/// error, not `null`). Everything else is minijinja's default.
 fn format_value(
     out: &mut Output<'_>,
     state: &mut State<'_, '_>,
@@ -134,12 +352,13 @@ fn format_value(
         ValueKind::Bool => out
             .write_str(if value.is_true() { "true" } else { "false" })
             .map_err(Error::from),
-        ValueKind::Seq | ValueKind::Map => match to_json(value)
-            .ok()
-            .and_then(|json| serde_json::to_string(&json).ok())
-        {
-            Some(text) => out.write_str(&text).map_err(Error::from),
-            None => minijinja::escape_formatter(out, state, value),
+        ValueKind::Seq | ValueKind::Map => match to_json_at(value, 0, strict(state)) {
+            Err(Convert::Undefined) => Err(undefined()),
+            Ok(json) => match serde_json::to_string(&json) {
+                Ok(text) => out.write_str(&text).map_err(Error::from),
+                Err(_) => minijinja::escape_formatter(out, state, value),
+            },
+            Err(Convert::Invalid(_)) => minijinja::escape_formatter(out, state, value),
         },
         _ => minijinja::escape_formatter(out, state, value),
     }
@@ -168,10 +387,7 @@ fn nindent(state: &State, value: &Value, width: usize) -> Result<String, Error> 
 /// `value | toyaml`: the value as YAML, without the final newline (like
 /// Helm's `toYaml`), so `{{ x | toyaml | nindent(4) }}` lines up.
 fn toyaml(state: &State, value: &Value) -> Result<String, Error> {
-    if value.is_undefined() && strict(state) {
-        return Err(undefined());
-    }
-    let json = to_json(value).map_err(|what| fail("toyaml", what))?;
+    let json = to_json_for(state, "toyaml", value)?;
     let yaml = crate::yaml::to_string(&json)
         .map_err(|_| fail("toyaml", "the value cannot be written as YAML"))?;
     Ok(match yaml.strip_suffix('\n') {
@@ -187,7 +403,7 @@ fn tojson_function(
     indent: Option<Value>,
     kwargs: Kwargs,
 ) -> Result<Value, Error> {
-    if value.is_undefined() && strict(state) {
+    if strict(state) && holds_undefined(value, 0) {
         return Err(undefined());
     }
     minijinja::filters::tojson(value, indent, kwargs)
@@ -417,19 +633,49 @@ pub(crate) fn map_to_value(map: &serde_json::Map<String, serde_json::Value>) -> 
 /// overflowing the stack.
 const MAX_CONVERT_DEPTH: usize = 512;
 
-/// Converts a template value back into a serde value (for `toyaml`).
-/// Undefined becomes null (strictness is the caller's decision); values that
-/// are not data (macros, functions, bytes) are refused. The error text names
-/// kinds only, never values.
+/// Converts a template value back into a serde value, leniently: undefined
+/// becomes null. Values that are not data (macros, functions, bytes) are
+/// refused. The error text names kinds only, never values.
+#[cfg(test)]
 pub(crate) fn to_json(value: &Value) -> Result<serde_json::Value, String> {
-    to_json_at(value, 0)
+    to_json_at(value, 0, false).map_err(|e| match e {
+        Convert::Undefined => "the value is undefined".to_string(),
+        Convert::Invalid(what) => what,
+    })
 }
 
-fn to_json_at(value: &Value, depth: usize) -> Result<serde_json::Value, String> {
+/// [`to_json`] for helper `function`, following the render's strictness: in
+/// strict mode an undefined value anywhere inside is an undefined-variable
+/// error.
+fn to_json_for(state: &State, function: &str, value: &Value) -> Result<serde_json::Value, Error> {
+    to_json_at(value, 0, strict(state)).map_err(|e| match e {
+        Convert::Undefined => undefined(),
+        Convert::Invalid(what) => fail(function, what),
+    })
+}
+
+/// Why a value could not be converted.
+enum Convert {
+    /// Strict conversion met an undefined value.
+    Undefined,
+    /// The value is not data; the text names kinds only.
+    Invalid(String),
+}
+
+impl From<String> for Convert {
+    fn from(what: String) -> Self {
+        Convert::Invalid(what)
+    }
+}
+
+fn to_json_at(value: &Value, depth: usize, strict: bool) -> Result<serde_json::Value, Convert> {
     if depth > MAX_CONVERT_DEPTH {
-        return Err("the value is nested too deeply".to_string());
+        return Err(Convert::Invalid(
+            "the value is nested too deeply".to_string(),
+        ));
     }
     Ok(match value.kind() {
+        ValueKind::Undefined if strict => return Err(Convert::Undefined),
         ValueKind::Undefined | ValueKind::None => serde_json::Value::Null,
         ValueKind::Bool => serde_json::Value::Bool(value.is_true()),
         ValueKind::Number => number_to_json(value)?,
@@ -444,7 +690,7 @@ fn to_json_at(value: &Value, depth: usize) -> Result<serde_json::Value, String> 
                 .map_err(|_| "a sequence could not be iterated".to_string())?;
             let mut items = Vec::new();
             for item in iter {
-                items.push(to_json_at(&item, depth + 1)?);
+                items.push(to_json_at(&item, depth + 1, strict)?);
             }
             serde_json::Value::Array(items)
         }
@@ -461,19 +707,27 @@ fn to_json_at(value: &Value, depth: usize) -> Result<serde_json::Value, String> 
                     Some(s) => s.to_string(),
                     None => match key.kind() {
                         ValueKind::Number | ValueKind::Bool | ValueKind::None => {
-                            match to_json_at(&key, depth + 1)? {
+                            match to_json_at(&key, depth + 1, strict)? {
                                 serde_json::Value::String(s) => s,
                                 other => other.to_string(),
                             }
                         }
-                        other => return Err(format!("a map key is a {other}, not a string")),
+                        other => {
+                            return Err(Convert::Invalid(format!(
+                                "a map key is a {other}, not a string"
+                            )));
+                        }
                     },
                 };
-                map.insert(key, to_json_at(&item, depth + 1)?);
+                map.insert(key, to_json_at(&item, depth + 1, strict)?);
             }
             serde_json::Value::Object(map)
         }
-        other => return Err(format!("a {other} value cannot be written as data")),
+        other => {
+            return Err(Convert::Invalid(format!(
+                "a {other} value cannot be written as data"
+            )));
+        }
     })
 }
 

@@ -6,11 +6,12 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{ArgAction, Args};
+use clap::{ArgAction, ArgMatches, Args, FromArgMatches};
+use kopsci_core::Error;
 use kopsci_core::fleet;
-use kopsci_core::render::RenderOptions;
+use kopsci_core::render::{self, RenderOptions};
 use kopsci_core::toolbox;
-use kopsci_core::{Error, fsutil, values};
+use kopsci_core::values::{self, Source};
 
 use crate::cli::GlobalArgs;
 use crate::exit::Exit;
@@ -26,13 +27,21 @@ use crate::exit::Exit;
   kopsci render --values values.yaml --values env/ --set kubernetesVersion=1.34.1 \\
       --snippets snippets/ --template cluster.yaml.j2 --template instancegroups/ --out cluster.yaml
 
+  # Terraform outputs as values (`{{ vpc_id }}`, not `{{ vpc_id.value }}`)
+  terraform output -json > tf.json
+  kopsci render --values-terraform tf.json --values overrides.yaml --template cluster.yaml.j2
+
   # Fleet mode (kopsci.yaml)
   kopsci render dev-a.k8s.example.com          One cluster to stdout
   kopsci render --all --out manifests          Every cluster to manifests/<cluster>.yaml
   kopsci render --check                        Exit 3 with a diff if manifests/ is stale
   kopsci render --explain spec.kubernetesVersion dev-a.k8s.example.com
-  kopsci render --config-value kubernetesVersion --values values.yaml")]
-pub struct RenderArgs {
+  kopsci render --config-value kubernetesVersion --values values.yaml
+
+Render limits (per cluster manifest, all templates and snippets together):
+  5,000,000 steps (1,000 per include), 16 MiB of output, include depth 64.
+  A template that exceeds one fails: `template X exceeded the render budget`.")]
+pub struct RenderFlags {
     /// Fleet clusters to render (fleet mode).
     #[arg(value_name = "CLUSTER")]
     pub clusters: Vec<String>,
@@ -44,6 +53,11 @@ pub struct RenderArgs {
     /// Values file or directory (repeatable, or comma-separated); later layers win.
     #[arg(long, value_name = "PATH", value_delimiter = ',')]
     pub values: Vec<PathBuf>,
+
+    /// `terraform output -json` file as a values layer: `{"x": {"value": V, …}}` gives `x: V`;
+    /// layered among `--values` in command-line order; sensitive outputs are never printed.
+    #[arg(long, value_name = "FILE", value_delimiter = ',')]
+    pub values_terraform: Vec<PathBuf>,
 
     /// Set values: `a.b=c,list={1,2},list[3]=x`; `true`/`false`/`null` and integers are typed.
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -83,7 +97,8 @@ pub struct RenderArgs {
     #[arg(long, value_name = "KEY")]
     pub config_value: Option<String>,
 
-    /// Cluster name: sets `clusterName` unless a values layer does (as kOps does).
+    /// Cluster name: sets `clusterName` over the values and `--set` (as kOps does);
+    /// fleet mode: the cluster to render when none is named.
     #[arg(long, env = "KOPS_CLUSTER_NAME", value_name = "CLUSTER")]
     pub name: Option<String>,
 
@@ -102,7 +117,57 @@ pub struct RenderArgs {
     pub explain: Option<String>,
 }
 
-impl RenderArgs {
+/// `kopsci render`'s arguments: the flags, and `--values` and
+/// `--values-terraform` merged into one list in command-line order (clap
+/// keeps each flag's values apart; their indices say how they interleave).
+#[derive(Debug)]
+pub struct RenderArgs {
+    pub flags: RenderFlags,
+    pub sources: Vec<Source>,
+}
+
+impl FromArgMatches for RenderArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let flags = RenderFlags::from_arg_matches(matches)?;
+        let sources = ordered_sources(matches);
+        Ok(RenderArgs { flags, sources })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.flags.update_from_arg_matches(matches)?;
+        self.sources = ordered_sources(matches);
+        Ok(())
+    }
+}
+
+impl Args for RenderArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        RenderFlags::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        RenderFlags::augment_args_for_update(cmd)
+    }
+}
+
+/// `--values` and `--values-terraform` values, ordered by where each stood
+/// on the command line.
+fn ordered_sources(matches: &ArgMatches) -> Vec<Source> {
+    let mut indexed: Vec<(usize, Source)> = Vec::new();
+    let mut collect = |id: &str, make: fn(PathBuf) -> Source| {
+        if let (Some(indices), Some(paths)) =
+            (matches.indices_of(id), matches.get_many::<PathBuf>(id))
+        {
+            indexed.extend(indices.zip(paths.map(|p| make(p.clone()))));
+        }
+    };
+    collect("values", Source::File);
+    collect("values_terraform", Source::TerraformOutput);
+    indexed.sort_by_key(|(index, _)| *index);
+    indexed.into_iter().map(|(_, source)| source).collect()
+}
+
+impl RenderFlags {
     fn options(&self) -> RenderOptions {
         RenderOptions {
             fail_on_missing: self.fail_on_missing,
@@ -116,6 +181,10 @@ impl RenderArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: RenderArgs, color: bool) -> anyhow::Result<Exit> {
+    let RenderArgs {
+        flags: args,
+        sources,
+    } = args;
     if args.output.is_some() {
         tracing::warn!("--output is deprecated; use --out");
     }
@@ -126,10 +195,10 @@ pub fn run(global: &GlobalArgs, args: RenderArgs, color: bool) -> anyhow::Result
     }
     // Any of the `kops toolbox template` inputs means toolbox mode; the
     // fleet file is only read when none is given.
-    if args.template.is_empty() && args.values.is_empty() && args.snippets.is_empty() {
+    if args.template.is_empty() && sources.is_empty() && args.snippets.is_empty() {
         fleet_mode(global, args, color)
     } else {
-        toolbox_mode(args)
+        toolbox_mode(args, sources)
     }
 }
 
@@ -138,14 +207,14 @@ fn usage(message: impl Into<String>) -> anyhow::Error {
 }
 
 /// `kops toolbox template` compatibility: no fleet file involved.
-fn toolbox_mode(args: RenderArgs) -> anyhow::Result<Exit> {
+fn toolbox_mode(args: RenderFlags, sources: Vec<Source>) -> anyhow::Result<Exit> {
     if !args.clusters.is_empty() || args.all || args.check || args.explain.is_some() {
         return Err(usage(
-            "CLUSTER, --all, --check and --explain use the fleet file and cannot be combined with --template, --values or --snippets",
+            "CLUSTER, --all, --check and --explain use the fleet file and cannot be combined with --template, --values, --values-terraform or --snippets",
         ));
     }
     let request = toolbox::Request {
-        values: args.values.clone(),
+        values: sources,
         set: args.set.clone(),
         set_string: args.set_string.clone(),
         templates: args.template.clone(),
@@ -155,7 +224,7 @@ fn toolbox_mode(args: RenderArgs) -> anyhow::Result<Exit> {
     };
     let context = toolbox::context(&request)?;
     if let Some(key) = &args.config_value {
-        print_config_value(&context, key)?;
+        print_value(toolbox::config_value(&context, key)?)?;
         return Ok(Exit::Success);
     }
     if request.templates.is_empty() {
@@ -168,7 +237,7 @@ fn toolbox_mode(args: RenderArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn fleet_mode(global: &GlobalArgs, args: RenderArgs, color: bool) -> anyhow::Result<Exit> {
+fn fleet_mode(global: &GlobalArgs, args: RenderFlags, color: bool) -> anyhow::Result<Exit> {
     let fleet = global.load_fleet()?;
     let overrides = fleet::Overrides {
         set: args.set.clone(),
@@ -217,7 +286,7 @@ fn fleet_mode(global: &GlobalArgs, args: RenderArgs, color: bool) -> anyhow::Res
             return Err(usage("--config-value needs exactly one cluster"));
         };
         let context = fleet.context(cluster, &overrides)?;
-        print_config_value(&context, key)?;
+        print_value(values::lookup(&context, key))?;
         return Ok(Exit::Success);
     }
 
@@ -256,7 +325,7 @@ fn fleet_mode(global: &GlobalArgs, args: RenderArgs, color: bool) -> anyhow::Res
             // Render everything before writing anything: a failing cluster
             // must not leave a half-updated manifests directory.
             for manifest in &rendered {
-                fsutil::write_atomic(
+                render::write_output(
                     &dir.join(format!("{}.yaml", manifest.cluster)),
                     manifest.text.as_bytes(),
                 )?;
@@ -279,8 +348,9 @@ fn fleet_mode(global: &GlobalArgs, args: RenderArgs, color: bool) -> anyhow::Res
     Ok(Exit::Success)
 }
 
-fn print_config_value(context: &values::Map, key: &str) -> anyhow::Result<()> {
-    let text = match values::lookup(context, key) {
+/// Prints a `--config-value` result: the value, or `null` when absent.
+fn print_value(value: Option<&values::Value>) -> anyhow::Result<()> {
+    let text = match value {
         Some(value) => values::to_display_yaml(value)?,
         None => "null".to_string(),
     };
@@ -288,10 +358,11 @@ fn print_config_value(context: &values::Map, key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes to `--out` atomically, or to stdout.
+/// Writes to `--out` atomically (keeping an existing file's mode), or to
+/// stdout.
 fn emit(out: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
     match out {
-        Some(path) => fsutil::write_atomic(path, text.as_bytes())?,
+        Some(path) => render::write_output(path, text.as_bytes())?,
         None => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(text.as_bytes())?;

@@ -160,26 +160,64 @@ fn values_may_be_comma_separated_and_order_matters() {
     assert_eq!(reverse, "1.33.0\n");
 }
 
+/// kOps assigns `clusterName` from `--name` after loading the values and
+/// `--set`s (cmd/kops/toolbox_template.go), so a migrated script renders the
+/// name it passes, whatever a values file says.
 #[test]
-fn cluster_name_from_values_wins_over_name_flag() {
+fn name_flag_wins_over_clustername_from_values_as_in_kops() {
     let sb = Sandbox::new()
         .file("v.yaml", "clusterName: from-values.example.com\n")
         .file("t.j2", "name: {{ clusterName }}\n");
+    let render = |extra: &[&str], env: Option<&str>| {
+        let mut cmd = sb
+            .kopsci()
+            .args(["render", "--values", "v.yaml", "--template", "t.j2"])
+            .args(extra);
+        if let Some(name) = env {
+            cmd = cmd.env("KOPS_CLUSTER_NAME", name);
+        }
+        cmd.run().success().stdout()
+    };
+    assert_eq!(
+        render(&["--name", "flag.example.com"], None),
+        "name: flag.example.com\n"
+    );
+    assert_eq!(
+        render(&[], Some("env.example.com")),
+        "name: env.example.com\n"
+    );
+    // Over `--set` and `--set-string` too.
+    assert_eq!(
+        render(
+            &[
+                "--set",
+                "clusterName=set.example.com",
+                "--set-string",
+                "clusterName=string.example.com",
+                "--name",
+                "flag.example.com",
+            ],
+            None
+        ),
+        "name: flag.example.com\n"
+    );
+    // `--config-value` sees the same context.
     let out = sb
         .kopsci()
         .args([
             "render",
             "--values",
             "v.yaml",
-            "--template",
-            "t.j2",
-            "--name",
-            "flag.example.com",
+            "--config-value",
+            "clusterName",
         ])
+        .args(["--name", "flag.example.com"])
         .run()
         .success()
         .stdout();
-    assert_eq!(out, "name: from-values.example.com\n");
+    assert_eq!(out, "flag.example.com\n");
+    // Without a name the values' `clusterName` stands.
+    assert_eq!(render(&[], None), "name: from-values.example.com\n");
     let out = Sandbox::new()
         .file("t.j2", "name: {{ clusterName }}\n")
         .kopsci()
@@ -564,4 +602,349 @@ fn yaml_written_by_kopsci_reads_back_identically_in_a_yaml_1_1_reader() {
     );
     let read_back: serde_json::Value = serde_json::from_slice(&python.stdout).unwrap();
     assert_eq!(read_back["plain"], serde_json::json!(YAML11_TRAPS));
+}
+
+fn file_mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// The umask kopsci inherits from this process.
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
+#[test]
+fn out_never_turns_a_committed_manifest_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let sb = Sandbox::new()
+        .file("t.j2", "a: 1\n")
+        .file("out.yaml", "old\n")
+        .file("group.yaml", "old\n");
+    std::fs::set_permissions(sb.join("out.yaml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        sb.join("group.yaml"),
+        std::fs::Permissions::from_mode(0o664),
+    )
+    .unwrap();
+    for (out, mode) in [("out.yaml", 0o644), ("group.yaml", 0o664)] {
+        sb.kopsci()
+            .args(["render", "--template", "t.j2", "--out", out])
+            .run()
+            .success();
+        assert_eq!(sb.read(out), "a: 1\n");
+        assert_eq!(file_mode(&sb.join(out)), mode, "{out}");
+    }
+    // A new file gets what any new file gets: 0666 less the umask.
+    sb.kopsci()
+        .args(["render", "--template", "t.j2", "--out", "new.yaml"])
+        .run()
+        .success();
+    assert_eq!(file_mode(&sb.join("new.yaml")), 0o666 & !umask());
+
+    // Fleet mode writes `<cluster>.yaml` files the same way.
+    let fleet = Sandbox::new()
+        .file(
+            "kopsci.yaml",
+            "state: s3://bucket\ntemplates: [t.j2]\nenvironments:\n  dev: {}\nclusters:\n\
+             - name: a.example.com\n  environment: dev\n- name: b.example.com\n  environment: dev\n",
+        )
+        .file("t.j2", "name: {{ clusterName }}\n")
+        .file("manifests/a.example.com.yaml", "old\n");
+    let committed = fleet.join("manifests/a.example.com.yaml");
+    std::fs::set_permissions(&committed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    fleet
+        .kopsci()
+        .args(["render", "--all", "--out", "manifests"])
+        .run()
+        .success();
+    assert_eq!(
+        fleet.read("manifests/a.example.com.yaml"),
+        "name: a.example.com\n"
+    );
+    assert_eq!(file_mode(&committed), 0o644);
+    assert_eq!(
+        file_mode(&fleet.join("manifests/b.example.com.yaml")),
+        0o666 & !umask()
+    );
+}
+
+/// What `terraform output -json` prints (Terraform 1.x).
+const TERRAFORM_OUTPUT: &str = r#"{
+  "cluster_name": {
+    "sensitive": false,
+    "type": "string",
+    "value": "prod.k8s.example.com"
+  },
+  "node_count": {
+    "sensitive": false,
+    "type": "number",
+    "value": 3
+  },
+  "oidc_client_secret": {
+    "sensitive": true,
+    "type": "string",
+    "value": "tf-s3cr3t-4f9a"
+  },
+  "private_subnet_ids": {
+    "sensitive": false,
+    "type": [
+      "tuple",
+      [
+        "string",
+        "string"
+      ]
+    ],
+    "value": [
+      "subnet-0a1b2c3d4e5f60001",
+      "subnet-0a1b2c3d4e5f60002"
+    ]
+  },
+  "subnets": {
+    "sensitive": false,
+    "type": [
+      "map",
+      [
+        "object",
+        {
+          "cidr": "string",
+          "id": "string"
+        }
+      ]
+    ],
+    "value": {
+      "eu-west-1a": {
+        "cidr": "10.0.32.0/19",
+        "id": "subnet-0a1b2c3d4e5f60001"
+      }
+    }
+  }
+}
+"#;
+
+const TF_SECRET: &str = "tf-s3cr3t-4f9a";
+
+fn terraform_sandbox() -> Sandbox {
+    Sandbox::new()
+        .file("tf.json", TERRAFORM_OUTPUT)
+        .file("base.yaml", "node_count: 1\nregion: eu-west-1\n")
+        .file("override.yaml", "node_count: 5\n")
+        .file(
+            "t.j2",
+            "name: {{ cluster_name }}\nnodes: {{ node_count }}\nregion: {{ region }}\n\
+             subnets: {{ private_subnet_ids | tojson }}\n\
+             cidr: {{ subnets['eu-west-1a'].cidr }}\n\
+             secret: {{ oidc_client_secret | b64encode }}\n",
+        )
+}
+
+#[test]
+fn terraform_outputs_are_a_values_layer_in_command_line_order() {
+    let sb = terraform_sandbox();
+    let render = |args: &[&str]| {
+        let out = sb
+            .kopsci()
+            .arg("render")
+            .args(args)
+            .args(["--template", "t.j2"])
+            .run()
+            .success()
+            .stdout();
+        yaml_documents(&out).remove(0)
+    };
+    let doc = render(&["--values", "base.yaml", "--values-terraform", "tf.json"]);
+    assert_eq!(doc["name"], "prod.k8s.example.com");
+    assert_eq!(doc["nodes"], 3);
+    assert_eq!(doc["region"], "eu-west-1");
+    assert_eq!(
+        doc["subnets"],
+        serde_json::json!(["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"])
+    );
+    assert_eq!(doc["cidr"], "10.0.32.0/19");
+    // The manifest holds the sensitive value: that is what it is for.
+    assert_eq!(doc["secret"], "dGYtczNjcjN0LTRmOWE=");
+    // Order on the command line is layer order, across both flags.
+    let doc = render(&[
+        "--values-terraform",
+        "tf.json",
+        "--values",
+        "base.yaml,override.yaml",
+    ]);
+    assert_eq!(doc["nodes"], 5);
+    let doc = render(&[
+        "--values",
+        "override.yaml",
+        "--values-terraform",
+        "tf.json",
+        "--values",
+        "base.yaml",
+    ]);
+    assert_eq!(doc["nodes"], 1);
+    let doc = render(&[
+        "--values",
+        "base.yaml",
+        "--values",
+        "override.yaml",
+        "--values-terraform",
+        "tf.json",
+    ]);
+    assert_eq!(doc["nodes"], 3);
+    // `--values-terraform` alone selects toolbox mode, like `--values`.
+    let out = sb
+        .kopsci()
+        .args([
+            "render",
+            "--values-terraform",
+            "tf.json",
+            "--config-value",
+            "node_count",
+        ])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(out, "3\n");
+}
+
+#[test]
+fn sensitive_terraform_outputs_are_never_printed() {
+    let sb = terraform_sandbox();
+    let run = sb
+        .kopsci()
+        .args([
+            "render",
+            "--values-terraform",
+            "tf.json",
+            "--config-value",
+            "oidc_client_secret",
+        ])
+        .run()
+        .fails_with(1, &["oidc_client_secret", "sensitive"]);
+    assert!(!run.stdout().contains(TF_SECRET), "{}", run.stdout());
+    assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
+    // A failing render that uses the value does not show it either.
+    let sb = sb.file(
+        "bad.j2",
+        "a: {{ oidc_client_secret }}\nb: {{ oidc_client_secret ~ nope }}\nc: {{ oidc_client_secret | int }}\n",
+    );
+    let run = sb
+        .kopsci()
+        .args([
+            "render",
+            "--values-terraform",
+            "tf.json",
+            "--template",
+            "bad.j2",
+        ])
+        .run()
+        .fails_with(1, &["bad.j2:2:", "nope"]);
+    assert!(!run.stdout().contains(TF_SECRET), "{}", run.stdout());
+    assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
+}
+
+#[test]
+fn a_file_that_is_not_terraform_output_names_file_line_and_column() {
+    let sb = Sandbox::new()
+        .file("t.j2", "a: 1\n")
+        // A plain values file given as Terraform output.
+        .file("plain.json", "{\n  \"vpc_id\": \"vpc-0123\"\n}\n")
+        // `terraform output -json oidc_client_secret` prints the bare value.
+        .file("one.json", &format!("\"{TF_SECRET}\"\n"));
+    sb.kopsci()
+        .args([
+            "render",
+            "--values-terraform",
+            "plain.json",
+            "--template",
+            "t.j2",
+        ])
+        .run()
+        .fails_with(1, &["plain.json:2:13: output `vpc_id` is a string"]);
+    let run = sb
+        .kopsci()
+        .args([
+            "render",
+            "--values-terraform",
+            "one.json",
+            "--template",
+            "t.j2",
+        ])
+        .run()
+        .fails_with(
+            1,
+            &["one.json:1:1: not the output of `terraform output -json`"],
+        );
+    assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
+}
+
+#[test]
+fn tojson_and_join_of_a_misspelt_key_are_errors_under_fail_on_missing() {
+    let sb = Sandbox::new()
+        .file("v.yaml", "sshAccess: [10.0.0.0/8]\n")
+        .file("json.j2", "sshAccess: {{ sshAcces | tojson }}\n")
+        .file("join.j2", "cidrs: '{{ sshAcces | join(\",\") }}'\n");
+    for (template, column) in [("json.j2", 15), ("join.j2", 12)] {
+        sb.kopsci()
+            .args(["render", "--values", "v.yaml", "--template", template])
+            .run()
+            .fails_with(
+                1,
+                &[&format!(
+                    "{template}:1:{column}: undefined variable `sshAcces`"
+                )],
+            );
+    }
+    // Lenient mode keeps rendering them as before.
+    let out = |template: &str| {
+        sb.kopsci()
+            .args(["render", "--values", "v.yaml", "--template", template])
+            .arg("--fail-on-missing=false")
+            .run()
+            .success()
+            .stdout()
+    };
+    assert_eq!(out("json.j2"), "sshAccess: null\n");
+    assert_eq!(out("join.j2"), "cidrs: ''\n");
+}
+
+#[test]
+fn hostile_templates_fail_fast_with_a_render_budget_error() {
+    let mut sb = Sandbox::new()
+        .file(
+            "loop.j2",
+            "a: {% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n",
+        )
+        .file("self.j2", "a: {{ include('me') }}\n")
+        .file("snippets/me", "x{{ include('me') }}")
+        .file("fanout.j2", "a: {{ include('s0') }}\n");
+    // Each snippet includes the next one twice: 2^40 renders.
+    for level in 0..40 {
+        sb = sb.file(
+            &format!("snippets/s{level}"),
+            &format!(
+                "{{{{ include('s{n}') }}}}{{{{ include('s{n}') }}}}",
+                n = level + 1
+            ),
+        );
+    }
+    let sb = sb.file("snippets/s40", "x");
+    for (template, what) in [
+        ("loop.j2", "more than 5000000 steps"),
+        ("fanout.j2", "more than 5000000 steps"),
+        ("self.j2", "include nesting deeper than 64 levels"),
+    ] {
+        sb.kopsci()
+            .args(["render", "--snippets", "snippets", "--template", template])
+            .args(["--out", "out.yaml"])
+            .run()
+            .fails_with(
+                1,
+                &[
+                    &format!("template `{template}` exceeded the render budget: {what}"),
+                    "a loop or include that never ends?",
+                ],
+            );
+        assert!(!sb.join("out.yaml").exists(), "{template}: partial output");
+    }
 }
