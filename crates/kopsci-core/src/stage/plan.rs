@@ -250,7 +250,7 @@ pub fn check(
         && let Some(plan) = plan
     {
         run.log.note(&format!(
-            "plan of {} is current: same manifest, live store as reviewed",
+            "plan of {} is current: same manifest, live store unchanged",
             plan.created_at
         ));
         if plan.without_kops {
