@@ -597,8 +597,12 @@ fn header(
             clusters.len()
         ),
     };
+    let only: Option<BTreeSet<&str>> = part.map(|(_, clusters)| clusters.iter().copied().collect());
     for choice in &selection.clusters {
-        if part.is_some_and(|(_, clusters)| !clusters.contains(&choice.cluster.as_str())) {
+        if only
+            .as_ref()
+            .is_some_and(|only| !only.contains(choice.cluster.as_str()))
+        {
             continue;
         }
         let why = match choice.reasons.first() {

@@ -165,7 +165,7 @@ pub enum AccessArg {
     All,
     /// Nobody (jobs still pass them on).
     None,
-    /// `public: false` (GitLab before 16.11: Reporter and higher).
+    /// `public: false`: the same as `developer`, for GitLab before 16.11.
     PublicFalse,
 }
 
