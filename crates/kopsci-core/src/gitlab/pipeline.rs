@@ -385,7 +385,7 @@ impl Builder {
     }
 
     /// The YAML, headed by `header`, after checking it against `limits`.
-    fn finish(self, header: String, options: &PipelineOptions, advice: &str) -> Result<String> {
+    fn finish(self, header: String, options: &PipelineOptions, advice: Advice) -> Result<String> {
         check_limits(&self.jobs, &options.limits, advice)?;
         let doc = Document {
             stages: self.stages,
@@ -399,8 +399,9 @@ impl Builder {
         let text = format!("{header}{yaml}");
         if text.len() > GITLAB_MAX_CHILD_YAML_BYTES {
             tracing::warn!(
-                "the generated pipeline is {} bytes, more than the {GITLAB_MAX_CHILD_YAML_BYTES} GitLab accepts by default for a child pipeline (max_artifacts_content_include_size); {advice}",
-                text.len()
+                "the generated pipeline is {} bytes, more than the {GITLAB_MAX_CHILD_YAML_BYTES} GitLab accepts by default for a child pipeline (max_artifacts_content_include_size); {}",
+                text.len(),
+                advice.jobs
             );
         }
         Ok(text)
@@ -410,7 +411,7 @@ impl Builder {
 /// Refuses a pipeline GitLab would refuse: more `needs` in a job than
 /// GitLab allows (a bug, as gates should have prevented it), more jobs or
 /// deployments than `limits`.
-fn check_limits(jobs: &IndexMap<String, Job>, limits: &Limits, advice: &str) -> Result<()> {
+fn check_limits(jobs: &IndexMap<String, Job>, limits: &Limits, advice: Advice) -> Result<()> {
     if let Some((name, job)) = jobs
         .iter()
         .find(|(_, j)| j.needs().len() > GITLAB_MAX_NEEDS)
@@ -422,16 +423,17 @@ fn check_limits(jobs: &IndexMap<String, Job>, limits: &Limits, advice: &str) -> 
     }
     if limits.max_jobs > 0 && jobs.len() > limits.max_jobs {
         return Err(Error::Pipeline(format!(
-            "the pipeline would have {} jobs, more than the {} allowed (--max-jobs; GitLab's ci_pipeline_size: 500 on GitLab.com Free, 1500 Premium, 2000 Ultimate, no limit by default on self-managed GitLab); {advice}",
+            "the pipeline would have {} jobs, more than the {} allowed (--max-jobs, input max_jobs; GitLab's ci_pipeline_size: 500 on GitLab.com Free, 1500 Premium, 2000 Ultimate, no limit by default on self-managed GitLab); {}",
             jobs.len(),
-            limits.max_jobs
+            limits.max_jobs,
+            advice.jobs
         )));
     }
     let deployments = jobs.values().filter(|j| j.is_deployment()).count();
     if limits.max_deployments > 0 && deployments > limits.max_deployments {
         return Err(Error::Pipeline(format!(
-            "the pipeline would have {deployments} deployment jobs (jobs with an `environment`, dry runs included), more than the {} allowed (--max-deployments; GitLab's ci_pipeline_deployments, {GITLAB_MAX_DEPLOYMENTS} by default; 0 turns the check off where an administrator raised or removed it); {advice}",
-            limits.max_deployments
+            "the pipeline would have {deployments} deployment jobs (jobs with an `environment`, dry runs included), more than the {} allowed (--max-deployments, input max_deployments; GitLab's ci_pipeline_deployments, {GITLAB_MAX_DEPLOYMENTS} by default; 0 turns the check off where an administrator raised or removed it); {}",
+            limits.max_deployments, advice.deployments
         )));
     }
     Ok(())
@@ -498,8 +500,23 @@ pub fn generate_files(
     })
 }
 
-const DRY_RUN_ADVICE: &str = "give dry runs no environment (--dryrun-environment=false; dry runs then count as no deployment), or change fewer clusters at once";
-const SPLIT_ADVICE: &str = "pass --split-by-environment (one child pipeline per environment, or per part of one, started in promotion order)";
+/// What to do when a pipeline passes a limit: for the job limit, and for
+/// the deployment limit.
+#[derive(Debug, Clone, Copy)]
+struct Advice {
+    jobs: &'static str,
+    deployments: &'static str,
+}
+
+const DRY_RUN_ADVICE: Advice = Advice {
+    jobs: "merge-request and drift pipelines are not split (their note and report read every dry run): change fewer clusters at once",
+    deployments: "give dry runs no environment (--dryrun-environment=false, the component's input dryrun_environment: false; dry runs then count as no deployment), or change fewer clusters at once",
+};
+const SPLIT: &str = "pass --split-by-environment (the component's input split_by_environment: true): one child pipeline per environment, or per part of one, started in promotion order";
+const SPLIT_ADVICE: Advice = Advice {
+    jobs: SPLIT,
+    deployments: SPLIT,
+};
 
 /// A dry run per affected cluster.
 fn dry_runs(affected: &[(&str, &str)], options: &PipelineOptions) -> Builder {
@@ -1237,6 +1254,51 @@ clusters:
         let few: Vec<String> = (0..49).map(|i| format!("j{i}")).collect();
         assert_eq!(b.fan_in(few.clone(), 49, "g", "s"), few);
         assert!(b.jobs.is_empty() && b.stages.is_empty());
+    }
+
+    #[test]
+    fn limits_are_checked_with_what_to_do() {
+        let fleet = fleet(FLEET);
+        let all = [
+            "p.example.com",
+            "d1.example.com",
+            "s.example.com",
+            "d2.example.com",
+            "l.example.com",
+        ];
+        let sel = selection(&fleet, &all);
+        let mut options = PipelineOptions::new(PipelineKind::DefaultBranch);
+        // 5 clusters × 3 deployment jobs.
+        options.limits.max_deployments = 14;
+        let err = generate(&fleet, &sel, &options).unwrap_err().to_string();
+        assert!(err.contains("15 deployment jobs"), "{err}");
+        assert!(err.contains("--split-by-environment"), "{err}");
+        options.limits.max_deployments = 15;
+        assert!(generate(&fleet, &sel, &options).is_ok());
+        options.limits.max_jobs = 14;
+        let err = generate(&fleet, &sel, &options).unwrap_err().to_string();
+        assert!(err.contains("15 jobs, more than the 14 allowed"), "{err}");
+        // Split, the same limits fit: parts of at most 4 clusters.
+        options.split_by_environment = true;
+        let files = generate_files(&fleet, &sel, &options).unwrap();
+        assert_eq!(files.children.len(), 4, "dev, staging, prod, lab");
+        // Dry runs: the advice is to drop their environment.
+        let mut options = PipelineOptions::new(PipelineKind::MergeRequest);
+        options.limits.max_deployments = 4;
+        let err = generate(&fleet, &sel, &options).unwrap_err().to_string();
+        assert!(err.contains("--dryrun-environment=false"), "{err}");
+        options.dryrun_environment = false;
+        assert!(generate(&fleet, &sel, &options).is_ok());
+        options.limits.max_jobs = 4;
+        let err = generate(&fleet, &sel, &options).unwrap_err().to_string();
+        assert!(err.contains("change fewer clusters"), "{err}");
+        // 0: not checked.
+        let mut options = PipelineOptions::new(PipelineKind::DefaultBranch);
+        options.limits = Limits {
+            max_jobs: 0,
+            max_deployments: 0,
+        };
+        assert!(generate(&fleet, &sel, &options).is_ok());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::ci::{
     IncludeArtifact, Job, JobVariables, Need, RelayJob, Strategy, Trigger, TriggerJob,
 };
 use super::{
-    Builder, Files, GITLAB_MAX_NEEDS, PipelineOptions, artifacts, deploy, header,
+    Advice, Builder, Files, GITLAB_MAX_NEEDS, PipelineOptions, artifacts, deploy, header,
     predecessor_environments,
 };
 use crate::errors::Result;
@@ -49,7 +49,11 @@ const JOBS_PER_CLUSTER: usize = 3;
 
 /// Advice when an environment's part still passes a limit: one cluster's
 /// jobs do not fit.
-const PART_ADVICE: &str =
+const PART_ADVICE: Advice = Advice {
+    jobs: RAISE,
+    deployments: RAISE,
+};
+const RAISE: &str =
     "the limits leave no room for even one cluster's dry run, update and roll; raise them";
 
 pub(super) fn generate(
@@ -111,7 +115,10 @@ pub(super) fn generate(
     let main = b.finish(
         header(selection, options, None),
         options,
-        "pass higher limits, if your GitLab allows them",
+        Advice {
+            jobs: "pass higher limits, if your GitLab allows them",
+            deployments: "pass higher limits, if your GitLab allows them",
+        },
     )?;
     Ok(Files { main, children })
 }
