@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet, Overrides};
-use crate::gitlab::ci_env::BaseRevision;
+use crate::gitlab::ci_env::{BaseRevision, BaseSource};
 use crate::gitlab::git::{Git, lexical_absolute};
 use crate::render::{RenderOptions, TemplateSet};
 
@@ -45,8 +45,56 @@ pub struct Changes {
 pub enum Scope {
     /// Files changed since a base revision.
     Changes(Changes),
-    /// Every cluster, for the reason given (no base revision, `--all`).
-    Everything(String),
+    /// Every cluster, for the reason given.
+    Everything(Everything),
+}
+
+/// Why every cluster is selected, whatever changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Everything {
+    /// `--all`.
+    AllFlag,
+    /// A drift pipeline checks every cluster.
+    Drift,
+    /// No revision to count changes from.
+    NoBase(NoBase),
+    /// The commit before the push is not in the clone (after a force-push,
+    /// or a clone too shallow): the git error.
+    BeforePushMissing(String),
+}
+
+/// What `CI_COMMIT_BEFORE_SHA` said when there was no base revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoBase {
+    /// Unset (outside CI, or not given).
+    Unset,
+    /// All zeros in a push pipeline: the push created the branch.
+    NewBranch,
+    /// All zeros in a pipeline of another `CI_PIPELINE_SOURCE` (`web`,
+    /// `api`, `trigger`…), where GitLab has no commit before.
+    ZerosFor(String),
+}
+
+impl std::fmt::Display for Everything {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Everything::AllFlag => f.write_str("--all"),
+            Everything::Drift => f.write_str("a drift pipeline checks every cluster"),
+            Everything::NoBase(NoBase::Unset) => f.write_str(
+                "no base revision to count changes from (no --changed-since, CI_MERGE_REQUEST_DIFF_BASE_SHA or CI_COMMIT_BEFORE_SHA)",
+            ),
+            Everything::NoBase(NoBase::NewBranch) => f.write_str(
+                "no base revision to count changes from (no --changed-since or CI_MERGE_REQUEST_DIFF_BASE_SHA; new branch: CI_COMMIT_BEFORE_SHA is all zeros)",
+            ),
+            Everything::NoBase(NoBase::ZerosFor(source)) => write!(
+                f,
+                "no base revision to count changes from (no --changed-since or CI_MERGE_REQUEST_DIFF_BASE_SHA; CI_COMMIT_BEFORE_SHA is all zeros, as GitLab sets it in `{source}` pipelines)"
+            ),
+            Everything::BeforePushMissing(error) => {
+                write!(f, "the commit before the push is not in this clone ({error})")
+            }
+        }
+    }
 }
 
 /// Where the repository is, for turning fleet paths (relative to the
@@ -101,21 +149,124 @@ impl RepoPaths {
 
 /// The files changed since `base`, from git.
 pub fn changes_since(git: &Git, base: BaseRevision) -> Result<Changes> {
+    // Passing --changed-since is advice only for a base kopsci found by
+    // itself: a named one that is missing is the name's problem.
+    let or_flag = match base.source {
+        BaseSource::Flag => "",
+        BaseSource::Variable(_) => ", or pass --changed-since",
+    };
     let Some(base_commit) = git.resolve_commit(&base.rev)? else {
-        return Err(Error::Git {
-            command: format!("git rev-parse --verify {}^{{commit}}", base.rev),
-            message: format!(
-                "no commit `{}` (from {}) in this clone; a shallow clone may not reach it: set GIT_DEPTH: 0 on the job that runs `kopsci pipeline`, or pass --changed-since",
+        let message = match base.source {
+            BaseSource::Flag => format!(
+                "no commit `{}` (from --changed-since) in this clone: check the name; a shallow clone may not reach it: set GIT_DEPTH: 0 on the job that runs `kopsci pipeline`, or fetch it first (`git fetch origin {}`)",
+                base.rev, base.rev
+            ),
+            BaseSource::Variable(_) => format!(
+                "no commit `{}` (from {}) in this clone; a shallow clone may not reach it: set GIT_DEPTH: 0 on the job that runs `kopsci pipeline`{or_flag}",
                 base.rev, base.source
             ),
+        };
+        return Err(Error::Git {
+            command: format!("git rev-parse --verify {}^{{commit}}", base.rev),
+            message,
         });
     };
-    let files = git.changed_files(&base_commit, "HEAD")?;
+    let files = git.changed_files_advising(&base_commit, "HEAD", or_flag)?;
     Ok(Changes {
         base,
         base_commit,
         files,
     })
+}
+
+/// What a declared input is to a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputRole {
+    FleetFile,
+    Template,
+    BaseValues,
+    /// The values of the named environment.
+    EnvironmentValues(String),
+    ClusterValues,
+}
+
+impl std::fmt::Display for InputRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputRole::FleetFile => f.write_str("the fleet file"),
+            InputRole::Template => f.write_str("template"),
+            InputRole::BaseValues => f.write_str("base values"),
+            InputRole::EnvironmentValues(env) => write!(f, "environment `{env}` values"),
+            InputRole::ClusterValues => f.write_str("cluster values"),
+        }
+    }
+}
+
+/// Why a cluster is affected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// A changed file that is a declared input of the cluster, or lies
+    /// under one (`under`: the declared directory).
+    Input {
+        file: PathBuf,
+        role: InputRole,
+        under: Option<PathBuf>,
+    },
+    /// A changed snippet the cluster's render includes.
+    Snippet { file: PathBuf },
+    /// Snippets changed and the cluster's render fails: its dry run shows
+    /// why.
+    RenderFails(String),
+    /// Snippets changed and the templates do not load at all.
+    TemplatesBroken(String),
+    /// Every cluster is selected.
+    Everything(Everything),
+}
+
+impl Reason {
+    /// The changed file this reason names, if any.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Reason::Input { file, .. } | Reason::Snippet { file } => Some(file),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Input {
+                file,
+                role,
+                under: None,
+            } => write!(f, "{} changed ({role})", file.display()),
+            Reason::Input {
+                file,
+                role,
+                under: Some(dir),
+            } => write!(
+                f,
+                "{} changed (under {role}: {})",
+                file.display(),
+                dir.display()
+            ),
+            Reason::Snippet { file } => write!(
+                f,
+                "{} changed (a snippet its render includes)",
+                file.display()
+            ),
+            Reason::RenderFails(error) => write!(
+                f,
+                "snippets changed and its render fails, so it is dry-run to show why: {error}"
+            ),
+            Reason::TemplatesBroken(error) => write!(
+                f,
+                "snippets changed and the templates do not load, so every cluster's dry run must show it: {error}"
+            ),
+            Reason::Everything(why) => write!(f, "{why}"),
+        }
+    }
 }
 
 /// One cluster's verdict.
@@ -124,7 +275,7 @@ pub struct ClusterChoice {
     pub cluster: String,
     pub environment: String,
     /// Why the cluster is affected; empty when it is not.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
 }
 
 impl ClusterChoice {
@@ -155,7 +306,7 @@ impl Selection {
 /// everything under it.
 struct Input {
     path: PathBuf,
-    role: String,
+    role: InputRole,
 }
 
 /// Decides, for every cluster of `fleet`, whether `scope` affects it.
@@ -170,7 +321,7 @@ pub fn select(fleet: &Fleet, scope: &Scope, repo: &RepoPaths) -> Selection {
                     .map(|c| ClusterChoice {
                         cluster: c.name.clone(),
                         environment: c.environment.clone(),
-                        reasons: vec![reason.clone()],
+                        reasons: vec![Reason::Everything(reason.clone())],
                     })
                     .collect(),
             };
@@ -184,19 +335,22 @@ pub fn select(fleet: &Fleet, scope: &Scope, repo: &RepoPaths) -> Selection {
         changes.base.source
     );
 
-    let declared = |paths: &[PathBuf], role: &str| -> Vec<Input> {
+    let declared = |paths: &[PathBuf], role: InputRole| -> Vec<Input> {
         paths
             .iter()
             .filter_map(|p| repo.in_repo(p))
             .map(|path| Input {
                 path,
-                role: role.to_string(),
+                role: role.clone(),
             })
             .collect()
     };
-    let mut shared = declared(&[fleet.path().to_path_buf()], "the fleet file");
-    shared.extend(declared(fleet.templates(), "template"));
-    shared.extend(declared(&paths_of(fleet.base_values()), "base values"));
+    let mut shared = declared(&[fleet.path().to_path_buf()], InputRole::FleetFile);
+    shared.extend(declared(fleet.templates(), InputRole::Template));
+    shared.extend(declared(
+        &paths_of(fleet.base_values()),
+        InputRole::BaseValues,
+    ));
 
     let snippet_roots: Vec<PathBuf> = fleet
         .snippets()
@@ -220,11 +374,11 @@ pub fn select(fleet: &Fleet, scope: &Scope, repo: &RepoPaths) -> Selection {
                 .map(|e| {
                     declared(
                         &paths_of(&e.values),
-                        &format!("environment `{}` values", e.name),
+                        InputRole::EnvironmentValues(e.name.clone()),
                     )
                 })
                 .unwrap_or_default();
-            let own = declared(&paths_of(&cluster.values), "cluster values");
+            let own = declared(&paths_of(&cluster.values), InputRole::ClusterValues);
             inputs.extend(env_inputs.iter());
             inputs.extend(own.iter());
 
@@ -238,11 +392,10 @@ pub fn select(fleet: &Fleet, scope: &Scope, repo: &RepoPaths) -> Selection {
                 match uses.for_cluster(cluster) {
                     Ok(used) => {
                         for file in &changes.files {
-                            if used.contains(file) && !reasons_name(&reasons, file) {
-                                reasons.push(format!(
-                                    "{} changed (a snippet its render includes)",
-                                    file.display()
-                                ));
+                            if used.contains(file)
+                                && !reasons.iter().any(|r| r.file() == Some(file.as_path()))
+                            {
+                                reasons.push(Reason::Snippet { file: file.clone() });
                             }
                         }
                     }
@@ -259,22 +412,12 @@ pub fn select(fleet: &Fleet, scope: &Scope, repo: &RepoPaths) -> Selection {
     Selection { basis, clusters }
 }
 
-fn describe_match(file: &Path, input: &Input) -> String {
-    if file == input.path {
-        format!("{} changed ({})", file.display(), input.role)
-    } else {
-        format!(
-            "{} changed (under {}: {})",
-            file.display(),
-            input.role,
-            input.path.display()
-        )
+fn describe_match(file: &Path, input: &Input) -> Reason {
+    Reason::Input {
+        file: file.to_path_buf(),
+        role: input.role.clone(),
+        under: (file != input.path).then(|| input.path.clone()),
     }
-}
-
-fn reasons_name(reasons: &[String], file: &Path) -> bool {
-    let prefix = format!("{} changed", file.display());
-    reasons.iter().any(|r| r.starts_with(&prefix))
 }
 
 /// Which snippets each cluster's render reaches, found by rendering.
@@ -284,7 +427,8 @@ enum SnippetUse<'a> {
         repo: &'a RepoPaths,
         templates: Box<TemplateSet>,
     },
-    /// The templates do not load at all: every cluster is affected.
+    /// The templates do not load at all (the error): every cluster is
+    /// affected.
     Broken(String),
 }
 
@@ -296,17 +440,15 @@ impl<'a> SnippetUse<'a> {
                 repo,
                 templates: Box::new(templates),
             },
-            Err(e) => SnippetUse::Broken(format!(
-                "snippets changed and the templates do not load, so every cluster's dry run must show it: {e}"
-            )),
+            Err(e) => SnippetUse::Broken(e.to_string()),
         }
     }
 
     /// The snippet files (relative to the top level) the cluster's render
     /// reaches, or the reason to select it anyway.
-    fn for_cluster(&self, cluster: &Cluster) -> std::result::Result<BTreeSet<PathBuf>, String> {
+    fn for_cluster(&self, cluster: &Cluster) -> std::result::Result<BTreeSet<PathBuf>, Reason> {
         match self {
-            SnippetUse::Broken(why) => Err(why.clone()),
+            SnippetUse::Broken(error) => Err(Reason::TemplatesBroken(error.clone())),
             SnippetUse::Loaded {
                 fleet,
                 repo,
@@ -317,9 +459,7 @@ impl<'a> SnippetUse<'a> {
                     .and_then(|ctx| templates.render_tracked(&ctx, &RenderOptions::default()));
                 match rendered {
                     Ok((_, used)) => Ok(used.iter().filter_map(|p| repo.in_repo(p)).collect()),
-                    Err(e) => Err(format!(
-                        "snippets changed and its render fails, so it is dry-run to show why: {e}"
-                    )),
+                    Err(e) => Err(Reason::RenderFails(e.to_string())),
                 }
             }
         }
@@ -388,7 +528,6 @@ fn paths_of(values: &[crate::fleet::ValuesSource]) -> Vec<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gitlab::ci_env::BaseSource;
 
     struct Fx {
         dir: tempfile::TempDir,
@@ -445,7 +584,7 @@ mod tests {
             select(&fleet, &scope, &repo)
                 .clusters
                 .into_iter()
-                .map(|c| (c.cluster, c.reasons))
+                .map(|c| (c.cluster, c.reasons.iter().map(Reason::to_string).collect()))
                 .collect()
         }
     }
@@ -543,10 +682,14 @@ mod tests {
     fn everything_scope_and_explanation() {
         let fx = Fx::new();
         let (fleet, repo) = fx.fleet();
-        let selection = select(&fleet, &Scope::Everything("no base revision".into()), &repo);
+        let selection = select(
+            &fleet,
+            &Scope::Everything(Everything::NoBase(NoBase::Unset)),
+            &repo,
+        );
         assert_eq!(selection.affected_count(), 2);
         let text = format_explanation(&selection, &repo, &fleet);
-        assert!(text.starts_with("fleet: infra/kopsci.yaml\nbasis: every cluster: no base revision\naffected: 2 of 2 clusters\n"), "{text}");
+        assert!(text.starts_with("fleet: infra/kopsci.yaml\nbasis: every cluster: no base revision to count changes from (no --changed-since, CI_MERGE_REQUEST_DIFF_BASE_SHA or CI_COMMIT_BEFORE_SHA)\naffected: 2 of 2 clusters\n"), "{text}");
         assert!(text.ends_with("not affected: 0\n"), "{text}");
     }
 

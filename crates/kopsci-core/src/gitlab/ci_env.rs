@@ -24,7 +24,9 @@ const NAMES: &[&str] = &[
     "CI_MERGE_REQUEST_TARGET_BRANCH_SHA",
     "CI_API_V4_URL",
     "CI_PROJECT_ID",
+    "CI_JOB_NAME",
     "CI_JOB_URL",
+    "CI_PIPELINE_ID",
     "CI_PIPELINE_URL",
     "CI_SERVER_TLS_CA_FILE",
     "SSL_CERT_FILE",
@@ -58,6 +60,9 @@ pub enum PipelineKind {
     MergeRequest,
     /// Dry runs, then manual update and roll jobs: the default branch.
     DefaultBranch,
+    /// Dry runs of every cluster with `--detailed-exitcode`, nothing
+    /// applied: scheduled pipelines.
+    Drift,
 }
 
 impl PipelineKind {
@@ -65,6 +70,7 @@ impl PipelineKind {
         match self {
             PipelineKind::MergeRequest => "merge-request",
             PipelineKind::DefaultBranch => "default-branch",
+            PipelineKind::Drift => "drift",
         }
     }
 }
@@ -143,13 +149,27 @@ impl CiEnv {
         self.get("GITLAB_CI") == Some("true")
     }
 
+    /// Which child pipeline this pipeline should get, and why; scheduled
+    /// pipelines get drift detection.
+    pub fn pipeline_kind(&self) -> (PipelineKind, String) {
+        self.pipeline_kind_with(true)
+    }
+
     /// Which child pipeline this pipeline should get, and why.
     ///
-    /// Only a branch pipeline of the default branch gets update and roll
-    /// jobs; everything else (merge requests, other branches, tags, runs
-    /// outside CI) gets dry runs only, so that a mistake here can never
-    /// offer to apply an unreviewed change.
-    pub fn pipeline_kind(&self) -> (PipelineKind, String) {
+    /// Scheduled pipelines get drift detection when `drift_on_schedule`
+    /// (dry runs only either way). Otherwise only a branch pipeline of the
+    /// default branch gets update and roll jobs; everything else (merge
+    /// requests, other branches, tags, runs outside CI) gets dry runs only,
+    /// so that a mistake here can never offer to apply an unreviewed
+    /// change.
+    pub fn pipeline_kind_with(&self, drift_on_schedule: bool) -> (PipelineKind, String) {
+        if drift_on_schedule && self.get("CI_PIPELINE_SOURCE") == Some("schedule") {
+            return (
+                PipelineKind::Drift,
+                "CI_PIPELINE_SOURCE is schedule: drift detection".to_string(),
+            );
+        }
         if self.get("CI_PIPELINE_SOURCE") == Some("merge_request_event") {
             return (
                 PipelineKind::MergeRequest,
@@ -210,6 +230,22 @@ impl CiEnv {
     }
 }
 
+impl CiEnv {
+    /// What `CI_COMMIT_BEFORE_SHA` says when [`base_revision`](Self::base_revision)
+    /// found none: unset, or all zeros (a new branch, or a pipeline no
+    /// push started).
+    pub fn no_base(&self) -> crate::gitlab::affected::NoBase {
+        use crate::gitlab::affected::NoBase;
+        match self.get("CI_COMMIT_BEFORE_SHA") {
+            Some(sha) if sha.chars().all(|c| c == '0') => match self.get("CI_PIPELINE_SOURCE") {
+                None | Some("push") => NoBase::NewBranch,
+                Some(source) => NoBase::ZerosFor(source.to_string()),
+            },
+            _ => NoBase::Unset,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +284,51 @@ mod tests {
         ]);
         assert_eq!(tag.pipeline_kind().0, PipelineKind::MergeRequest);
         assert_eq!(env(&[]).pipeline_kind().0, PipelineKind::MergeRequest);
+    }
+
+    #[test]
+    fn schedules_get_drift_detection_unless_it_is_off() {
+        let schedule = env(&[
+            ("GITLAB_CI", "true"),
+            ("CI_PIPELINE_SOURCE", "schedule"),
+            ("CI_COMMIT_BRANCH", "main"),
+            ("CI_DEFAULT_BRANCH", "main"),
+        ]);
+        let (kind, why) = schedule.pipeline_kind();
+        assert_eq!(kind, PipelineKind::Drift);
+        assert!(why.contains("schedule"), "{why}");
+        // Off: the schedule is a default-branch pipeline like any other.
+        assert_eq!(
+            schedule.pipeline_kind_with(false).0,
+            PipelineKind::DefaultBranch
+        );
+    }
+
+    #[test]
+    fn an_all_zero_before_sha_is_told_apart_from_none() {
+        use crate::gitlab::affected::NoBase;
+        let zeros = "0000000000000000000000000000000000000000";
+        assert_eq!(env(&[]).no_base(), NoBase::Unset);
+        assert_eq!(
+            env(&[("CI_COMMIT_BEFORE_SHA", zeros)]).no_base(),
+            NoBase::NewBranch
+        );
+        assert_eq!(
+            env(&[
+                ("CI_COMMIT_BEFORE_SHA", zeros),
+                ("CI_PIPELINE_SOURCE", "push")
+            ])
+            .no_base(),
+            NoBase::NewBranch
+        );
+        assert_eq!(
+            env(&[
+                ("CI_COMMIT_BEFORE_SHA", zeros),
+                ("CI_PIPELINE_SOURCE", "web")
+            ])
+            .no_base(),
+            NoBase::ZerosFor("web".into())
+        );
     }
 
     #[test]

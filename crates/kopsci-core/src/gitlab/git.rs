@@ -110,13 +110,26 @@ impl Git {
     /// Files changed in `BASE...HEAD`, as paths relative to the top level,
     /// sorted.
     pub fn changed_files(&self, base: &str, head: &str) -> Result<Vec<PathBuf>> {
+        self.changed_files_advising(base, head, "")
+    }
+
+    /// [`changed_files`](Self::changed_files), with `more` (", or …")
+    /// appended to the advice given when the two share no history.
+    pub fn changed_files_advising(
+        &self,
+        base: &str,
+        head: &str,
+        more: &str,
+    ) -> Result<Vec<PathBuf>> {
         let inv = self.changed_files_invocation(base, head);
         let out = run(&inv)?;
         if out.code != 0 {
-            let hint = out.stderr.contains("no merge base").then_some(
-                "the two revisions share no history in this clone; fetch more history (GIT_DEPTH: 0) or pass --changed-since",
-            );
-            return Err(git_error(&inv, &out.stderr, hint));
+            let hint = out.stderr.contains("no merge base").then(|| {
+                format!(
+                    "the two revisions share no history in this clone; fetch more history (GIT_DEPTH: 0){more}"
+                )
+            });
+            return Err(git_error(&inv, &out.stderr, hint.as_deref()));
         }
         let mut files: Vec<PathBuf> = out
             .stdout

@@ -1,5 +1,5 @@
 //! The child pipeline `kopsci pipeline` emits: GitLab CI YAML for the
-//! clusters a change affects.
+//! clusters a change affects, built from the typed jobs of [`ci`].
 //!
 //! * **Merge requests** (and any branch but the default one) get one
 //!   dry-run job per affected cluster and, with `mr_note`, a `kopsci:note`
@@ -7,6 +7,13 @@
 //! * **The default branch** gets the dry runs again (on the merged result),
 //!   then per cluster a manual `update` job that `needs:` its dry run with
 //!   artifacts (the `plan.json` it checks), then a manual `roll` job.
+//! * **Drift** (scheduled pipelines, `--for drift`) gets a dry run of every
+//!   cluster with `--detailed-exitcode` and nothing that applies: a cluster
+//!   whose live state differs from what the fleet renders fails its job
+//!   (exit code 2), so the pipeline turns red. A last `kopsci:drift-report`
+//!   job, when `KOPSCI_GITLAB_TOKEN` is set, runs `kopsci drift` over every
+//!   dry run's reports (a later stage without `needs`, so it gets every dry
+//!   run's artifacts however many there are).
 //!
 //! Every job of a cluster shares `resource_group: kops-<cluster>`, so two
 //! pipelines never work on one cluster at once, and names the GitLab
@@ -14,26 +21,43 @@
 //! (nothing is deployed), `action: start` for update and roll (they change
 //! the cluster, and a protected environment must guard them). Update and
 //! roll are `interruptible: false`: a newer pipeline must never cancel a
-//! half-applied change.
+//! half-applied change. Only the cluster jobs get the runner `tags` (they
+//! reach AWS); the note, report, gate and message jobs run anywhere. Cluster
+//! jobs fetch the commit only (`GIT_DEPTH: 1`): they render from the
+//! working tree and need no history.
 //!
-//! **Dry-run exit codes.** The dry run runs without `--detailed-exitcode`:
-//! pending changes are the normal outcome of a merge request, and GitLab's
-//! merge-request widget shows their counts from the terraform report
-//! (`artifacts:reports:terraform`) and the note lists them. Using exit code
-//! 2 with `allow_failure: exit_codes: [2]` was considered and rejected:
-//! every merge request with changes would show its dry runs as warnings,
-//! and artifacts of a failed job upload only with `when: always`, which the
-//! update job must not rely on. (Usage errors exit 64, never 2.) Dry-run
-//! artifacts are still uploaded `when: always`, so a failed dry run keeps
-//! its kops output for debugging; `update` needs a *successful* dry run.
+//! **Dry-run exit codes.** Outside drift pipelines the dry run runs without
+//! `--detailed-exitcode`: pending changes are the normal outcome of a merge
+//! request, and GitLab's merge-request widget shows their counts from the
+//! terraform report (`artifacts:reports:terraform`) and the note lists
+//! them. Using exit code 2 with `allow_failure: exit_codes: [2]` was
+//! considered and rejected: every merge request with changes would show its
+//! dry runs as warnings, and artifacts of a failed job upload only with
+//! `when: always`, which the update job must not rely on. (Usage errors
+//! exit 64, never 2.) Dry-run artifacts are still uploaded `when: always`,
+//! so a failed dry run keeps its kops output for debugging; `update` needs
+//! a *successful* dry run.
 //!
 //! **Promotion.** Environments are ordered by their `needs` (a stage pair
 //! `update-<env>`, `roll-<env>` each, in that order). A cluster's update
-//! job also `needs:` the roll jobs of the nearest environments it depends
-//! on that have affected clusters (environments with none are looked
-//! through), so `prod` is updated only after `dev` was rolled. Manual jobs
-//! are `allow_failure: false`: otherwise a failed (or never started) update
-//! would count as done and let its roll, or the next environment, proceed.
+//! job waits for the roll jobs of the nearest environments it depends on
+//! that have affected clusters (environments with none are looked
+//! through), so `prod` is updated only after `dev` was rolled. GitLab
+//! allows [`GITLAB_MAX_NEEDS`] `needs` per job: beyond that the update
+//! jobs need *gates* instead, no-op jobs (stage `gate-<env>`) that each
+//! need up to 50 roll jobs, or 50 gates of the level below, so the order
+//! holds at any size. Manual jobs are `allow_failure: false`: otherwise a
+//! failed (or never started) update would count as done and let its roll,
+//! or the next environment, proceed.
+//!
+//! **Limits.** GitLab refuses a pipeline with more jobs than its plan
+//! allows (`ci_pipeline_size`: none by default on self-managed GitLab,
+//! 500–2000 on GitLab.com) or more deployments (jobs with an
+//! `environment`, `ci_pipeline_deployments`: 500 by default everywhere);
+//! [`Limits`] checks both before GitLab does. With `split_by_environment`
+//! a default-branch pipeline becomes one child pipeline per environment
+//! (and per part of an environment too big for the limits), started in
+//! promotion order by trigger jobs that mirror them (`strategy: depend`).
 //!
 //! **AWS.** With `aws_oidc_audience`, cluster jobs get a GitLab ID token
 //! (`id_tokens`) written to a file for the AWS SDKs' web-identity
@@ -45,22 +69,40 @@
 //! The output is deterministic: environments in dependency order (ties in
 //! fleet-file order), clusters in fleet-file order.
 
+pub mod ci;
+mod split;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use serde_json::{Map, Value, json};
+use indexmap::IndexMap;
 
 use crate::errors::{Error, Result};
 use crate::fleet::Fleet;
 use crate::gitlab::affected::{
-    RepoPaths, Scope, Selection, changes_since, format_explanation, select,
+    Everything, RepoPaths, Scope, Selection, changes_since, format_explanation, select,
 };
 use crate::gitlab::ci_env::{BaseSource, CiEnv, PipelineKind};
 use crate::gitlab::git::Git;
 use crate::process::shell_quote;
 
-/// GitLab's default limit on `needs:` entries per job.
+use ci::{
+    AccessLevel, AllowFailure, Artifacts, ClusterSetup, Defaults, DeployJob, Document, DryRunJob,
+    Environment, EnvironmentAction, GateJob, GlobalVariables, IdToken, IdTokens, Job, JobVariables,
+    MessageJob, Need, ReportJob, Reports, Rule, When,
+};
+
+/// GitLab's limit on `needs:` entries per job (`ci_needs_size_limit`, 50
+/// on GitLab.com and by default on self-managed GitLab).
 pub const GITLAB_MAX_NEEDS: usize = 50;
+
+/// GitLab's default limit on deployment jobs (jobs with an `environment`)
+/// per pipeline (`ci_pipeline_deployments`), on every plan.
+pub const GITLAB_MAX_DEPLOYMENTS: usize = 500;
+
+/// GitLab's default limit on the size of a dynamic child pipeline's YAML
+/// (`max_artifacts_content_include_size`, 5 MiB).
+pub const GITLAB_MAX_CHILD_YAML_BYTES: usize = 5 * 1024 * 1024;
 
 /// The GitLab ID token given to cluster jobs with `aws_oidc_audience`.
 pub const ID_TOKEN_VARIABLE: &str = "KOPSCI_ID_TOKEN";
@@ -78,6 +120,38 @@ pub const UPDATE_ROLE_VARIABLE: &str = "KOPSCI_UPDATE_ROLE_ARN";
 /// Where kops releases are downloaded from when `kops_version` is set.
 pub const KOPS_DOWNLOAD_URL: &str = "https://github.com/kubernetes/kops/releases/download";
 
+/// The variable whose presence adds the drift report job's run.
+pub const TOKEN_VARIABLE: &str = crate::gitlab::ci_env::TOKEN_VARIABLE;
+
+/// Who may download the generated jobs' artifacts (reports and plans can
+/// hold user data and hooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactsAccess {
+    /// `access: <level>` (GitLab 16.11+).
+    Level(AccessLevel),
+    /// `public: false`, the form GitLab understood before 16.11.
+    PublicFalse,
+}
+
+/// The GitLab limits a generated pipeline must stay within; 0 means not
+/// checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Jobs per pipeline (`ci_pipeline_size`).
+    pub max_jobs: usize,
+    /// Deployment jobs per pipeline (`ci_pipeline_deployments`).
+    pub max_deployments: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_jobs: 0,
+            max_deployments: GITLAB_MAX_DEPLOYMENTS,
+        }
+    }
+}
+
 /// How the child pipeline is generated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineOptions {
@@ -86,12 +160,14 @@ pub struct PipelineOptions {
     pub kopsci: String,
     /// The jobs' image; the runner's default when `None`.
     pub image: Option<String>,
-    /// Runner tags for every job.
+    /// Runner tags for the jobs that reach AWS (dry run, update, roll).
     pub tags: Vec<String>,
     /// Where dry runs write their reports, relative to the project directory.
     pub report_dir: String,
     /// `artifacts:expire_in` of every job.
     pub expire_in: String,
+    /// Who may download the artifacts.
+    pub artifacts_access: ArtifactsAccess,
     /// The fleet file relative to the repository's top level (jobs run
     /// there); passed to jobs as `KOPSCI_FLEET` unless it is `kopsci.yaml`.
     pub fleet: String,
@@ -99,7 +175,7 @@ pub struct PipelineOptions {
     pub mr_note: bool,
     /// Give dry-run jobs their `environment` (`action: prepare`). Off for
     /// projects whose protected environments would stop developers' dry
-    /// runs.
+    /// runs, or whose dry runs would pass the deployment limit.
     pub dryrun_environment: bool,
     /// Install this kops release in every job when the image has another.
     pub kops_version: Option<String>,
@@ -111,6 +187,20 @@ pub struct PipelineOptions {
     /// `KOPSCI_UPDATE_ROLE_ARN` (CI/CD variables, which may be scoped to
     /// environments and protected).
     pub aws_oidc_audience: Option<String>,
+    /// Drift pipelines: a drifted cluster's job is a warning
+    /// (`allow_failure: exit_codes: [2]`) rather than a failure.
+    pub drift_allow_failure: bool,
+    /// Default-branch pipelines: one child pipeline per environment.
+    pub split_by_environment: bool,
+    /// The limits checked.
+    pub limits: Limits,
+    /// Split pipelines: where the environments' files go, relative to the
+    /// project directory (the trigger jobs include them from there).
+    pub children_dir: String,
+    /// Split pipelines: the job that writes these files, and its pipeline
+    /// (`CI_JOB_NAME`, `CI_PIPELINE_ID`).
+    pub generator_job: String,
+    pub generator_pipeline: Option<String>,
 }
 
 impl PipelineOptions {
@@ -123,12 +213,19 @@ impl PipelineOptions {
             tags: Vec::new(),
             report_dir: crate::DEFAULT_REPORT_DIR.to_string(),
             expire_in: "1 week".to_string(),
+            artifacts_access: ArtifactsAccess::Level(AccessLevel::Developer),
             fleet: crate::fleet::DEFAULT_FLEET_FILE.to_string(),
             mr_note: false,
             dryrun_environment: true,
             kops_version: None,
             kops_download_url: KOPS_DOWNLOAD_URL.to_string(),
             aws_oidc_audience: None,
+            drift_allow_failure: false,
+            split_by_environment: false,
+            limits: Limits::default(),
+            children_dir: ".kopsci/children".to_string(),
+            generator_job: "kopsci:pipeline".to_string(),
+            generator_pipeline: None,
         }
     }
 }
@@ -145,6 +242,7 @@ pub fn roll_job(cluster: &str) -> String {
 }
 pub const NOTE_JOB: &str = "kopsci:note";
 pub const NOTHING_JOB: &str = "kopsci:nothing-to-do";
+pub const DRIFT_REPORT_JOB: &str = "kopsci:drift-report";
 
 /// Environments in promotion order: every environment after those it
 /// `needs`, ties in fleet-file order. The fleet file was checked for cycles
@@ -171,14 +269,13 @@ pub fn environment_order(fleet: &Fleet) -> Vec<String> {
     placed
 }
 
-/// The affected clusters whose roll must finish before `environment`'s
-/// updates: those of the nearest environments it (transitively) needs that
-/// have affected clusters. In fleet order.
-fn promotion_predecessors(
+/// The nearest environments `environment` (transitively) needs that have
+/// affected clusters: those whose rolls must finish before its updates.
+fn predecessor_environments(
     fleet: &Fleet,
     environment: &str,
     affected: &[(&str, &str)],
-) -> Vec<String> {
+) -> BTreeSet<String> {
     let needs_of = |env: &str| -> Vec<String> {
         fleet
             .environments()
@@ -200,117 +297,341 @@ fn promotion_predecessors(
             stack.extend(needs_of(&env));
         }
     }
+    gates
+}
+
+/// The affected clusters whose roll must finish before `environment`'s
+/// updates, in fleet order.
+fn promotion_predecessors(
+    fleet: &Fleet,
+    environment: &str,
+    affected: &[(&str, &str)],
+) -> Vec<String> {
+    let envs = predecessor_environments(fleet, environment, affected);
     affected
         .iter()
-        .filter(|(_, env)| gates.contains(*env))
+        .filter(|(_, env)| envs.contains(*env))
         .map(|(cluster, _)| cluster.to_string())
         .collect()
 }
 
-/// The child pipeline YAML for `selection`.
-pub fn generate(fleet: &Fleet, selection: &Selection, options: &PipelineOptions) -> Result<String> {
-    let order = environment_order(fleet);
-    // Affected clusters, environments in promotion order, clusters in fleet
-    // order within each.
-    let mut affected: Vec<(&str, &str)> = Vec::new();
-    for env in &order {
+/// The affected clusters with their environments, environments in
+/// promotion order, clusters in fleet order within each.
+fn affected_in_order<'a>(selection: &'a Selection, order: &[String]) -> Vec<(&'a str, &'a str)> {
+    let mut affected = Vec::new();
+    for env in order {
         for choice in selection.affected().filter(|c| c.environment == *env) {
             affected.push((choice.cluster.as_str(), choice.environment.as_str()));
         }
     }
-    let deploy = options.kind == PipelineKind::DefaultBranch;
-    let note = options.mr_note && options.kind == PipelineKind::MergeRequest;
-
-    let mut stages: Vec<String> = Vec::new();
-    let mut jobs: Vec<(String, Value)> = Vec::new();
-    if !affected.is_empty() {
-        stages.push("dryrun".to_string());
-    }
-    for (cluster, env) in &affected {
-        jobs.push((dryrun_job(cluster), dryrun(cluster, env, options)));
-    }
-    if deploy {
-        for env in &order {
-            let clusters: Vec<&str> = affected
-                .iter()
-                .filter(|(_, e)| e == env)
-                .map(|(c, _)| *c)
-                .collect();
-            if clusters.is_empty() {
-                continue;
-            }
-            let update_stage = format!("update-{env}");
-            let roll_stage = format!("roll-{env}");
-            let gates = promotion_predecessors(fleet, env, &affected);
-            if gates.len() + 1 > GITLAB_MAX_NEEDS {
-                return Err(Error::Pipeline(format!(
-                    "environment `{env}` would wait for the roll jobs of {} clusters, more than the {GITLAB_MAX_NEEDS} `needs` GitLab allows per job; split the environments it needs into smaller ones",
-                    gates.len()
-                )));
-            }
-            for cluster in &clusters {
-                jobs.push((
-                    update_job(cluster),
-                    update(cluster, env, &update_stage, &gates, options),
-                ));
-            }
-            for cluster in &clusters {
-                jobs.push((roll_job(cluster), roll(cluster, env, &roll_stage, options)));
-            }
-            stages.push(update_stage);
-            stages.push(roll_stage);
-        }
-    }
-    if note {
-        stages.push("report".to_string());
-        let clusters: Vec<&str> = affected.iter().map(|(c, _)| *c).collect();
-        jobs.push((NOTE_JOB.to_string(), note_job(&clusters, options)));
-    }
-    if jobs.is_empty() {
-        // GitLab refuses a pipeline without jobs; say plainly that there
-        // is nothing to do.
-        stages.push("dryrun".to_string());
-        jobs.push((
-            NOTHING_JOB.to_string(),
-            json!({
-                "stage": "dryrun",
-                "script": ["echo 'kopsci: no cluster is affected by this change'"],
-                "interruptible": true,
-            }),
-        ));
-    }
-
-    let mut root = Map::new();
-    root.insert("stages".into(), json!(stages));
-    let variables = variables(options);
-    if !variables.is_empty() {
-        root.insert("variables".into(), Value::Object(variables));
-    }
-    let default = defaults(options);
-    if !default.is_empty() {
-        root.insert("default".into(), Value::Object(default));
-    }
-    for (name, job) in jobs {
-        root.insert(name, job);
-    }
-    let yaml = crate::yaml::to_string(&Value::Object(root))?;
-    Ok(format!("{}{yaml}", header(selection, options)))
+    affected
 }
 
-fn header(selection: &Selection, options: &PipelineOptions) -> String {
-    let mut out = format!(
-        "# Generated by `kopsci pipeline` for a {} pipeline; do not edit.\n# {} of {} clusters affected:\n",
-        options.kind.name(),
-        selection.affected_count(),
-        selection.clusters.len()
-    );
+/// A pipeline being put together: its stages and jobs, in order.
+struct Builder {
+    stages: Vec<String>,
+    jobs: IndexMap<String, Job>,
+}
+
+impl Builder {
+    fn new() -> Builder {
+        Builder {
+            stages: Vec::new(),
+            jobs: IndexMap::new(),
+        }
+    }
+
+    fn stage(&mut self, name: &str) {
+        if !self.stages.iter().any(|s| s == name) {
+            self.stages.push(name.to_string());
+        }
+    }
+
+    fn job(&mut self, name: String, job: Job) {
+        self.jobs.insert(name, job);
+    }
+
+    /// Jobs that a job with `room` free `needs` entries must need so as to
+    /// wait for every job of `targets`: `targets` itself when they fit,
+    /// else gate jobs named `<prefix>:<n>` in stage `stage`, each needing at
+    /// most [`GITLAB_MAX_NEEDS`] targets (or gates of the level below), in
+    /// as many levels as it takes.
+    fn fan_in(
+        &mut self,
+        mut targets: Vec<String>,
+        room: usize,
+        prefix: &str,
+        stage: &str,
+    ) -> Vec<String> {
+        let mut made = 0;
+        while targets.len() > room {
+            self.stage(stage);
+            let gates = targets.len().div_ceil(GITLAB_MAX_NEEDS);
+            let mut next = Vec::with_capacity(gates);
+            let mut rest = targets.as_slice();
+            for i in 0..gates {
+                // Spread evenly: the last gates never hold a remainder of one.
+                let take = rest.len().div_ceil(gates - i);
+                let (group, tail) = rest.split_at(take);
+                rest = tail;
+                made += 1;
+                let name = format!("{prefix}:{made}");
+                self.job(name.clone(), gate_job(stage, group));
+                next.push(name);
+            }
+            targets = next;
+        }
+        targets
+    }
+
+    /// The YAML, headed by `header`, after checking it against `limits`.
+    fn finish(self, header: String, options: &PipelineOptions, advice: Advice) -> Result<String> {
+        check_limits(&self.jobs, &options.limits, advice)?;
+        let doc = Document {
+            stages: self.stages,
+            variables: global_variables(options),
+            default: Defaults {
+                image: options.image.clone(),
+            },
+            jobs: self.jobs,
+        };
+        let yaml = crate::yaml::to_string(&doc)?;
+        let text = format!("{header}{yaml}");
+        if text.len() > GITLAB_MAX_CHILD_YAML_BYTES {
+            tracing::warn!(
+                "the generated pipeline is {} bytes, more than the {GITLAB_MAX_CHILD_YAML_BYTES} GitLab accepts by default for a child pipeline (max_artifacts_content_include_size); {}",
+                text.len(),
+                advice.jobs
+            );
+        }
+        Ok(text)
+    }
+}
+
+/// Refuses a pipeline GitLab would refuse: more `needs` in a job than
+/// GitLab allows (a bug, as gates should have prevented it), more jobs or
+/// deployments than `limits`.
+fn check_limits(jobs: &IndexMap<String, Job>, limits: &Limits, advice: Advice) -> Result<()> {
+    if let Some((name, job)) = jobs
+        .iter()
+        .find(|(_, j)| j.needs().len() > GITLAB_MAX_NEEDS)
+    {
+        return Err(Error::Pipeline(format!(
+            "job `{name}` would need {} jobs, more than the {GITLAB_MAX_NEEDS} GitLab allows",
+            job.needs().len()
+        )));
+    }
+    if limits.max_jobs > 0 && jobs.len() > limits.max_jobs {
+        return Err(Error::Pipeline(format!(
+            "the pipeline would have {} jobs, more than the {} allowed (--max-jobs, input max_jobs; GitLab's ci_pipeline_size: 500 on GitLab.com Free, 1500 Premium, 2000 Ultimate, no limit by default on self-managed GitLab); {}",
+            jobs.len(),
+            limits.max_jobs,
+            advice.jobs
+        )));
+    }
+    let deployments = jobs.values().filter(|j| j.is_deployment()).count();
+    if limits.max_deployments > 0 && deployments > limits.max_deployments {
+        return Err(Error::Pipeline(format!(
+            "the pipeline would have {deployments} deployment jobs (jobs with an `environment`, dry runs included), more than the {} allowed (--max-deployments, input max_deployments; GitLab's ci_pipeline_deployments, {GITLAB_MAX_DEPLOYMENTS} by default; 0 turns the check off where an administrator raised or removed it); {}",
+            limits.max_deployments, advice.deployments
+        )));
+    }
+    Ok(())
+}
+
+/// The output of [`generate_files`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Files {
+    /// The child pipeline the parent triggers.
+    pub main: String,
+    /// Split pipelines: the environments' pipelines the main one starts,
+    /// as (path relative to the project directory, YAML).
+    pub children: Vec<(String, String)>,
+}
+
+/// The child pipeline YAML for `selection`. With `split_by_environment`
+/// this is the pipeline that starts the environments' own; see
+/// [`generate_files`] for all of them.
+pub fn generate(fleet: &Fleet, selection: &Selection, options: &PipelineOptions) -> Result<String> {
+    generate_files(fleet, selection, options).map(|f| f.main)
+}
+
+/// Every file of the child pipeline for `selection`.
+pub fn generate_files(
+    fleet: &Fleet,
+    selection: &Selection,
+    options: &PipelineOptions,
+) -> Result<Files> {
+    let order = environment_order(fleet);
+    let affected = affected_in_order(selection, &order);
+    let header = header(selection, options, None);
+    let main = match options.kind {
+        PipelineKind::MergeRequest => {
+            let mut b = dry_runs(&affected, options);
+            if options.mr_note {
+                b.stage("report");
+                let clusters: Vec<&str> = affected.iter().map(|(c, _)| *c).collect();
+                b.job(NOTE_JOB.to_string(), note_job(&clusters, options));
+            }
+            nothing_to_do(&mut b);
+            b.finish(header, options, DRY_RUN_ADVICE)?
+        }
+        PipelineKind::Drift => {
+            let mut b = dry_runs(&affected, options);
+            if !affected.is_empty() {
+                b.stage("report");
+                b.job(DRIFT_REPORT_JOB.to_string(), drift_report_job(options));
+            }
+            nothing_to_do(&mut b);
+            b.finish(header, options, DRY_RUN_ADVICE)?
+        }
+        PipelineKind::DefaultBranch if options.split_by_environment && !affected.is_empty() => {
+            return split::generate(fleet, selection, &affected, &order, options);
+        }
+        PipelineKind::DefaultBranch => {
+            let mut b = deploy(fleet, &affected, &order, options);
+            nothing_to_do(&mut b);
+            b.finish(header, options, SPLIT_ADVICE)?
+        }
+    };
+    Ok(Files {
+        main,
+        children: Vec::new(),
+    })
+}
+
+/// What to do when a pipeline passes a limit: for the job limit, and for
+/// the deployment limit.
+#[derive(Debug, Clone, Copy)]
+struct Advice {
+    jobs: &'static str,
+    deployments: &'static str,
+}
+
+const DRY_RUN_ADVICE: Advice = Advice {
+    jobs: "merge-request and drift pipelines are not split (their note and report read every dry run): change fewer clusters at once",
+    deployments: "give dry runs no environment (--dryrun-environment=false, the component's input dryrun_environment: false; dry runs then count as no deployment), or change fewer clusters at once",
+};
+const SPLIT: &str = "pass --split-by-environment (the component's input split_by_environment: true): one child pipeline per environment, or per part of one, started in promotion order";
+const SPLIT_ADVICE: Advice = Advice {
+    jobs: SPLIT,
+    deployments: SPLIT,
+};
+
+/// A dry run per affected cluster.
+fn dry_runs(affected: &[(&str, &str)], options: &PipelineOptions) -> Builder {
+    let mut b = Builder::new();
+    if !affected.is_empty() {
+        b.stage("dryrun");
+    }
+    for (cluster, env) in affected {
+        b.job(dryrun_job(cluster), dryrun(cluster, env, options));
+    }
+    b
+}
+
+/// Dry runs, then per environment in promotion order its updates (after
+/// the rolls of the environments it needs, through gates when they are
+/// many) and rolls.
+fn deploy(
+    fleet: &Fleet,
+    affected: &[(&str, &str)],
+    order: &[String],
+    options: &PipelineOptions,
+) -> Builder {
+    let mut b = dry_runs(affected, options);
+    for env in order {
+        let clusters: Vec<&str> = affected
+            .iter()
+            .filter(|(_, e)| e == env)
+            .map(|(c, _)| *c)
+            .collect();
+        if clusters.is_empty() {
+            continue;
+        }
+        let rolls = promotion_predecessors(fleet, env, affected)
+            .iter()
+            .map(|c| roll_job(c))
+            .collect();
+        // One `needs` entry is the update's own dry run.
+        let waits = b.fan_in(
+            rolls,
+            GITLAB_MAX_NEEDS - 1,
+            &format!("gate:{env}"),
+            &format!("gate-{env}"),
+        );
+        let update_stage = format!("update-{env}");
+        let roll_stage = format!("roll-{env}");
+        b.stage(&update_stage);
+        b.stage(&roll_stage);
+        for cluster in &clusters {
+            b.job(
+                update_job(cluster),
+                update(cluster, env, &update_stage, &waits, options),
+            );
+        }
+        for cluster in &clusters {
+            b.job(roll_job(cluster), roll(cluster, env, &roll_stage, options));
+        }
+    }
+    b
+}
+
+/// GitLab refuses a pipeline without jobs: say plainly that there is
+/// nothing to do.
+fn nothing_to_do(b: &mut Builder) {
+    if b.jobs.is_empty() {
+        b.stage("dryrun");
+        b.job(
+            NOTHING_JOB.to_string(),
+            Job::Message(MessageJob {
+                stage: "dryrun".to_string(),
+                script: vec!["echo 'kopsci: no cluster is affected by this change'".to_string()],
+                interruptible: true,
+                variables: JobVariables::no_checkout(),
+            }),
+        );
+    }
+}
+
+/// The comment at the top: what was generated, and why each cluster is
+/// (or is not) in it. `part` names the clusters of a split pipeline's
+/// part; all clusters are listed otherwise.
+fn header(
+    selection: &Selection,
+    options: &PipelineOptions,
+    part: Option<(&str, &[&str])>,
+) -> String {
+    let kind = options.kind.name();
+    let mut out = match part {
+        None => format!(
+            "# Generated by `kopsci pipeline` for a {kind} pipeline; do not edit.\n# {} of {} clusters affected:\n",
+            selection.affected_count(),
+            selection.clusters.len()
+        ),
+        Some((what, clusters)) => format!(
+            "# Generated by `kopsci pipeline` for a {kind} pipeline, {what}; do not edit.\n# {} clusters:\n",
+            clusters.len()
+        ),
+    };
+    let only: Option<BTreeSet<&str>> = part.map(|(_, clusters)| clusters.iter().copied().collect());
     for choice in &selection.clusters {
+        if only
+            .as_ref()
+            .is_some_and(|only| !only.contains(choice.cluster.as_str()))
+        {
+            continue;
+        }
         let why = match choice.reasons.first() {
             None => "not affected".to_string(),
             Some(first) if choice.reasons.len() > 1 => {
-                format!("{} (+{} more)", one_line(first), choice.reasons.len() - 1)
+                format!(
+                    "{} (+{} more)",
+                    one_line(&first.to_string()),
+                    choice.reasons.len() - 1
+                )
             }
-            Some(first) => one_line(first),
+            Some(first) => one_line(&first.to_string()),
         };
         out.push_str(&format!("#   {}: {why}\n", choice.cluster));
     }
@@ -321,63 +642,52 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn variables(options: &PipelineOptions) -> Map<String, Value> {
-    let mut vars = Map::new();
-    if options.fleet != crate::fleet::DEFAULT_FLEET_FILE {
-        vars.insert("KOPSCI_FLEET".into(), json!(options.fleet));
+fn global_variables(options: &PipelineOptions) -> GlobalVariables {
+    GlobalVariables {
+        fleet: (options.fleet != crate::fleet::DEFAULT_FLEET_FILE).then(|| options.fleet.clone()),
+        kops_version: options.kops_version.clone(),
+        kops_download_url: options
+            .kops_version
+            .as_ref()
+            .map(|_| options.kops_download_url.clone()),
     }
-    if let Some(version) = &options.kops_version {
-        vars.insert("KOPS_VERSION".into(), json!(version));
-        vars.insert(
-            "KOPSCI_KOPS_DOWNLOAD_URL".into(),
-            json!(options.kops_download_url),
-        );
-    }
-    vars
-}
-
-fn defaults(options: &PipelineOptions) -> Map<String, Value> {
-    let mut default = Map::new();
-    if let Some(image) = &options.image {
-        default.insert("image".into(), json!(image));
-    }
-    if !options.tags.is_empty() {
-        default.insert("tags".into(), json!(options.tags));
-    }
-    default
 }
 
 /// What every cluster job (dry run, update, roll) needs besides its
-/// command: kops installed, and with `aws_oidc_audience` a GitLab ID token
-/// handed to the AWS SDKs (and kops) as a web identity, for the role in
-/// `role_variable`.
-fn add_cluster_setup(job: &mut Map<String, Value>, role_variable: &str, options: &PipelineOptions) {
-    let mut before: Vec<String> = Vec::new();
+/// command: the runner tags, the commit only, kops installed, and with
+/// `aws_oidc_audience` a GitLab ID token handed to the AWS SDKs (and
+/// kops) as a web identity, for the role in `role_variable`.
+fn cluster_setup(role_variable: &str, options: &PipelineOptions) -> ClusterSetup {
+    let mut setup = ClusterSetup {
+        tags: options.tags.clone(),
+        variables: JobVariables {
+            git_depth: Some("1".to_string()),
+            ..JobVariables::default()
+        },
+        ..ClusterSetup::default()
+    };
     if let Some(audience) = &options.aws_oidc_audience {
-        job.insert(
-            "id_tokens".into(),
-            json!({ ID_TOKEN_VARIABLE: {"aud": audience} }),
-        );
-        job.insert(
-            "variables".into(),
-            json!({
-                "AWS_ROLE_ARN": format!("${role_variable}"),
-                "AWS_WEB_IDENTITY_TOKEN_FILE": format!("$CI_PROJECT_DIR/{WEB_IDENTITY_TOKEN_FILE}"),
-                "AWS_ROLE_SESSION_NAME": "kopsci-$CI_JOB_ID",
-            }),
-        );
+        setup.id_tokens = Some(IdTokens {
+            kopsci: IdToken {
+                aud: audience.clone(),
+            },
+        });
+        setup.variables.aws_role_arn = Some(format!("${role_variable}"));
+        setup.variables.aws_web_identity_token_file =
+            Some(format!("$CI_PROJECT_DIR/{WEB_IDENTITY_TOKEN_FILE}"));
+        setup.variables.aws_role_session_name = Some("kopsci-$CI_JOB_ID".to_string());
         // The SDKs read the token from a file; GitLab gives it as a
         // variable. It stays out of every artifact path.
-        before.push(format!(
+        setup.before_script.push(format!(
             "mkdir -p .kopsci && printf '%s' \"${ID_TOKEN_VARIABLE}\" > {WEB_IDENTITY_TOKEN_FILE}"
         ));
     }
     if options.kops_version.is_some() {
-        before.extend(install_kops_script().iter().map(|l| l.to_string()));
+        setup
+            .before_script
+            .extend(install_kops_script().iter().map(|l| l.to_string()));
     }
-    if !before.is_empty() {
-        job.insert("before_script".into(), json!(before));
-    }
+    setup
 }
 
 /// Installs `$KOPS_VERSION` into `.kopsci/bin` unless the image already
@@ -397,104 +707,128 @@ fn report_dir_arg(options: &PipelineOptions) -> String {
     shell_quote(options.report_dir.as_ref())
 }
 
-fn environment(env: &str, cluster: &str, action: &str) -> Value {
-    json!({"name": format!("{env}/{cluster}"), "action": action})
+fn environment(env: &str, cluster: &str, action: EnvironmentAction) -> Environment {
+    Environment {
+        name: format!("{env}/{cluster}"),
+        action,
+    }
 }
 
-fn dryrun(cluster: &str, env: &str, options: &PipelineOptions) -> Value {
-    let dir = cluster_dir(options, cluster);
-    let mut job = Map::new();
-    job.insert("stage".into(), json!("dryrun"));
-    job.insert(
-        "script".into(),
-        json!([format!(
-            "{} dryrun {cluster} --report-dir {}",
-            options.kopsci,
-            report_dir_arg(options)
-        )]),
-    );
-    job.insert("resource_group".into(), json!(format!("kops-{cluster}")));
-    if options.dryrun_environment {
-        job.insert("environment".into(), environment(env, cluster, "prepare"));
+/// `artifacts:` keeping `paths`, with the expiry and access every job gets.
+fn artifacts(options: &PipelineOptions, when: Option<When>, paths: Vec<String>) -> Artifacts {
+    let (access, public) = match options.artifacts_access {
+        ArtifactsAccess::Level(level) => (Some(level), None),
+        ArtifactsAccess::PublicFalse => (None, Some(false)),
+    };
+    Artifacts {
+        when,
+        expire_in: options.expire_in.clone(),
+        access,
+        public,
+        paths,
+        reports: None,
     }
-    job.insert("interruptible".into(), json!(true));
-    add_cluster_setup(&mut job, DRYRUN_ROLE_VARIABLE, options);
-    job.insert(
-        "artifacts".into(),
-        json!({
-            "when": "always",
-            "expire_in": options.expire_in,
-            "paths": [format!("{dir}/")],
-            "reports": {"terraform": format!("{dir}/gitlab-terraform-report.json")},
-        }),
+}
+
+fn dryrun(cluster: &str, env: &str, options: &PipelineOptions) -> Job {
+    let dir = cluster_dir(options, cluster);
+    let drift = options.kind == PipelineKind::Drift;
+    let mut command = format!(
+        "{} dryrun {cluster} --report-dir {}",
+        options.kopsci,
+        report_dir_arg(options)
     );
-    Value::Object(job)
+    if drift {
+        command.push_str(" --detailed-exitcode");
+    }
+    let mut artifacts = artifacts(options, Some(When::Always), vec![format!("{dir}/")]);
+    artifacts.reports = Some(Reports {
+        terraform: format!("{dir}/gitlab-terraform-report.json"),
+    });
+    Job::DryRun(DryRunJob {
+        stage: "dryrun".to_string(),
+        script: vec![command],
+        resource_group: format!("kops-{cluster}"),
+        environment: options
+            .dryrun_environment
+            .then(|| environment(env, cluster, EnvironmentAction::Prepare)),
+        interruptible: true,
+        allow_failure: (drift && options.drift_allow_failure).then(|| AllowFailure::ExitCodes {
+            exit_codes: vec![2],
+        }),
+        setup: cluster_setup(DRYRUN_ROLE_VARIABLE, options),
+        artifacts,
+    })
+}
+
+/// A manual job that changes the cluster: blocking, never cancelled, in
+/// the cluster's resource group and environment, as the update role.
+fn manual_job(
+    cluster: &str,
+    env: &str,
+    stage: &str,
+    needs: Vec<Need>,
+    command: String,
+    options: &PipelineOptions,
+) -> DeployJob {
+    DeployJob {
+        stage: stage.to_string(),
+        needs,
+        when: When::Manual,
+        allow_failure: false,
+        interruptible: false,
+        script: vec![command],
+        resource_group: format!("kops-{cluster}"),
+        environment: environment(env, cluster, EnvironmentAction::Start),
+        setup: cluster_setup(UPDATE_ROLE_VARIABLE, options),
+        artifacts: None,
+    }
 }
 
 fn update(
     cluster: &str,
     env: &str,
     stage: &str,
-    gates: &[String],
+    waits: &[String],
     options: &PipelineOptions,
-) -> Value {
-    let mut needs = vec![json!({"job": dryrun_job(cluster), "artifacts": true})];
-    needs.extend(
-        gates
-            .iter()
-            .map(|g| json!({"job": roll_job(g), "artifacts": false})),
+) -> Job {
+    let mut needs = vec![Need::job(dryrun_job(cluster), true)];
+    needs.extend(waits.iter().map(|w| Need::job(w.clone(), false)));
+    let command = format!(
+        "{} update {cluster} --report-dir {}",
+        options.kopsci,
+        report_dir_arg(options)
     );
-    let mut job = manual_job(stage, json!(needs));
-    job.insert(
-        "script".into(),
-        json!([format!(
-            "{} update {cluster} --report-dir {}",
-            options.kopsci,
-            report_dir_arg(options)
-        )]),
-    );
-    job.insert("resource_group".into(), json!(format!("kops-{cluster}")));
-    job.insert("environment".into(), environment(env, cluster, "start"));
-    add_cluster_setup(&mut job, UPDATE_ROLE_VARIABLE, options);
-    job.insert(
-        "artifacts".into(),
-        json!({
-            "when": "always",
-            "expire_in": options.expire_in,
-            "paths": [format!("{}/", cluster_dir(options, cluster))],
-        }),
-    );
-    Value::Object(job)
+    let mut job = manual_job(cluster, env, stage, needs, command, options);
+    job.artifacts = Some(artifacts(
+        options,
+        Some(When::Always),
+        vec![format!("{}/", cluster_dir(options, cluster))],
+    ));
+    Job::Deploy(job)
 }
 
-/// The part update and roll jobs share: manual, blocking, never cancelled.
-fn manual_job(stage: &str, needs: Value) -> Map<String, Value> {
-    let mut job = Map::new();
-    job.insert("stage".into(), json!(stage));
-    job.insert("needs".into(), needs);
-    job.insert("when".into(), json!("manual"));
-    job.insert("allow_failure".into(), json!(false));
-    job.insert("interruptible".into(), json!(false));
-    job
-}
-
-fn roll(cluster: &str, env: &str, stage: &str, options: &PipelineOptions) -> Value {
-    let mut job = manual_job(
-        stage,
-        json!([{"job": update_job(cluster), "artifacts": false}]),
-    );
-    job.insert(
-        "script".into(),
-        json!([format!("{} roll {cluster} --yes", options.kopsci)]),
-    );
-    job.insert("resource_group".into(), json!(format!("kops-{cluster}")));
-    job.insert("environment".into(), environment(env, cluster, "start"));
+fn roll(cluster: &str, env: &str, stage: &str, options: &PipelineOptions) -> Job {
+    let needs = vec![Need::job(update_job(cluster), false)];
     // Rolling replaces instances: the update role, not the dry run's.
-    add_cluster_setup(&mut job, UPDATE_ROLE_VARIABLE, options);
-    Value::Object(job)
+    let command = format!("{} roll {cluster} --yes", options.kopsci);
+    Job::Deploy(manual_job(cluster, env, stage, needs, command, options))
 }
 
-fn note_job(clusters: &[&str], options: &PipelineOptions) -> Value {
+/// A no-op job that succeeds once every job of `group` has.
+fn gate_job(stage: &str, group: &[String]) -> Job {
+    Job::Gate(GateJob {
+        stage: stage.to_string(),
+        needs: group.iter().map(|g| Need::job(g.clone(), false)).collect(),
+        variables: JobVariables::no_checkout(),
+        script: vec![format!(
+            "echo 'kopsci: {} jobs this gate waits for succeeded'",
+            group.len()
+        )],
+    })
+}
+
+fn note_job(clusters: &[&str], options: &PipelineOptions) -> Job {
     let mut command = format!(
         "{} note --report-dir {}",
         options.kopsci,
@@ -506,18 +840,53 @@ fn note_job(clusters: &[&str], options: &PipelineOptions) -> Value {
     }
     // No `needs`: a job downloads the artifacts of every job of the earlier
     // stages, with no limit on how many; `when: always` posts failures too.
-    json!({
-        "stage": "report",
-        "when": "always",
-        "allow_failure": true,
-        "interruptible": true,
-        "script": [command],
-        "artifacts": {
-            "when": "always",
-            "expire_in": options.expire_in,
-            "paths": [format!("{}/", options.report_dir.trim_end_matches('/'))],
-        },
+    Job::Report(ReportJob {
+        stage: "report".to_string(),
+        when: Some(When::Always),
+        rules: Vec::new(),
+        allow_failure: true,
+        interruptible: true,
+        variables: report_job_variables(),
+        script: vec![command],
+        artifacts: Some(artifacts(
+            options,
+            Some(When::Always),
+            vec![format!("{}/", options.report_dir.trim_end_matches('/'))],
+        )),
     })
+}
+
+/// `kopsci drift` over every dry run's reports, when the token to open
+/// issues with is set: no `needs`, so it gets the artifacts of every dry
+/// run of the earlier stage, however many; it runs whatever they found.
+fn drift_report_job(options: &PipelineOptions) -> Job {
+    Job::Report(ReportJob {
+        stage: "report".to_string(),
+        when: None,
+        rules: vec![Rule {
+            condition: format!("${TOKEN_VARIABLE}"),
+            when: Some(When::Always),
+        }],
+        allow_failure: true,
+        interruptible: true,
+        variables: report_job_variables(),
+        script: vec![format!(
+            "{} drift --report-dir {}",
+            options.kopsci,
+            report_dir_arg(options)
+        )],
+        artifacts: None,
+    })
+}
+
+/// Report jobs read reports from their artifacts only: a fresh checkout
+/// (never a runner's leftover directory, as `GIT_STRATEGY: none` could
+/// leave) of the one commit.
+fn report_job_variables() -> JobVariables {
+    JobVariables {
+        git_depth: Some("1".to_string()),
+        ..JobVariables::default()
+    }
 }
 
 /// What `kopsci pipeline` was asked for, beyond the fleet.
@@ -529,6 +898,8 @@ pub struct Request {
     pub all: bool,
     /// `--for`; detected from the CI variables when `None`.
     pub kind: Option<PipelineKind>,
+    /// Scheduled pipelines are drift pipelines (when `kind` is detected).
+    pub drift_on_schedule: bool,
     /// Everything else; its `kind` and `fleet` are filled in here.
     pub options: PipelineOptions,
 }
@@ -541,6 +912,8 @@ pub struct Generated {
     /// What `--explain` prints.
     pub explanation: String,
     pub yaml: String,
+    /// Split pipelines: the environments' files, as (path, YAML).
+    pub children: Vec<(String, String)>,
 }
 
 /// Finds the affected clusters of `fleet` (in the git repository around
@@ -555,32 +928,9 @@ pub fn generate_child_pipeline(
     let repo = RepoPaths::discover(&git, cwd)?;
     let (kind, kind_reason) = match request.kind {
         Some(kind) => (kind, "--for".to_string()),
-        None => ci.pipeline_kind(),
+        None => ci.pipeline_kind_with(request.drift_on_schedule),
     };
-    let scope = if request.all {
-        Scope::Everything("--all".to_string())
-    } else {
-        match ci.base_revision(request.changed_since.as_deref()) {
-            None => Scope::Everything(
-                "no base revision to count changes from (no --changed-since, CI_MERGE_REQUEST_DIFF_BASE_SHA or CI_COMMIT_BEFORE_SHA)"
-                    .to_string(),
-            ),
-            Some(base) => {
-                let before_push = base.source == BaseSource::Variable("CI_COMMIT_BEFORE_SHA");
-                match changes_since(&git, base) {
-                    Ok(changes) => Scope::Changes(changes),
-                    // After a force-push the old head may not exist in the
-                    // clone at all; dry-running everything is the safe
-                    // answer, where a named base that is missing is a
-                    // mistake to report.
-                    Err(e) if before_push => Scope::Everything(format!(
-                        "the commit before the push is not in this clone ({e})"
-                    )),
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-    };
+    let scope = scope(&git, ci, kind, &request)?;
     let selection = select(fleet, &scope, &repo);
     let fleet_in_repo = repo.in_repo(fleet.path()).ok_or_else(|| {
         Error::Usage(format!(
@@ -592,7 +942,11 @@ pub fn generate_child_pipeline(
     let mut options = request.options;
     options.kind = kind;
     options.fleet = fleet_in_repo.display().to_string();
-    let yaml = generate(fleet, &selection, &options)?;
+    if let Some(job) = ci.get("CI_JOB_NAME") {
+        options.generator_job = job.to_string();
+    }
+    options.generator_pipeline = ci.get("CI_PIPELINE_ID").map(str::to_string);
+    let files = generate_files(fleet, &selection, &options)?;
     let explanation = format!(
         "pipeline: {} ({kind_reason})\n{}",
         kind.name(),
@@ -602,14 +956,47 @@ pub fn generate_child_pipeline(
         kind,
         selection,
         explanation,
-        yaml,
+        yaml: files.main,
+        children: files.children,
     })
+}
+
+/// Which clusters to consider: every one for `--all` and drift pipelines,
+/// else those whose inputs changed since the base revision.
+fn scope(git: &Git, ci: &CiEnv, kind: PipelineKind, request: &Request) -> Result<Scope> {
+    if kind == PipelineKind::Drift {
+        if request.changed_since.is_some() {
+            return Err(Error::Usage(
+                "a drift pipeline checks every cluster; --changed-since does not apply to it"
+                    .to_string(),
+            ));
+        }
+        return Ok(Scope::Everything(Everything::Drift));
+    }
+    if request.all {
+        return Ok(Scope::Everything(Everything::AllFlag));
+    }
+    let Some(base) = ci.base_revision(request.changed_since.as_deref()) else {
+        return Ok(Scope::Everything(Everything::NoBase(ci.no_base())));
+    };
+    let before_push = base.source == BaseSource::Variable("CI_COMMIT_BEFORE_SHA");
+    match changes_since(git, base) {
+        Ok(changes) => Ok(Scope::Changes(changes)),
+        // After a force-push the old head may not exist in the clone at
+        // all; dry-running everything is the safe answer, where a named
+        // base that is missing is a mistake to report.
+        Err(e) if before_push => Ok(Scope::Everything(Everything::BeforePushMissing(
+            e.to_string(),
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gitlab::affected::ClusterChoice;
+    use crate::gitlab::affected::{ClusterChoice, Reason};
+    use serde_json::json;
     use std::path::Path;
 
     fn fleet(src: &str) -> Fleet {
@@ -641,7 +1028,7 @@ clusters:
                     cluster: c.name.clone(),
                     environment: c.environment.clone(),
                     reasons: if affected.contains(&c.name.as_str()) {
-                        vec!["x changed".into()]
+                        vec![Reason::Everything(Everything::AllFlag)]
                     } else {
                         vec![]
                     },
@@ -775,8 +1162,10 @@ clusters:
         );
     }
 
+    /// Formerly `too_many_needs_is_an_error`: 51 clusters before an
+    /// environment are now waited for through gates.
     #[test]
-    fn too_many_needs_is_an_error() {
+    fn more_rolls_than_needs_allow_are_waited_for_through_gates() {
         let mut src =
             String::from("templates: [t]\nenvironments:\n  a: {}\n  b: {needs: [a]}\nclusters:\n");
         for i in 0..GITLAB_MAX_NEEDS {
@@ -791,15 +1180,39 @@ clusters:
             .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let sel = selection(&fleet, &refs);
-        let err = generate(
-            &fleet,
-            &sel,
-            &PipelineOptions::new(PipelineKind::DefaultBranch),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("more than the 50 `needs`"),
-            "{err}"
+        let doc = parse(
+            &generate(
+                &fleet,
+                &sel,
+                &PipelineOptions::new(PipelineKind::DefaultBranch),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            doc["update:b.example.com"]["needs"],
+            json!([
+                {"job": "dryrun:b.example.com", "artifacts": true},
+                {"job": "gate:b:1", "artifacts": false},
+            ])
+        );
+        // All 50 rolls in one gate: 50 needs is GitLab's limit, not beyond.
+        let gate = &doc["gate:b:1"];
+        let needs = gate["needs"].as_array().unwrap();
+        assert_eq!(needs.len(), 50);
+        for (i, need) in needs.iter().enumerate() {
+            assert_eq!(
+                need,
+                &json!({"job": format!("roll:a{i}.example.com"), "artifacts": false})
+            );
+        }
+        assert_eq!(gate["stage"], "gate-b");
+        assert_eq!(gate["variables"]["GIT_STRATEGY"], "none");
+        assert!(gate.get("tags").is_none());
+        assert_eq!(
+            doc["stages"],
+            json!([
+                "dryrun", "update-a", "roll-a", "gate-b", "update-b", "roll-b"
+            ])
         );
         // Merge-request pipelines have no needs at all.
         assert!(
@@ -810,6 +1223,82 @@ clusters:
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn gates_form_a_tree_of_at_most_fifty_needs_each() {
+        let mut b = Builder::new();
+        let targets: Vec<String> = (0..3000).map(|i| format!("j{i}")).collect();
+        let top = b.fan_in(targets.clone(), 49, "gate:x", "gate-x");
+        // 3000 → 60 gates of 50 → 2 gates of 30.
+        assert_eq!(top, ["gate:x:61", "gate:x:62"]);
+        assert_eq!(b.jobs.len(), 62);
+        assert_eq!(b.stages, ["gate-x"]);
+        // Every target is reached from the top, each job needs ≤ 50.
+        let mut reached = BTreeSet::new();
+        let mut stack = top.clone();
+        while let Some(name) = stack.pop() {
+            match b.jobs.get(&name) {
+                Some(job) => {
+                    assert!(job.needs().len() <= GITLAB_MAX_NEEDS, "{name}");
+                    stack.extend(job.needs().iter().map(|n| n.name().to_string()));
+                }
+                None => {
+                    reached.insert(name);
+                }
+            }
+        }
+        assert_eq!(reached, targets.into_iter().collect::<BTreeSet<_>>());
+        // Few targets need no gate.
+        let mut b = Builder::new();
+        let few: Vec<String> = (0..49).map(|i| format!("j{i}")).collect();
+        assert_eq!(b.fan_in(few.clone(), 49, "g", "s"), few);
+        assert!(b.jobs.is_empty() && b.stages.is_empty());
+    }
+
+    #[test]
+    fn limits_are_checked_with_what_to_do() {
+        let fleet = fleet(FLEET);
+        let all = [
+            "p.example.com",
+            "d1.example.com",
+            "s.example.com",
+            "d2.example.com",
+            "l.example.com",
+        ];
+        let sel = selection(&fleet, &all);
+        let mut options = PipelineOptions::new(PipelineKind::DefaultBranch);
+        // 5 clusters × 3 deployment jobs.
+        options.limits.max_deployments = 14;
+        let err = generate(&fleet, &sel, &options).unwrap_err().to_string();
+        assert!(err.contains("15 deployment jobs"), "{err}");
+        assert!(err.contains("--split-by-environment"), "{err}");
+        options.limits.max_deployments = 15;
+        assert!(generate(&fleet, &sel, &options).is_ok());
+        options.limits.max_jobs = 14;
+        let err = generate(&fleet, &sel, &options).unwrap_err().to_string();
+        assert!(err.contains("15 jobs, more than the 14 allowed"), "{err}");
+        // Split, the same limits fit: parts of at most 4 clusters.
+        options.split_by_environment = true;
+        let files = generate_files(&fleet, &sel, &options).unwrap();
+        assert_eq!(files.children.len(), 4, "dev, staging, prod, lab");
+        // Dry runs: the advice is to drop their environment.
+        let mut options = PipelineOptions::new(PipelineKind::MergeRequest);
+        options.limits.max_deployments = 4;
+        let err = generate(&fleet, &sel, &options).unwrap_err().to_string();
+        assert!(err.contains("--dryrun-environment=false"), "{err}");
+        options.dryrun_environment = false;
+        assert!(generate(&fleet, &sel, &options).is_ok());
+        options.limits.max_jobs = 4;
+        let err = generate(&fleet, &sel, &options).unwrap_err().to_string();
+        assert!(err.contains("change fewer clusters"), "{err}");
+        // 0: not checked.
+        let mut options = PipelineOptions::new(PipelineKind::DefaultBranch);
+        options.limits = Limits {
+            max_jobs: 0,
+            max_deployments: 0,
+        };
+        assert!(generate(&fleet, &sel, &options).is_ok());
     }
 
     #[test]
@@ -866,7 +1355,15 @@ clusters:
         assert_eq!(doc["variables"]["KOPSCI_FLEET"], "infra/kopsci.yaml");
         assert_eq!(doc["variables"]["KOPS_VERSION"], "1.34.1");
         assert_eq!(doc["default"]["image"], "registry.example.com/kopsci:1");
-        assert_eq!(doc["default"]["tags"], json!(["aws"]));
+        // The tag reaches the jobs that reach AWS (it was `default: tags:`).
+        assert!(doc["default"].get("tags").is_none());
+        for job in [
+            "dryrun:d1.example.com",
+            "update:d1.example.com",
+            "roll:d1.example.com",
+        ] {
+            assert_eq!(doc[job]["tags"], json!(["aws"]), "{job}");
+        }
         assert!(doc["default"].get("before_script").is_none());
         assert_eq!(
             doc["dryrun:d1.example.com"]["before_script"]

@@ -5,26 +5,40 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, ValueEnum};
-use kopsci_core::gitlab::pipeline::{self, KOPS_DOWNLOAD_URL, PipelineOptions, Request};
+use kopsci_core::gitlab::pipeline::ci::AccessLevel;
+use kopsci_core::gitlab::pipeline::{
+    self, ArtifactsAccess, GITLAB_MAX_DEPLOYMENTS, KOPS_DOWNLOAD_URL, Limits, PipelineOptions,
+    Request,
+};
 use kopsci_core::gitlab::{CiEnv, PipelineKind};
 
 use crate::cli::GlobalArgs;
 use crate::exit::Exit;
 
 /// Emit a GitLab child pipeline: dry-run jobs for the clusters whose inputs
-/// changed, and on the default branch manual update → roll jobs per cluster
-/// in environment order.
+/// changed, on the default branch manual update → roll jobs per cluster in
+/// environment order, and in scheduled pipelines a drift check of every
+/// cluster.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   kopsci pipeline --out child-pipeline.yml     In CI: base and pipeline kind from GitLab's variables
   kopsci pipeline --changed-since origin/main --explain
                                                Which clusters a branch affects, and why
   kopsci pipeline --for default-branch --all   Update and roll jobs for every cluster
+  kopsci pipeline --for drift                  Dry runs of every cluster that fail on drift
+  kopsci pipeline --for default-branch --all --split-by-environment --out .kopsci/child-pipeline.yml
+                                               One child pipeline per environment (in .kopsci/children/)
 
 Changes are counted from --changed-since, else CI_MERGE_REQUEST_DIFF_BASE_SHA
 (CI_MERGE_REQUEST_TARGET_BRANCH_SHA in merged-results pipelines), else
 CI_COMMIT_BEFORE_SHA; without any, every cluster is selected. Only committed
-changes count (`git diff BASE...HEAD`).")]
+changes count (`git diff BASE...HEAD`). Scheduled pipelines
+(CI_PIPELINE_SOURCE=schedule) check every cluster for drift.
+
+GitLab limits: 50 `needs` per job (promotion beyond that goes through gate
+jobs), 500 deployment jobs per pipeline by default (--max-deployments),
+jobs per pipeline by plan (--max-jobs; GitLab.com: 500 Free, 1500 Premium,
+2000 Ultimate).")]
 pub struct PipelineArgs {
     /// Base revision; clusters whose inputs changed since are affected.
     #[arg(long, value_name = "REF")]
@@ -49,6 +63,36 @@ pub struct PipelineArgs {
     #[arg(long = "for", value_enum, value_name = "KIND")]
     pub target: Option<KindArg>,
 
+    /// Scheduled pipelines (CI_PIPELINE_SOURCE=schedule) get a drift
+    /// pipeline; `=false`: the pipeline their branch would get.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub drift_on_schedule: bool,
+
+    /// Drift pipelines: a drifted cluster's job warns (`allow_failure:
+    /// exit_codes: [2]`) instead of failing. Exit code 2 is also kopsci's
+    /// usage error, which then warns too.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
+    pub drift_allow_failure: bool,
+
+    /// Default-branch pipelines: one child pipeline per environment (and
+    /// per part of one too big for the limits), started in promotion
+    /// order; the files go to `children/` beside --out.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
+    pub split_by_environment: bool,
+
+    /// Most jobs GitLab allows in one pipeline (ci_pipeline_size); 0: not
+    /// checked.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_jobs: usize,
+
+    /// Most deployment jobs (jobs with an environment) GitLab allows in one
+    /// pipeline (ci_pipeline_deployments); 0: not checked.
+    #[arg(long, value_name = "N", default_value_t = GITLAB_MAX_DEPLOYMENTS)]
+    pub max_deployments: usize,
+
     /// Image of the generated jobs (default: the runner's).
     #[arg(long, env = "KOPSCI_IMAGE", value_name = "IMAGE")]
     pub image: Option<String>,
@@ -68,6 +112,11 @@ pub struct PipelineArgs {
     /// How long GitLab keeps the jobs' artifacts.
     #[arg(long, value_name = "DURATION", default_value = "1 week")]
     pub expire_in: String,
+
+    /// Who may download the jobs' artifacts (`artifacts:access`, GitLab
+    /// 16.11+); `public-false` writes the older `artifacts:public: false`.
+    #[arg(long, value_enum, value_name = "ACCESS", default_value = "developer")]
+    pub artifacts_access: AccessArg,
 
     /// Add a job that posts the merge-request note (merge-request pipelines).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
@@ -101,6 +150,34 @@ pub enum KindArg {
     MergeRequest,
     /// Dry runs, then manual update and roll jobs.
     DefaultBranch,
+    /// Dry runs of every cluster with --detailed-exitcode; nothing applied.
+    Drift,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccessArg {
+    /// Members with the Developer role or higher.
+    Developer,
+    /// Members with the Maintainer role or higher.
+    Maintainer,
+    /// Anyone who can see the pipeline.
+    All,
+    /// Nobody (jobs still pass them on).
+    None,
+    /// `public: false`: the same as `developer`, for GitLab before 16.11.
+    PublicFalse,
+}
+
+impl From<AccessArg> for ArtifactsAccess {
+    fn from(arg: AccessArg) -> ArtifactsAccess {
+        match arg {
+            AccessArg::Developer => ArtifactsAccess::Level(AccessLevel::Developer),
+            AccessArg::Maintainer => ArtifactsAccess::Level(AccessLevel::Maintainer),
+            AccessArg::All => ArtifactsAccess::Level(AccessLevel::All),
+            AccessArg::None => ArtifactsAccess::Level(AccessLevel::None),
+            AccessArg::PublicFalse => ArtifactsAccess::PublicFalse,
+        }
+    }
 }
 
 pub fn run(global: &GlobalArgs, args: PipelineArgs) -> anyhow::Result<Exit> {
@@ -109,6 +186,7 @@ pub fn run(global: &GlobalArgs, args: PipelineArgs) -> anyhow::Result<Exit> {
     let kind = args.target.map(|k| match k {
         KindArg::MergeRequest => PipelineKind::MergeRequest,
         KindArg::DefaultBranch => PipelineKind::DefaultBranch,
+        KindArg::Drift => PipelineKind::Drift,
     });
     let mut options = PipelineOptions::new(kind.unwrap_or(PipelineKind::MergeRequest));
     options.kopsci = args.kopsci_command;
@@ -116,6 +194,16 @@ pub fn run(global: &GlobalArgs, args: PipelineArgs) -> anyhow::Result<Exit> {
     options.tags = args.tags;
     options.report_dir = args.report_dir;
     options.expire_in = args.expire_in;
+    options.artifacts_access = args.artifacts_access.into();
+    options.drift_allow_failure = args.drift_allow_failure;
+    options.split_by_environment = args.split_by_environment;
+    options.limits = Limits {
+        max_jobs: args.max_jobs,
+        max_deployments: args.max_deployments,
+    };
+    if let Some(dir) = children_dir(args.out.as_deref()) {
+        options.children_dir = dir;
+    }
     options.mr_note = args.mr_note;
     options.dryrun_environment = args.dryrun_environment;
     options.kops_version = args.kops_version.filter(|v| !v.trim().is_empty());
@@ -125,9 +213,13 @@ pub fn run(global: &GlobalArgs, args: PipelineArgs) -> anyhow::Result<Exit> {
         changed_since: args.changed_since,
         all: args.all,
         kind,
+        drift_on_schedule: args.drift_on_schedule,
         options,
     };
     let generated = pipeline::generate_child_pipeline(&fleet, &CiEnv::from_env(), &cwd, request)?;
+    if !generated.children.is_empty() {
+        check_children_location(args.out.as_deref())?;
+    }
 
     let mut stdout = std::io::stdout().lock();
     if args.explain {
@@ -138,14 +230,26 @@ pub fn run(global: &GlobalArgs, args: PipelineArgs) -> anyhow::Result<Exit> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| kopsci_core::Error::io(dir, e))?;
             }
+            // The environments' files first: the main one names them.
+            for (child, yaml) in &generated.children {
+                let child = std::path::Path::new(child);
+                if let Some(dir) = child.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| kopsci_core::Error::io(dir, e))?;
+                }
+                kopsci_core::fsutil::write_atomic(child, yaml.as_bytes())?;
+            }
             kopsci_core::fsutil::write_atomic(path, generated.yaml.as_bytes())?;
             if !args.explain {
                 eprintln!(
-                    "kopsci pipeline: {} of {} clusters affected; {} pipeline written to {}",
+                    "kopsci pipeline: {} of {} clusters affected; {} pipeline written to {}{}",
                     generated.selection.affected_count(),
                     generated.selection.clusters.len(),
                     generated.kind.name(),
-                    path.display()
+                    path.display(),
+                    match generated.children.len() {
+                        0 => String::new(),
+                        n => format!(" (and its {n} environment pipelines)"),
+                    }
                 );
             }
         }
@@ -154,4 +258,34 @@ pub fn run(global: &GlobalArgs, args: PipelineArgs) -> anyhow::Result<Exit> {
     }
     stdout.flush()?;
     Ok(Exit::Success)
+}
+
+/// Where split pipelines' environment files go: `children/` beside
+/// `--out`, as the trigger jobs name them (relative to the project
+/// directory, which the job runs in).
+fn children_dir(out: Option<&std::path::Path>) -> Option<String> {
+    let out = out?;
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.join("children"))
+        .unwrap_or_else(|| PathBuf::from("children"));
+    Some(dir.display().to_string())
+}
+
+fn check_children_location(out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    match out {
+        None => Err(kopsci_core::Error::Usage(
+            "--split-by-environment writes one file per environment beside the main one: give --out".to_string(),
+        )
+        .into()),
+        Some(path) if path.is_absolute() || path.components().any(|c| c == std::path::Component::ParentDir) => {
+            Err(kopsci_core::Error::Usage(format!(
+                "--split-by-environment: --out {} must be a relative path inside the project directory: the trigger jobs include the environments' files by that path",
+                path.display()
+            ))
+            .into())
+        }
+        Some(_) => Ok(()),
+    }
 }

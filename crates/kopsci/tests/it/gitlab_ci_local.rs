@@ -214,6 +214,18 @@ impl Pipeline {
         jobs
     }
 
+    /// The jobs gitlab-ci-local reports as failed.
+    fn failed(&self) -> Vec<String> {
+        let mut jobs: Vec<String> = self
+            .log
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("FAIL "))
+            .map(|j| j.trim().to_string())
+            .collect();
+        jobs.sort();
+        jobs
+    }
+
     #[track_caller]
     fn assert_passed(&self, expected: &[&str]) {
         let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
@@ -450,6 +462,80 @@ impl World {
             args.extend(["--manual", job]);
         }
         self.gitlab_ci_local(&args)
+    }
+
+    /// A scheduled pipeline on `main`, as GitLab starts one.
+    fn scheduled_pipeline(&self) -> Pipeline {
+        self.gitlab_ci_local(&["--variable", "CI_PIPELINE_SOURCE=schedule"])
+    }
+
+    /// The fleet as it stands applied to `cluster` long ago, as `kopsci
+    /// update` would (the manifest kopsci renders, replaced into the live
+    /// store, updated in the cloud): nothing is pending, nothing drifted.
+    fn apply_fleet(&self, cluster: &str) {
+        // Fleet mode renders into a directory, as `<cluster>.yaml`.
+        let dir = self.sb.join("applied");
+        let out = Command::new(env!("CARGO_BIN_EXE_kopsci"))
+            .current_dir(self.repo())
+            .env_remove("KOPSCI_FLEET")
+            .args(["render", cluster, "--out"])
+            .arg(&dir)
+            .output()
+            .expect("run kopsci render");
+        assert!(out.status.success(), "render: {out:?}");
+        let manifest = dir.join(format!("{cluster}.yaml")).display().to_string();
+        self.kops(&["replace", "--force", "-f", &manifest, "--state", STATE]);
+        self.kops(&[
+            "update", "cluster", "--name", cluster, "--state", STATE, "--yes",
+        ]);
+    }
+
+    /// Someone changes `cluster` outside the pipeline: its nodes run
+    /// another machine type (applied by the stand-in, as `kops update
+    /// cluster --yes` would), while the state store again holds what the
+    /// fleet renders.
+    fn drift(&self, cluster: &str) {
+        let key = format!("{cluster}/instancegroup/nodes");
+        let stored = self.bucket()[&key].clone();
+        let text = String::from_utf8(stored.clone()).expect("instance group text");
+        assert!(text.contains("machineType: t2.medium"), "{text}");
+        self.server.put(
+            BUCKET,
+            &key,
+            text.replace("machineType: t2.medium", "machineType: t3.xlarge"),
+        );
+        self.kops(&[
+            "update", "cluster", "--name", cluster, "--state", STATE, "--yes",
+        ]);
+        self.server.put(BUCKET, &key, stored);
+    }
+
+    /// Adds `KOPSCI_GITLAB_TOKEN` to the project's CI/CD variables, and
+    /// puts a `kopsci` first on the runner's `PATH` that, for `kopsci
+    /// drift` (implemented and tested on its own against the fake GitLab
+    /// API), records its arguments and the reports it finds in
+    /// `drift-calls.txt` instead of calling GitLab; every other command is
+    /// the real kopsci.
+    fn record_drift_reports(&self) {
+        let mut vars = std::fs::read_to_string(self.sb.join("ci-variables.yml")).expect("vars");
+        vars.push_str(
+            "KOPSCI_GITLAB_TOKEN:\n  type: variable\n  values: {\"*\": \"glpat-test-token\"}\n",
+        );
+        std::fs::write(self.sb.join("ci-variables.yml"), vars).expect("write vars");
+        let wrapper = self.sb.join("bin/kopsci");
+        std::fs::remove_file(&wrapper).expect("remove the kopsci link");
+        let calls = self.sb.join("drift-calls.txt");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = drift ]; then\n  echo \"args: $*\" >> '{calls}'\n  find \"$3\" -name report.json | sort >> '{calls}'\n  exit 0\nfi\nexec '{kopsci}' \"$@\"\n",
+                calls = calls.display(),
+                kopsci = env!("CARGO_BIN_EXE_kopsci"),
+            ),
+        )
+        .expect("write the wrapper");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
 
     /// A file from a job's artifacts.
@@ -889,6 +975,91 @@ fn a_shared_template_selects_every_cluster_and_a_readme_none() {
     assert_eq!(world.bucket(), before);
 }
 
+/// (4) A scheduled pipeline checks every cluster for drift and applies
+/// nothing: green while the clusters run what the fleet renders; once
+/// someone changed a cluster outside the pipeline, that cluster's dry run
+/// fails (exit code 2). With the token, the drift report job runs after
+/// every dry run, the failed one included, with every cluster's report.
+///
+/// gitlab-ci-local (4.75) runs downstream pipelines but does not mirror a
+/// failed child into its `strategy: depend` trigger job, as GitLab does:
+/// that the component's `kopsci:drift` mirrors its child is checked on the
+/// component itself (`the_ci_component_is_valid_and_uses_every_input`).
+#[test]
+fn a_schedule_checks_every_cluster_for_drift_and_drift_turns_it_red() {
+    let world = World::new();
+    // The fixture store predates the reference fleet's values: apply them.
+    for cluster in [TEST_CLUSTER, PROD_CLUSTER] {
+        world.apply_fleet(cluster);
+    }
+    let before = world.bucket();
+
+    let run = world.scheduled_pipeline();
+    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_passed(&[
+        "kopsci:pipeline",
+        "kopsci:drift",
+        &format!("[kopsci:drift] -> {}", dryrun_job(TEST_CLUSTER)),
+        &format!("[kopsci:drift] -> {}", dryrun_job(PROD_CLUSTER)),
+    ]);
+    assert!(
+        run.log
+            .contains("pipeline: drift (CI_PIPELINE_SOURCE is schedule"),
+        "{}",
+        run.log
+    );
+    assert_eq!(
+        world.child_jobs(),
+        [
+            dryrun_job(TEST_CLUSTER),
+            dryrun_job(PROD_CLUSTER),
+            "kopsci:drift-report".to_string()
+        ]
+    );
+    assert_eq!(world.bucket(), before, "a drift check wrote to the store");
+
+    world.drift(PROD_CLUSTER);
+    let drifted = world.bucket();
+    world.record_drift_reports();
+    let run = world.scheduled_pipeline();
+    assert_eq!(run.failed(), [dryrun_job(PROD_CLUSTER)], "{}", run.log);
+    assert!(
+        run.log
+            .contains("InstanceType        \t t3.xlarge -> t2.medium"),
+        "{}",
+        run.log
+    );
+    for job in [dryrun_job(TEST_CLUSTER), "kopsci:drift-report".to_string()] {
+        assert!(
+            run.passed().contains(&format!("[kopsci:drift] -> {job}")),
+            "{job} did not pass:\n{}",
+            run.log
+        );
+    }
+    let report: serde_json::Value = serde_json::from_str(&world.read_artifact(
+        &dryrun_job(PROD_CLUSTER),
+        &format!(".kopsci/reports/{PROD_CLUSTER}/report.json"),
+    ))
+    .unwrap();
+    assert_eq!(report["changes_pending"], true, "{report}");
+    let calls = std::fs::read_to_string(world.sb.join("drift-calls.txt"))
+        .unwrap_or_else(|e| panic!("the drift report job did not run ({e}):\n{}", run.log));
+    assert_eq!(
+        calls,
+        format!(
+            "args: drift --report-dir .kopsci/reports\n.kopsci/reports/{TEST_CLUSTER}/report.json\n.kopsci/reports/{PROD_CLUSTER}/report.json\n"
+        )
+    );
+    assert_eq!(world.bucket(), drifted, "a drift check wrote to the store");
+    let calls = world.kops_calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|(argv, cwd)| argv.contains("--yes") && cwd.contains(".gitlab-ci-local")),
+        "a job applied something: {calls:#?}"
+    );
+}
+
 #[test]
 fn safe_job_names_match_gitlab_ci_locals_artifact_directories() {
     assert_eq!(safe_job_name("kopsci:pipeline"), "kopsciOgpipeline");
@@ -984,6 +1155,11 @@ fn the_projects_pipeline_is_valid_and_each_kind_of_pipeline_gets_its_jobs() {
         ]),
         with(&["release", "container-image", "catalog-release"]),
         "tag"
+    );
+    assert_eq!(
+        jobs(&["--variable", "CI_PIPELINE_SOURCE=schedule"]),
+        with(&["release", "kopsci:pipeline", "kopsci:drift"]),
+        "schedule"
     );
     git(sb.path(), &["checkout", "-q", "-b", "topic"]);
     assert_eq!(jobs(&[]), with(&[]), "another branch");

@@ -61,7 +61,9 @@ const CI_VARIABLES: &[&str] = &[
     "CI_MERGE_REQUEST_TARGET_BRANCH_SHA",
     "CI_API_V4_URL",
     "CI_PROJECT_ID",
+    "CI_JOB_NAME",
     "CI_JOB_URL",
+    "CI_PIPELINE_ID",
     "CI_PIPELINE_URL",
     "CI_SERVER_TLS_CA_FILE",
     "KOPSCI_GITLAB_TOKEN",
@@ -114,22 +116,7 @@ impl Repo {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(self.sb.path())
-            // Fixed identity and dates: commits are the same on every run.
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "kopsci tests")
-            .env("GIT_AUTHOR_EMAIL", "tests@example.com")
-            .env("GIT_COMMITTER_NAME", "kopsci tests")
-            .env("GIT_COMMITTER_EMAIL", "tests@example.com")
-            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-            .output()
-            .expect("run git");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        git_in(self.sb.path(), args)
     }
 
     /// Commits everything; returns the new commit.
@@ -181,6 +168,26 @@ impl Repo {
     fn stable(&self, text: &str) -> String {
         text.replace(&self.base[..12], "<base>")
     }
+}
+
+/// Runs git in `dir` with a fixed identity, dates and no user config:
+/// commits are the same on every run.
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "kopsci tests")
+        .env("GIT_AUTHOR_EMAIL", "tests@example.com")
+        .env("GIT_COMMITTER_NAME", "kopsci tests")
+        .env("GIT_COMMITTER_EMAIL", "tests@example.com")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn jobs(yaml: &str) -> serde_json::Map<String, serde_json::Value> {
@@ -473,6 +480,24 @@ fn without_a_base_every_cluster_is_selected() {
         .success()
         .stdout();
     assert_eq!(dry_runs(&yaml), ALL);
+    // … and the basis says it was all zeros, not unset.
+    let explain = repo
+        .kopsci()
+        .env("CI_PIPELINE_SOURCE", "push")
+        .env(
+            "CI_COMMIT_BEFORE_SHA",
+            "0000000000000000000000000000000000000000",
+        )
+        .args(["pipeline", "--explain"])
+        .run()
+        .success()
+        .stdout();
+    assert!(
+        explain.contains(
+            "basis: every cluster: no base revision to count changes from (no --changed-since or CI_MERGE_REQUEST_DIFF_BASE_SHA; new branch: CI_COMMIT_BEFORE_SHA is all zeros)\n"
+        ),
+        "{explain}"
+    );
     // --all says so, whatever changed; it cannot be combined with a base.
     let explain = repo
         .kopsci()
@@ -506,10 +531,26 @@ fn a_before_sha_missing_from_the_clone_selects_everything() {
 #[test]
 fn an_unknown_base_is_an_error_with_a_hint() {
     let repo = Repo::new("");
-    repo.kopsci()
+    let run = repo
+        .kopsci()
         .args(["pipeline", "--changed-since", "no-such-branch"])
         .run()
         .fails_with(1, &["no commit `no-such-branch`", "GIT_DEPTH: 0"]);
+    // The name came from --changed-since: passing it is no advice.
+    assert!(
+        !run.stderr().contains("pass --changed-since"),
+        "{}",
+        run.stderr()
+    );
+    // A base GitLab named that is missing may be replaced by one.
+    repo.kopsci()
+        .env("CI_MERGE_REQUEST_DIFF_BASE_SHA", "no-such-branch")
+        .args(["pipeline"])
+        .run()
+        .fails_with(
+            1,
+            &["no commit `no-such-branch`", "or pass --changed-since"],
+        );
 }
 
 #[test]
@@ -555,7 +596,16 @@ fn every_option_reaches_a_valid_pipeline() {
         .success()
         .stdout();
     let jobs = jobs(&yaml);
-    assert_eq!(jobs["default"]["tags"], serde_json::json!(["aws"]));
+    // The runner tag reaches the jobs that reach AWS (it was `default:
+    // tags:`, which gave it to every job).
+    assert!(!jobs.contains_key("default"), "{yaml}");
+    for job in ["dryrun", "update", "roll"] {
+        assert_eq!(
+            jobs[&format!("{job}:dev-a.k8s.example.com")]["tags"],
+            serde_json::json!(["aws"]),
+            "{job}"
+        );
+    }
     assert_eq!(jobs["variables"]["KOPS_VERSION"], "1.34.1");
     assert!(
         jobs["dryrun:dev-a.k8s.example.com"]
@@ -605,6 +655,20 @@ fn the_ci_component_is_valid_and_uses_every_input() {
             "input `{name}` is used but not declared"
         );
     }
+    // Which trigger job mirrors its child pipeline: the merge request's
+    // and the schedule's (drift turns them red), not the default branch's,
+    // whose child waits for people.
+    let jobs: serde_json::Value = serde_saphyr::from_str(body).expect("body YAML");
+    assert_eq!(jobs["kopsci:dryrun"]["trigger"]["strategy"], "depend");
+    assert_eq!(jobs["kopsci:drift"]["trigger"]["strategy"], "depend");
+    assert!(jobs["kopsci:deploy"]["trigger"].get("strategy").is_none());
+    // Only kopsci:pipeline clones with history; it publishes the
+    // environments' files of split pipelines too.
+    assert_eq!(jobs["kopsci:pipeline"]["variables"]["GIT_DEPTH"], "0");
+    assert_eq!(
+        jobs["kopsci:pipeline"]["artifacts"]["paths"],
+        serde_json::json!([".kopsci/child-pipeline.yml", ".kopsci/children/"])
+    );
     // The flags the component passes exist.
     let script = body
         .split("kopsci pipeline")
@@ -623,4 +687,490 @@ fn the_ci_component_is_valid_and_uses_every_input() {
     {
         assert!(help.contains(flag), "`kopsci pipeline` has no {flag}");
     }
+}
+
+// ---------------------------------------------------------------------
+// Drift, artifacts, fetch depth
+// ---------------------------------------------------------------------
+
+#[test]
+fn scheduled_pipelines_check_every_cluster_for_drift() {
+    let repo = Repo::new("");
+    let schedule = || {
+        repo.kopsci()
+            .env("GITLAB_CI", "true")
+            .env("CI_PIPELINE_SOURCE", "schedule")
+            .env("CI_COMMIT_BRANCH", "main")
+            .env("CI_DEFAULT_BRANCH", "main")
+    };
+    let run = schedule()
+        .args(["pipeline", "--explain", "--out", "drift.yml"])
+        .run()
+        .success();
+    assert!(
+        run.stdout()
+            .starts_with("pipeline: drift (CI_PIPELINE_SOURCE is schedule: drift detection)\n"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stdout()
+            .contains("basis: every cluster: a drift pipeline checks every cluster\n"),
+        "{}",
+        run.stdout()
+    );
+    let yaml = repo.sb.read("drift.yml");
+    validate_text(&repo.sb, "drift-check.yml", &yaml);
+    let jobs = jobs(&yaml);
+    assert_eq!(dry_runs(&yaml), ALL);
+    // Nothing that applies.
+    assert!(
+        !jobs
+            .keys()
+            .any(|k| k.starts_with("update:") || k.starts_with("roll:")),
+        "{yaml}"
+    );
+    assert_eq!(jobs["stages"], serde_json::json!(["dryrun", "report"]));
+    for cluster in ALL {
+        let job = &jobs[&format!("dryrun:{cluster}")];
+        assert_eq!(
+            job["script"][0],
+            format!("kopsci dryrun {cluster} --report-dir .kopsci/reports --detailed-exitcode")
+        );
+        // A drifted cluster fails its job: exit code 2 is no warning.
+        assert!(job.get("allow_failure").is_none(), "{job}");
+        assert_eq!(job["artifacts"]["when"], "always");
+    }
+    // The report: every dry run's artifacts (no `needs`, a later stage),
+    // whatever they found, only with the token.
+    let report = &jobs["kopsci:drift-report"];
+    assert_eq!(
+        report["script"],
+        serde_json::json!(["kopsci drift --report-dir .kopsci/reports"])
+    );
+    assert_eq!(report["stage"], "report");
+    assert!(report.get("needs").is_none());
+    assert!(report.get("dependencies").is_none());
+    assert_eq!(
+        report["rules"],
+        serde_json::json!([{"if": "$KOPSCI_GITLAB_TOKEN", "when": "always"}])
+    );
+
+    // The warning form, as asked.
+    let yaml = schedule()
+        .args(["pipeline", "--drift-allow-failure"])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(
+        jobs_of(&yaml)["dryrun:prod-a.k8s.example.com"]["allow_failure"],
+        serde_json::json!({"exit_codes": [2]})
+    );
+    validate_text(&repo.sb, "drift-warn.yml", &yaml);
+
+    // Drift detection off: the schedule is a default-branch pipeline.
+    let yaml = schedule()
+        .args(["pipeline", "--drift-on-schedule=false"])
+        .run()
+        .success()
+        .stdout();
+    assert!(jobs_of(&yaml).contains_key("update:prod-a.k8s.example.com"));
+    // --for drift anywhere; a base makes no sense for it.
+    let yaml = repo
+        .kopsci()
+        .args(["pipeline", "--for", "drift"])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(dry_runs(&yaml), ALL);
+    repo.pipeline(&["--for", "drift"])
+        .fails_with(64, &["--changed-since does not apply"]);
+}
+
+#[test]
+fn artifacts_are_for_developers_and_cluster_jobs_fetch_one_commit() {
+    let repo = Repo::new("");
+    repo.change(
+        "templates/cluster.yaml.j2",
+        &TEMPLATE.replace("kind: Cluster", "kind: Cluster\n# changed"),
+    );
+    let yaml = repo
+        .pipeline(&["--for", "default-branch", "--tag", "aws"])
+        .success()
+        .stdout();
+    let jobs = jobs(&yaml);
+    let mut with_artifacts = 0;
+    for (name, job) in jobs.iter().filter(|(_, j)| j.get("artifacts").is_some()) {
+        assert_eq!(job["artifacts"]["access"], "developer", "{name}");
+        with_artifacts += 1;
+    }
+    assert_eq!(with_artifacts, 6, "dry runs and updates: {yaml}");
+    for (name, job) in jobs.iter().filter(|(n, _)| n.contains(':')) {
+        // Only kopsci:pipeline, in the parent, needs history.
+        assert_eq!(job["variables"]["GIT_DEPTH"], "1", "{name}");
+        assert_eq!(job["tags"], serde_json::json!(["aws"]), "{name}");
+    }
+    // The note runs anywhere.
+    let mr = repo
+        .pipeline(&["--mr-note", "--tag", "aws"])
+        .success()
+        .stdout();
+    let note = &jobs_of(&mr)["kopsci:note"];
+    assert!(note.get("tags").is_none(), "{note}");
+    assert_eq!(note["artifacts"]["access"], "developer");
+    // Older GitLab: `public: false`.
+    let old = repo
+        .pipeline(&[
+            "--for",
+            "default-branch",
+            "--artifacts-access",
+            "public-false",
+        ])
+        .success()
+        .stdout();
+    for (name, job) in jobs_of(&old)
+        .iter()
+        .filter(|(_, j)| j.get("artifacts").is_some())
+    {
+        assert_eq!(job["artifacts"]["public"], false, "{name}");
+        assert!(job["artifacts"].get("access").is_none(), "{name}");
+    }
+    validate_text(&repo.sb, "access.yml", &yaml);
+    validate_text(&repo.sb, "public.yml", &old);
+}
+
+/// [`jobs`], for tests whose own `jobs` variable hides it.
+fn jobs_of(yaml: &str) -> serde_json::Map<String, serde_json::Value> {
+    jobs(yaml)
+}
+
+// ---------------------------------------------------------------------
+// A fleet of 1000 clusters
+// ---------------------------------------------------------------------
+
+/// Environments of the big fleet, in promotion order, with their sizes.
+const BIG: [(&str, usize); 3] = [("test", 100), ("staging", 300), ("prod", 600)];
+
+/// A git repository holding a fleet of 1000 clusters in three environments
+/// (`test` → `staging` → `prod`).
+fn big_fleet() -> Sandbox {
+    let mut fleet = String::from("templates: [templates/cluster.yaml.j2]\nenvironments:\n");
+    fleet.push_str(
+        "  test: {}\n  staging: {needs: [test]}\n  prod: {needs: [staging]}\nclusters:\n",
+    );
+    for (env, n) in BIG {
+        for i in 0..n {
+            fleet.push_str(&format!(
+                "  - {{name: c{i:03}.{env}.k8s.example.com, environment: {env}}}\n"
+            ));
+        }
+    }
+    let sb = Sandbox::new()
+        .file("kopsci.yaml", &fleet)
+        .file("templates/cluster.yaml.j2", TEMPLATE);
+    git_in(sb.path(), &["init", "-q", "-b", "main"]);
+    git_in(sb.path(), &["add", "-A"]);
+    git_in(sb.path(), &["commit", "-q", "-m", "fleet"]);
+    sb
+}
+
+fn big_cluster(env: &str, i: usize) -> String {
+    format!("c{i:03}.{env}.k8s.example.com")
+}
+
+/// Every job's `needs`, by name.
+fn needs_graph(
+    jobs: &serde_json::Map<String, serde_json::Value>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    jobs.iter()
+        .filter(|(_, j)| j.is_object() && j.get("stage").is_some())
+        .map(|(name, job)| {
+            let needs = job
+                .get("needs")
+                .and_then(|n| n.as_array())
+                .map(|a| {
+                    a.iter()
+                        .map(|n| n["job"].as_str().expect("needs: job").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (name.clone(), needs)
+        })
+        .collect()
+}
+
+/// Every job `from` waits for, directly or through others.
+fn transitive_needs(
+    graph: &std::collections::BTreeMap<String, Vec<String>>,
+    from: &str,
+) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut stack = graph[from].clone();
+    while let Some(job) = stack.pop() {
+        if seen.insert(job.clone()) {
+            stack.extend(graph.get(&job).into_iter().flatten().cloned());
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_thousand_clusters_keep_promotion_order_within_fifty_needs() {
+    let sb = big_fleet();
+    // One pipeline: 3000 deployment jobs, beyond GitLab's default 500,
+    // which kopsci refuses unless told the instance allows them.
+    kopsci_outside_ci(sb.path())
+        .args(["pipeline", "--for", "default-branch", "--all"])
+        .run()
+        .fails_with(
+            1,
+            &[
+                "3000 deployment jobs",
+                "more than the 500 allowed",
+                "--split-by-environment",
+            ],
+        );
+    let yaml = kopsci_outside_ci(sb.path())
+        .args([
+            "pipeline",
+            "--for",
+            "default-branch",
+            "--all",
+            "--max-deployments",
+            "0",
+        ])
+        .run()
+        .success()
+        .stdout();
+    validate_text(&sb, "big.yml", &yaml);
+    let jobs = jobs(&yaml);
+    let graph = needs_graph(&jobs);
+    for (name, needs) in &graph {
+        assert!(needs.len() <= 50, "{name} needs {} jobs", needs.len());
+        for need in needs {
+            assert!(
+                graph.contains_key(need),
+                "{name} needs a missing job {need}"
+            );
+        }
+    }
+    let rolls = |env: &str, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| format!("roll:{}", big_cluster(env, i)))
+            .collect()
+    };
+    let [(test, n_test), (staging, n_staging), (prod, n_prod)] = BIG;
+    // test waits for nothing of the later environments.
+    for i in 0..n_test {
+        let cluster = big_cluster(test, i);
+        let before = transitive_needs(&graph, &format!("update:{cluster}"));
+        assert_eq!(
+            before,
+            [format!("dryrun:{cluster}")].into_iter().collect(),
+            "{cluster}"
+        );
+    }
+    // staging: every test roll; prod: every staging and test roll.
+    for (env, n, waits) in [
+        (staging, n_staging, rolls(test, n_test)),
+        (
+            prod,
+            n_prod,
+            [rolls(staging, n_staging), rolls(test, n_test)].concat(),
+        ),
+    ] {
+        for i in 0..n {
+            let cluster = big_cluster(env, i);
+            let before = transitive_needs(&graph, &format!("update:{cluster}"));
+            assert!(before.contains(&format!("dryrun:{cluster}")), "{cluster}");
+            for roll in &waits {
+                assert!(
+                    before.contains(roll),
+                    "update:{cluster} does not wait for {roll}"
+                );
+            }
+            // Its own roll comes after it, never before.
+            assert!(!before.contains(&format!("roll:{cluster}")), "{cluster}");
+        }
+        // A roll waits for its own update.
+        let cluster = big_cluster(env, 0);
+        assert_eq!(
+            graph[&format!("roll:{cluster}")],
+            [format!("update:{cluster}")]
+        );
+    }
+    assert_eq!(
+        jobs["stages"],
+        serde_json::json!([
+            "dryrun",
+            "update-test",
+            "roll-test",
+            "gate-staging",
+            "update-staging",
+            "roll-staging",
+            "gate-prod",
+            "update-prod",
+            "roll-prod"
+        ])
+    );
+}
+
+#[test]
+fn a_thousand_clusters_split_into_environment_pipelines_within_the_limits() {
+    let sb = big_fleet();
+    let run = kopsci_outside_ci(sb.path())
+        .env("CI_PIPELINE_ID", "4242")
+        .env("CI_JOB_NAME", "kopsci:pipeline")
+        .args([
+            "pipeline",
+            "--for",
+            "default-branch",
+            "--all",
+            "--split-by-environment",
+            "--out",
+            ".kopsci/child-pipeline.yml",
+        ])
+        .run()
+        .success();
+    assert!(
+        run.stderr().contains("(and its 7 environment pipelines)"),
+        "{}",
+        run.stderr()
+    );
+    let main = sb.read(".kopsci/child-pipeline.yml");
+    let jobs = jobs(&main);
+    // 500 deployments, 3 a cluster: 166 clusters at most in a part.
+    let parts: Vec<(&str, Vec<&str>)> = vec![
+        ("test", vec!["deploy:test"]),
+        ("staging", vec!["deploy:staging:1", "deploy:staging:2"]),
+        (
+            "prod",
+            vec![
+                "deploy:prod:1",
+                "deploy:prod:2",
+                "deploy:prod:3",
+                "deploy:prod:4",
+            ],
+        ),
+    ];
+    let relay = &jobs["kopsci:children"];
+    assert_eq!(
+        relay["needs"],
+        serde_json::json!([{"pipeline": "4242", "job": "kopsci:pipeline"}])
+    );
+    assert_eq!(
+        relay["artifacts"]["paths"],
+        serde_json::json!([".kopsci/children/"])
+    );
+    let graph = needs_graph(&jobs);
+    let mut files = vec![sb.join(".kopsci/child-pipeline.yml")];
+    let mut seen_clusters = Vec::new();
+    for (env, triggers) in &parts {
+        for trigger in triggers {
+            let job = &jobs[*trigger];
+            assert_eq!(job["trigger"]["strategy"], "depend", "{trigger}");
+            assert_eq!(job["trigger"]["include"][0]["job"], "kopsci:children");
+            let file = job["trigger"]["include"][0]["artifact"].as_str().unwrap();
+            assert!(file.starts_with(".kopsci/children/"), "{file}");
+            files.push(sb.join(file));
+            let child = jobs_of(&sb.read(file));
+            let deployments = child
+                .values()
+                .filter(|j| j.get("environment").is_some())
+                .count();
+            assert!(deployments <= 500, "{file}: {deployments}");
+            for (name, job) in &child {
+                if let Some(needs) = job.get("needs").and_then(|n| n.as_array()) {
+                    assert!(needs.len() <= 50, "{file}: {name}");
+                }
+                if let Some(cluster) = name.strip_prefix("dryrun:") {
+                    assert!(cluster.contains(&format!(".{env}.")), "{file}: {cluster}");
+                    seen_clusters.push(cluster.to_string());
+                }
+            }
+        }
+    }
+    seen_clusters.sort();
+    let mut all: Vec<String> = BIG
+        .iter()
+        .flat_map(|(env, n)| (0..*n).map(move |i| big_cluster(env, i)))
+        .collect();
+    all.sort();
+    assert_eq!(seen_clusters, all, "every cluster in exactly one part");
+    // Promotion through the trigger jobs.
+    let before = |t: &str| transitive_needs(&graph, t);
+    for t in &parts[1].1 {
+        assert!(before(t).contains("deploy:test"), "{t}");
+    }
+    for t in &parts[2].1 {
+        for w in parts[0].1.iter().chain(&parts[1].1) {
+            assert!(before(t).contains(*w), "{t} does not wait for {w}");
+        }
+    }
+    // The first environment waits for its files only: the relay job, and
+    // through it the parent pipeline's job that wrote them.
+    for t in &parts[0].1 {
+        assert_eq!(
+            before(t),
+            ["kopsci:children".to_string(), "kopsci:pipeline".to_string()]
+                .into_iter()
+                .collect()
+        );
+    }
+    validate_gitlab_ci(&files);
+
+    // The files need a place the trigger jobs can name.
+    kopsci_outside_ci(sb.path())
+        .args([
+            "pipeline",
+            "--for",
+            "default-branch",
+            "--all",
+            "--split-by-environment",
+        ])
+        .run()
+        .fails_with(64, &["give --out"]);
+}
+
+#[test]
+fn a_merge_request_in_a_thousand_cluster_fleet_dry_runs_its_cluster() {
+    let sb = big_fleet();
+    let base = git_in(sb.path(), &["rev-parse", "HEAD"]);
+    let fleet = sb.read("kopsci.yaml").replace(
+        "  - {name: c007.prod.k8s.example.com, environment: prod}\n",
+        "  - {name: c007.prod.k8s.example.com, environment: prod, values: [values/c007.yaml]}\n",
+    );
+    std::fs::write(sb.join("kopsci.yaml"), fleet).unwrap();
+    git_in(sb.path(), &["add", "-A"]);
+    git_in(sb.path(), &["commit", "-q", "-m", "values"]);
+    std::fs::create_dir_all(sb.join("values")).unwrap();
+    std::fs::write(sb.join("values/c007.yaml"), "nodes: 1\n").unwrap();
+    let base2 = git_in(sb.path(), &["rev-parse", "HEAD"]);
+    git_in(sb.path(), &["add", "-A"]);
+    git_in(sb.path(), &["commit", "-q", "-m", "c007 values"]);
+    // The fleet file changed: everything (3 × the deployments limit)…
+    kopsci_outside_ci(sb.path())
+        .args(["pipeline", "--changed-since", &base])
+        .run()
+        .fails_with(1, &["1000 deployment jobs", "--dryrun-environment=false"]);
+    // … and without environments for dry runs it fits.
+    let yaml = kopsci_outside_ci(sb.path())
+        .args([
+            "pipeline",
+            "--changed-since",
+            &base,
+            "--dryrun-environment=false",
+        ])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(dry_runs(&yaml).len(), 1000);
+    // Only the cluster's values: one dry run.
+    let yaml = kopsci_outside_ci(sb.path())
+        .args(["pipeline", "--changed-since", &base2, "--mr-note"])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(dry_runs(&yaml), ["c007.prod.k8s.example.com"]);
+    validate_text(&sb, "mr.yml", &yaml);
 }
