@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::errors::{Error, Result};
+use crate::errors::Result;
 use crate::render::{RenderOptions, TemplateSet};
 use crate::values::{self, Map, Sensitive, Source, Value};
 
@@ -59,15 +59,7 @@ pub fn context(request: &Request) -> Result<Context> {
 /// The merged value at dotted `key` for `--config-value`, refusing a
 /// sensitive one: a CI log is no place for it.
 pub fn config_value<'a>(context: &'a Context, key: &str) -> Result<Option<&'a Value>> {
-    if context.sensitive.covers(key) {
-        return Err(Error::Values {
-            origin: "--config-value".to_string(),
-            message: format!(
-                "`{key}` is a sensitive Terraform output; kopsci does not print it ({})",
-                values::SENSITIVE_PLACEHOLDER
-            ),
-        });
-    }
+    context.sensitive.check_printable(key)?;
     Ok(values::lookup(&context.values, key))
 }
 

@@ -156,6 +156,14 @@ pub enum Source {
     TerraformOutput(PathBuf),
 }
 
+impl Source {
+    pub fn path(&self) -> &Path {
+        match self {
+            Source::File(path) | Source::TerraformOutput(path) => path,
+        }
+    }
+}
+
 /// Loads `sources` in order, one layer per file (directories expanded as in
 /// [`expand_paths`]), and the keys that must never be printed.
 pub fn load_sources(sources: &[Source]) -> Result<(Vec<Layer>, Sensitive)> {
@@ -221,6 +229,20 @@ impl Sensitive {
     pub fn covers(&self, dotted: &str) -> bool {
         let head = dotted.split('.').next().unwrap_or_default();
         self.keys.contains(head)
+    }
+
+    /// Refuses to print the value at dotted `key` (`--config-value`) when it
+    /// is sensitive: a CI log is no place for it.
+    pub fn check_printable(&self, key: &str) -> Result<()> {
+        if self.covers(key) {
+            return Err(Error::Values {
+                origin: "--config-value".to_string(),
+                message: format!(
+                    "`{key}` is a sensitive Terraform output; kopsci does not print it ({SENSITIVE_PLACEHOLDER})"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Replaces every value of `explanation` with [`SENSITIVE_PLACEHOLDER`]

@@ -28,23 +28,9 @@ pub use settings::{ApplySettings, ApplyStrategy, Timeout};
 /// The file name looked for in the current directory.
 pub const DEFAULT_FLEET_FILE: &str = "kopsci.yaml";
 
-/// One entry of a `values:` list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ValuesSource {
-    /// A YAML file, or a directory of them (walked in lexical order).
-    File(PathBuf),
-    /// The JSON `terraform output -json` prints; each output's `value` is
-    /// a top-level key.
-    TerraformOutput(PathBuf),
-}
-
-impl ValuesSource {
-    pub fn path(&self) -> &Path {
-        match self {
-            ValuesSource::File(path) | ValuesSource::TerraformOutput(path) => path,
-        }
-    }
-}
+/// One entry of a `values:` list: a YAML file or directory, or the JSON
+/// of `terraform output -json` (`{terraform_output: FILE}`).
+pub use crate::values::Source as ValuesSource;
 
 /// An environment: values shared by its clusters, its promotion order and
 /// its defaults for how changes are applied.

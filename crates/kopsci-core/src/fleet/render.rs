@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use super::{Cluster, Fleet, ValuesSource};
 use crate::errors::{Error, Result};
 use crate::render::{RenderOptions, TemplateSet};
-use crate::values::{self, Explanation, Layer, Map, Value};
+use crate::values::{self, Explanation, Layer, Map, Sensitive, Value};
 
 /// Command-line layers applied on top of a cluster's files.
 #[derive(Debug, Clone, Default)]
@@ -79,14 +79,26 @@ impl Fleet {
     }
 
     /// What every layer gives `key` for a cluster, and which layer wins.
+    /// Values of sensitive Terraform outputs show as `(sensitive)`.
     pub fn explain(
         &self,
         cluster: &Cluster,
         overrides: &Overrides,
         key: &str,
     ) -> Result<Explanation> {
-        let layers = self.layers(cluster, overrides)?;
-        Ok(values::explain(&layers, key))
+        let cache = LayerCache::default();
+        let layers = self.layers_cached(cluster, overrides, &cache)?;
+        let mut explanation = values::explain(&layers, key);
+        cache.sensitive().redact(&mut explanation);
+        Ok(explanation)
+    }
+
+    /// The keys of a cluster's values that must never be printed: outputs
+    /// its Terraform layers mark sensitive.
+    pub fn sensitive(&self, cluster: &Cluster) -> Result<Sensitive> {
+        let cache = LayerCache::default();
+        self.layers_cached(cluster, &Overrides::default(), &cache)?;
+        Ok(cache.sensitive())
     }
 
     /// One cluster's manifest, as the stages render it (no overrides).
@@ -147,30 +159,46 @@ impl Fleet {
 }
 
 /// Values files parsed once per command, shared between clusters and
-/// threads.
+/// threads, with the keys Terraform layers mark sensitive.
 #[derive(Default)]
 struct LayerCache {
-    loaded: Mutex<HashMap<PathBuf, Layer>>,
+    loaded: Mutex<HashMap<PathBuf, (Layer, Sensitive)>>,
 }
 
 impl LayerCache {
     fn load(&self, source: &ValuesSource) -> Result<Layer> {
         let path = source.path();
-        if let Some(layer) = self.lock().get(path) {
+        if let Some((layer, _)) = self.lock().get(path) {
             return Ok(layer.clone());
         }
-        let layer = match source {
-            ValuesSource::File(path) => Layer {
-                origin: path.display().to_string(),
-                values: values::load_values_file(path)?,
-            },
-            ValuesSource::TerraformOutput(path) => values::load_terraform_output(path)?,
+        let (layer, sensitive) = match source {
+            ValuesSource::File(path) => (
+                Layer {
+                    origin: path.display().to_string(),
+                    values: values::load_values_file(path)?,
+                },
+                Sensitive::default(),
+            ),
+            ValuesSource::TerraformOutput(path) => {
+                let outputs = values::read_terraform_output(path)?;
+                (outputs.layer, outputs.sensitive)
+            }
         };
-        self.lock().insert(path.to_path_buf(), layer.clone());
+        self.lock()
+            .insert(path.to_path_buf(), (layer.clone(), sensitive));
         Ok(layer)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Layer>> {
+    /// Every sensitive key of the layers loaded so far.
+    fn sensitive(&self) -> Sensitive {
+        let mut all = Sensitive::default();
+        for (_, sensitive) in self.lock().values() {
+            all.extend(sensitive);
+        }
+        all
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (Layer, Sensitive)>> {
         // A poisoned cache only means another thread panicked mid-insert;
         // the map itself is still consistent.
         self.loaded.lock().unwrap_or_else(|e| e.into_inner())

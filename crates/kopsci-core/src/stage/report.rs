@@ -231,9 +231,15 @@ impl Report {
 
     /// One line for the job log: the summary or the failure.
     pub fn line(&self) -> String {
-        if let Some(failed) = &self.failed {
-            return format!("{}: FAILED: {failed}", self.cluster);
+        match &self.failed {
+            Some(failed) => format!("{}: FAILED: {failed}", self.cluster),
+            None => format!("{}: {}", self.cluster, self.headline()),
         }
+    }
+
+    /// What the stage did, in a few words (the job log's line without the
+    /// cluster; the roll report's title).
+    pub fn headline(&self) -> String {
         let mut line = match self.stage {
             StageKind::Roll => {
                 // What kops concluded decides the headline; the rows only
@@ -274,7 +280,7 @@ impl Report {
                 self.removed_instance_groups.join(", ")
             );
         }
-        format!("{}: {line}", self.cluster)
+        line
     }
 
     pub fn to_json(&self) -> Result<String> {
@@ -333,11 +339,7 @@ impl Report {
             detail
         });
         let headline = match self.stage {
-            StageKind::Roll => self
-                .line()
-                .split_once(": ")
-                .map(|(_, l)| l.to_string())
-                .unwrap_or_default(),
+            StageKind::Roll | StageKind::Delete => self.headline(),
             _ => self.summary.clone(),
         };
         let resources = self

@@ -285,6 +285,7 @@ fn fleet_mode(global: &GlobalArgs, args: RenderFlags, color: bool) -> anyhow::Re
         let [cluster] = selected.as_slice() else {
             return Err(usage("--config-value needs exactly one cluster"));
         };
+        fleet.sensitive(cluster)?.check_printable(key)?;
         let context = fleet.context(cluster, &overrides)?;
         print_value(values::lookup(&context, key))?;
         return Ok(Exit::Success);

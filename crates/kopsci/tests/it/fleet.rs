@@ -294,3 +294,52 @@ fn a_failing_cluster_writes_no_manifest() {
         );
     assert!(!sb.join("manifests/dev-a.k8s.example.com.yaml").exists());
 }
+
+#[test]
+fn terraform_outputs_are_a_fleet_values_layer_and_sensitive_ones_are_never_printed() {
+    let tf = r#"{
+  "kubernetesVersion": {"sensitive": false, "type": "string", "value": "1.34.2"},
+  "vpc_secret": {"sensitive": true, "type": "string", "value": "s3cr3t-canary"}
+}"#;
+    let sb = fleet()
+        .file(
+            "kopsci.yaml",
+            &FLEET.replace(
+                "    values: [values/clusters/dev-a.yaml]\n",
+                "    values: [values/clusters/dev-a.yaml, {terraform_output: tf/dev.json}]\n",
+            ),
+        )
+        .file("tf/dev.json", tf);
+    let out = sb
+        .kopsci()
+        .args(["render", "dev-a.k8s.example.com"])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(
+        yaml_documents(&out)[0]["spec"]["kubernetesVersion"],
+        "1.34.2",
+        "the Terraform layer comes last and wins"
+    );
+    let explained = sb
+        .kopsci()
+        .args(["render", "--explain", "vpc_secret", "dev-a.k8s.example.com"])
+        .run()
+        .success()
+        .stdout();
+    assert!(explained.contains("(sensitive)"), "{explained}");
+    assert!(explained.contains("tf/dev.json"), "{explained}");
+    assert!(!explained.contains("s3cr3t-canary"), "{explained}");
+    let run = sb
+        .kopsci()
+        .args([
+            "render",
+            "--config-value",
+            "vpc_secret",
+            "dev-a.k8s.example.com",
+        ])
+        .run()
+        .fails_with(1, &["sensitive Terraform output"]);
+    assert!(!run.stdout().contains("s3cr3t-canary"));
+    assert!(!run.stderr().contains("s3cr3t-canary"));
+}
