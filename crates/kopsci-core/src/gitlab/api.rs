@@ -276,6 +276,52 @@ impl GitLabApi {
         }
     }
 
+    /// Sends one request with the token: never redirected (the agent
+    /// follows none), bounded by `timeout` as a whole.
+    fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let token = self.token.expose();
+        let payload = body
+            .map(|b| serde_json::to_vec(b).unwrap_or_default())
+            .unwrap_or_default();
+        match method {
+            Method::Get => self
+                .agent
+                .get(url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .header("PRIVATE-TOKEN", token)
+                .header("Accept", "application/json")
+                .call(),
+            Method::Post => self
+                .agent
+                .post(url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .header("PRIVATE-TOKEN", token)
+                .header("Accept", "application/json")
+                .header("Content-Type", "application/json")
+                .send(&payload[..]),
+            Method::Put => self
+                .agent
+                .put(url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .header("PRIVATE-TOKEN", token)
+                .header("Accept", "application/json")
+                .header("Content-Type", "application/json")
+                .send(&payload[..]),
+        }
+    }
+
     /// One attempt at `method path` (path relative to the API root,
     /// starting with `/`), with a JSON body for POST and PUT, taking at
     /// most `timeout`.
@@ -287,41 +333,7 @@ impl GitLabApi {
         timeout: Duration,
     ) -> std::result::Result<Response, Failure> {
         let url = format!("{}{path}", self.base);
-        let token = self.token.expose();
-        let payload = body
-            .map(|b| serde_json::to_vec(b).unwrap_or_default())
-            .unwrap_or_default();
-        let result = match method {
-            Method::Get => self
-                .agent
-                .get(&url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .header("PRIVATE-TOKEN", token)
-                .header("Accept", "application/json")
-                .call(),
-            Method::Post => self
-                .agent
-                .post(&url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .header("PRIVATE-TOKEN", token)
-                .header("Accept", "application/json")
-                .header("Content-Type", "application/json")
-                .send(&payload[..]),
-            Method::Put => self
-                .agent
-                .put(&url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .header("PRIVATE-TOKEN", token)
-                .header("Accept", "application/json")
-                .header("Content-Type", "application/json")
-                .send(&payload[..]),
-        };
+        let result = self.send(method, &url, body, timeout);
         let mut response =
             result.map_err(|e| Failure::Transport(transport_message(&e, timeout)))?;
         let status = response.status().as_u16();

@@ -174,33 +174,63 @@ pub fn run(ci: &CiEnv, request: &DriftRequest) -> Result<DriftRun> {
     api.begin();
     let issues = Issues::new(&api, project)?;
     let open = issues.list_open(DRIFT_LABEL)?;
-    let links = ArtifactLinks::new(ci.get("CI_JOB_URL"), &request.report_dir);
+    let manager = IssueManager {
+        ci,
+        request,
+        issues: &issues,
+        open: &open,
+        links: ArtifactLinks::new(ci.get("CI_JOB_URL"), &request.report_dir),
+    };
     for (cluster, report) in clusters.iter_mut().zip(&reports) {
         // Each cluster's issue gets the whole time budget of its own.
         api.begin();
-        let marker = drift_marker(&request.fleet, &cluster.cluster);
-        let existing = open
+        cluster.issue = Some(manager.manage(cluster, report)?);
+    }
+    Ok(DriftRun {
+        clusters,
+        unmanaged: None,
+    })
+}
+
+/// What a drift run needs to manage each cluster's issue.
+struct IssueManager<'a> {
+    ci: &'a CiEnv,
+    request: &'a DriftRequest,
+    issues: &'a Issues<'a>,
+    open: &'a [Issue],
+    links: Option<ArtifactLinks>,
+}
+
+impl IssueManager<'_> {
+    /// Opens, updates, closes or leaves the cluster's issue.
+    fn manage(&self, cluster: &ClusterDrift, report: &ClusterReport) -> Result<IssueChange> {
+        let marker = drift_marker(&self.request.fleet, &cluster.cluster);
+        let existing = self
+            .open
             .iter()
             .find(|issue| issue.description.starts_with(&marker))
             .cloned();
         let view = IssueView {
             marker: marker.clone(),
-            fleet: &request.fleet,
+            fleet: &self.request.fleet,
             cluster: &cluster.cluster,
             environment: cluster.environment.as_deref(),
             counts: cluster.counts.clone(),
             removed: &cluster.removed_instance_groups,
-            commit: ci.get("CI_COMMIT_SHA").map(|c| c.get(..12).unwrap_or(c)),
-            pipeline_url: ci.get("CI_PIPELINE_URL"),
-            report_url: match (&links, &report.details_path) {
+            commit: self
+                .ci
+                .get("CI_COMMIT_SHA")
+                .map(|c| c.get(..12).unwrap_or(c)),
+            pipeline_url: self.ci.get("CI_PIPELINE_URL"),
+            report_url: match (&self.links, &report.details_path) {
                 (Some(links), Some(path)) => Some(links.file(path)),
                 _ => None,
             },
-            browse: links.as_ref().map(ArtifactLinks::browse),
+            browse: self.links.as_ref().map(ArtifactLinks::browse),
         };
         let mut pieces = Pieces::new("drift-issue.md", markdown::value(&view))?;
-        let title = issue_title(&request.fleet, &cluster.cluster);
-        cluster.issue = Some(match (&cluster.drift, existing) {
+        let title = issue_title(&self.request.fleet, &cluster.cluster);
+        Ok(match (&cluster.drift, existing) {
             (Drift::Drifted, existing) => {
                 let description = drifted_description(&mut pieces, report)?;
                 match existing {
@@ -208,9 +238,9 @@ pub fn run(ci: &CiEnv, request: &DriftRequest) -> Result<DriftRun> {
                         IssueChange::Unchanged(issue)
                     }
                     Some(issue) => {
-                        IssueChange::Updated(issues.update(issue.iid, &title, &description)?)
+                        IssueChange::Updated(self.issues.update(issue.iid, &title, &description)?)
                     }
-                    None => IssueChange::Opened(issues.create(
+                    None => IssueChange::Opened(self.issues.create(
                         &title,
                         &description,
                         DRIFT_LABEL,
@@ -220,16 +250,12 @@ pub fn run(ci: &CiEnv, request: &DriftRequest) -> Result<DriftRun> {
             }
             (Drift::InSync, Some(issue)) => {
                 let description = pieces.call("resolved", &[])?;
-                IssueChange::Closed(issues.close(issue.iid, &title, &description)?)
+                IssueChange::Closed(self.issues.close(issue.iid, &title, &description)?)
             }
             (Drift::Unknown(_), Some(issue)) => IssueChange::LeftOpen(issue),
             (_, None) => IssueChange::None,
-        });
+        })
     }
-    Ok(DriftRun {
-        clusters,
-        unmanaged: None,
-    })
 }
 
 /// The open issue's description: with the dry-run report folded in while
