@@ -8,41 +8,114 @@ use serde_saphyr::Spanned;
 
 use crate::aws::settings::AwsFile;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FleetFile {
-    #[serde(default)]
-    pub state: Option<Spanned<String>>,
-    #[serde(default)]
-    pub kops: Option<KopsFile>,
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub templates: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub snippets: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub values: Vec<Spanned<ValuesEntryFile>>,
-    #[serde(default)]
-    pub manifests: Option<String>,
-    /// Globs of repository paths that never affect a cluster.
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub ignore: Vec<Spanned<String>>,
-    #[serde(default)]
-    // `dev:` with nothing under it is a valid, empty environment.
-    pub environments: IndexMap<Spanned<String>, Option<EnvironmentFile>>,
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub clusters: Vec<ClusterFile>,
-    #[serde(default)]
-    pub aws: Option<AwsFile>,
-    #[serde(default)]
-    pub apply: Option<Spanned<ApplyFile>>,
-    #[serde(default)]
+/// The keys every level (fleet, environment, cluster) may set about how
+/// changes are applied, borrowed from that level.
+pub(super) struct LevelKeys<'a> {
+    pub apply: &'a Option<Spanned<ApplyFile>>,
+    pub kops: Option<&'a KopsFile>,
     pub prune_instance_groups: Option<bool>,
-    #[serde(default)]
     pub validate: Option<bool>,
-    #[serde(default)]
-    pub validation_timeout: Option<Spanned<String>>,
-    #[serde(default)]
-    pub drain_timeout: Option<Spanned<String>>,
+    pub validation_timeout: &'a Option<Spanned<String>>,
+    pub drain_timeout: &'a Option<Spanned<String>>,
+}
+
+/// A level of the fleet file: its own keys, then the keys about applying
+/// changes every level shares. serde cannot `flatten` them into a struct
+/// that denies unknown keys, so they are spelled out once here instead.
+macro_rules! level_file {
+    ($(#[$meta:meta])* struct $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[serde(deny_unknown_fields)]
+        pub(super) struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            #[serde(default)]
+            pub kops: Option<KopsFile>,
+            #[serde(default)]
+            pub apply: Option<Spanned<ApplyFile>>,
+            #[serde(default)]
+            pub prune_instance_groups: Option<bool>,
+            #[serde(default)]
+            pub validate: Option<bool>,
+            #[serde(default)]
+            pub validation_timeout: Option<Spanned<String>>,
+            #[serde(default)]
+            pub drain_timeout: Option<Spanned<String>>,
+        }
+
+        impl $name {
+            pub fn keys(&self) -> LevelKeys<'_> {
+                LevelKeys {
+                    apply: &self.apply,
+                    kops: self.kops.as_ref(),
+                    prune_instance_groups: self.prune_instance_groups,
+                    validate: self.validate,
+                    validation_timeout: &self.validation_timeout,
+                    drain_timeout: &self.drain_timeout,
+                }
+            }
+        }
+    };
+}
+
+level_file! {
+    #[derive(Debug, Deserialize)]
+    struct FleetFile {
+        #[serde(default)]
+        state: Option<Spanned<String>>,
+        #[serde(default, deserialize_with = "null_as_empty")]
+        templates: Vec<String>,
+        #[serde(default, deserialize_with = "null_as_empty")]
+        snippets: Vec<String>,
+        #[serde(default, deserialize_with = "null_as_empty")]
+        values: Vec<Spanned<ValuesEntryFile>>,
+        #[serde(default)]
+        manifests: Option<String>,
+        /// Globs of repository paths that never affect a cluster.
+        #[serde(default, deserialize_with = "null_as_empty")]
+        ignore: Vec<Spanned<String>>,
+        /// `dev:` with nothing under it is a valid, empty environment.
+        #[serde(default)]
+        environments: IndexMap<Spanned<String>, Option<EnvironmentFile>>,
+        #[serde(default, deserialize_with = "null_as_empty")]
+        clusters: Vec<ClusterFile>,
+        #[serde(default)]
+        aws: Option<AwsFile>,
+    }
+}
+
+level_file! {
+    #[derive(Debug, Default, Deserialize)]
+    struct EnvironmentFile {
+        #[serde(default, deserialize_with = "null_as_empty")]
+        values: Vec<Spanned<ValuesEntryFile>>,
+        #[serde(default, deserialize_with = "null_as_empty")]
+        needs: Vec<Spanned<String>>,
+        #[serde(default)]
+        state: Option<Spanned<String>>,
+        #[serde(default)]
+        aws: Option<AwsFile>,
+        #[serde(default)]
+        auto_apply: Option<bool>,
+        #[serde(default)]
+        auto_roll: Option<bool>,
+    }
+}
+
+level_file! {
+    #[derive(Debug, Deserialize)]
+    struct ClusterFile {
+        name: Spanned<String>,
+        environment: Spanned<String>,
+        #[serde(default, deserialize_with = "null_as_empty")]
+        values: Vec<Spanned<ValuesEntryFile>>,
+        #[serde(default)]
+        state: Option<Spanned<String>>,
+        #[serde(default)]
+        aws: Option<AwsFile>,
+        /// A reviewed deletion: the cluster is to be deleted, not applied.
+        #[serde(default)]
+        absent: bool,
+    }
 }
 
 /// `kops:` — fleet level: the version requirement and the API server;
@@ -55,93 +128,6 @@ pub(super) struct KopsFile {
     #[serde(default)]
     pub api_server: Option<Spanned<String>>,
 }
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EnvironmentFile {
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub values: Vec<Spanned<ValuesEntryFile>>,
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub needs: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub state: Option<Spanned<String>>,
-    #[serde(default)]
-    pub aws: Option<AwsFile>,
-    #[serde(default)]
-    pub kops: Option<KopsFile>,
-    #[serde(default)]
-    pub apply: Option<Spanned<ApplyFile>>,
-    #[serde(default)]
-    pub prune_instance_groups: Option<bool>,
-    #[serde(default)]
-    pub validate: Option<bool>,
-    #[serde(default)]
-    pub validation_timeout: Option<Spanned<String>>,
-    #[serde(default)]
-    pub drain_timeout: Option<Spanned<String>>,
-    #[serde(default)]
-    pub auto_apply: Option<bool>,
-    #[serde(default)]
-    pub auto_roll: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ClusterFile {
-    pub name: Spanned<String>,
-    pub environment: Spanned<String>,
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub values: Vec<Spanned<ValuesEntryFile>>,
-    #[serde(default)]
-    pub state: Option<Spanned<String>>,
-    #[serde(default)]
-    pub aws: Option<AwsFile>,
-    #[serde(default)]
-    pub kops: Option<KopsFile>,
-    #[serde(default)]
-    pub apply: Option<Spanned<ApplyFile>>,
-    #[serde(default)]
-    pub prune_instance_groups: Option<bool>,
-    #[serde(default)]
-    pub validate: Option<bool>,
-    #[serde(default)]
-    pub validation_timeout: Option<Spanned<String>>,
-    #[serde(default)]
-    pub drain_timeout: Option<Spanned<String>>,
-    /// A reviewed deletion: the cluster is to be deleted, not applied.
-    #[serde(default)]
-    pub absent: bool,
-}
-
-/// The keys every level (fleet, environment, cluster) may set about how
-/// changes are applied, borrowed from that level.
-pub(super) struct LevelKeys<'a> {
-    pub apply: &'a Option<Spanned<ApplyFile>>,
-    pub kops: Option<&'a KopsFile>,
-    pub prune_instance_groups: Option<bool>,
-    pub validate: Option<bool>,
-    pub validation_timeout: &'a Option<Spanned<String>>,
-    pub drain_timeout: &'a Option<Spanned<String>>,
-}
-
-macro_rules! level_keys {
-    ($($file:ty),*) => {$(
-        impl $file {
-            pub fn keys(&self) -> LevelKeys<'_> {
-                LevelKeys {
-                    apply: &self.apply,
-                    kops: self.kops.as_ref(),
-                    prune_instance_groups: self.prune_instance_groups,
-                    validate: self.validate,
-                    validation_timeout: &self.validation_timeout,
-                    drain_timeout: &self.drain_timeout,
-                }
-            }
-        }
-    )*};
-}
-
-level_keys!(FleetFile, EnvironmentFile, ClusterFile);
 
 /// One entry of a `values:` list: a YAML file or directory, or
 /// `{terraform_output: FILE}`.

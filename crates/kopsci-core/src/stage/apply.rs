@@ -16,8 +16,6 @@
 //!
 //! The report goes to `<report dir>/<cluster>/apply/`.
 
-use std::path::PathBuf;
-
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet};
 use crate::kops::{parse_rolling_update_output, phase_sections, reconcile_phases};
@@ -26,10 +24,10 @@ use crate::stage::report::{
     StageKind,
 };
 use crate::stage::roll::rolling_update;
-use crate::stage::run::{ClusterRun, Stage, Step};
+use crate::stage::run::{ClusterRun, Step};
 use crate::stage::update::put_reviewed;
 use crate::stage::validate::validate_cluster;
-use crate::stage::{KopsSetup, Report, StageSettings, Stop, clear_stage_files, cluster_log};
+use crate::stage::{Report, StageOptions, run_single};
 
 const APPLY_FILES: &[&str] = &[
     REPORT_MD,
@@ -43,38 +41,29 @@ const APPLY_FILES: &[&str] = &[
 /// `kopsci apply`'s options.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
-    /// Where the dry run wrote `<cluster>/plan.json`; the apply's report
-    /// goes to `<cluster>/apply/`.
-    pub report_dir: PathBuf,
+    /// Where the dry run wrote `<cluster>/plan.json` (the apply's report
+    /// goes to `<cluster>/apply/`), kops and the settings.
+    pub stage: StageOptions,
     pub allow_stale: bool,
     /// Delete removed instance groups (also on with the fleet's
     /// `prune_instance_groups: true`).
     pub prune_instance_groups: bool,
-    pub kops: Option<PathBuf>,
-    pub settings: StageSettings,
 }
 
 /// Applies one cluster's reviewed change. The cluster's own failures are
 /// in the report's `failed`.
 pub fn apply(fleet: &Fleet, cluster: &Cluster, opts: &ApplyOptions) -> Result<Report> {
-    let stop = Stop::watch()?;
-    clear_stage_files(&opts.report_dir, StageKind::Apply, &[cluster], APPLY_FILES)?;
-    let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
-    let stage = Stage {
+    run_single(
         fleet,
-        kind: StageKind::Apply,
-        report_dir: &opts.report_dir,
-        settings: &opts.settings,
-        kops: Some(&kops),
-        stop: &stop,
-    };
-    let log = cluster_log(opts.settings.log, &cluster.name, false);
-    ClusterRun::new(&stage, cluster, log)
-        .execute(APPLY_FILES, |run| {
+        cluster,
+        StageKind::Apply,
+        &opts.stage,
+        APPLY_FILES,
+        |run| {
             warn_short_session(run);
             put_reviewed(
                 run,
-                &opts.report_dir,
+                &opts.stage.report_dir,
                 opts.allow_stale,
                 opts.prune_instance_groups,
                 |_, _, _| Ok(()),
@@ -85,8 +74,8 @@ pub fn apply(fleet: &Fleet, cluster: &Cluster, opts: &ApplyOptions) -> Result<Re
                 update_then_roll(run)?;
             }
             validate_cluster(run)
-        })
-        .into_result()
+        },
+    )
 }
 
 /// `kops reconcile cluster --yes`, its phases in the report; on failure,

@@ -5,24 +5,20 @@
 //!
 //! The report goes to `<report dir>/<cluster>/delete/`.
 
-use std::path::PathBuf;
-
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet};
 use crate::stage::report::{Action, KOPS_DELETE_FILE, REPORT_JSON, REPORT_MD, StageKind};
-use crate::stage::run::{ClusterRun, Stage, Step};
-use crate::stage::{KopsSetup, Report, StageSettings, Stop, clear_stage_files, cluster_log};
+use crate::stage::run::Step;
+use crate::stage::{Report, StageOptions, run_single};
 
 const DELETE_FILES: &[&str] = &[REPORT_MD, REPORT_JSON, KOPS_DELETE_FILE];
 
 /// `kopsci delete`'s options.
 #[derive(Debug, Clone)]
 pub struct DeleteOptions {
-    pub report_dir: PathBuf,
+    pub stage: StageOptions,
     /// Delete instead of previewing.
     pub yes: bool,
-    pub kops: Option<PathBuf>,
-    pub settings: StageSettings,
 }
 
 /// Previews or performs the deletion of an `absent: true` cluster.
@@ -33,25 +29,13 @@ pub fn delete(fleet: &Fleet, cluster: &Cluster, opts: &DeleteOptions) -> Result<
             fleet: fleet.path().display().to_string(),
         });
     }
-    let stop = Stop::watch()?;
-    clear_stage_files(
-        &opts.report_dir,
-        StageKind::Delete,
-        &[cluster],
-        DELETE_FILES,
-    )?;
-    let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
-    let stage = Stage {
+    run_single(
         fleet,
-        kind: StageKind::Delete,
-        report_dir: &opts.report_dir,
-        settings: &opts.settings,
-        kops: Some(&kops),
-        stop: &stop,
-    };
-    let log = cluster_log(opts.settings.log, &cluster.name, false);
-    ClusterRun::new(&stage, cluster, log)
-        .execute(DELETE_FILES, |run| {
+        cluster,
+        StageKind::Delete,
+        &opts.stage,
+        DELETE_FILES,
+        |run| {
             run.report.action = Some(Action::Delete);
             let name = run.name();
             let state = run.live_state_arg();
@@ -70,6 +54,6 @@ pub fn delete(fleet: &Fleet, cluster: &Cluster, opts: &DeleteOptions) -> Result<
             run.report.deletion = Some(outcome.stdout.clone());
             run.report.kops_output = outcome.stdout;
             Ok(())
-        })
-        .into_result()
+        },
+    )
 }

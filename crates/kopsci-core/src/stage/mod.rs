@@ -67,6 +67,47 @@ pub struct StageSettings {
     pub log: LogStyle,
 }
 
+/// What every single-cluster stage command (`update`, `roll`, `apply`,
+/// `delete`) takes besides its own flags.
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    /// Reports go to `<report_dir>/<cluster>/<stage>/`; the dry run's plan
+    /// is read from `<report_dir>/<cluster>/`.
+    pub report_dir: PathBuf,
+    /// `--kops`: the kops binary (else `KOPSCI_KOPS`, else `PATH`).
+    pub kops: Option<PathBuf>,
+    pub settings: StageSettings,
+}
+
+/// Runs one stage on one cluster: the files a previous run left are
+/// removed before anything can fail, kops is located and its version
+/// checked, and `steps` run inside [`ClusterRun::execute`], which always
+/// writes the report.
+pub(crate) fn run_single(
+    fleet: &Fleet,
+    cluster: &Cluster,
+    kind: StageKind,
+    options: &StageOptions,
+    files: &[&str],
+    steps: impl FnOnce(&mut run::ClusterRun) -> Result<()>,
+) -> Result<Report> {
+    let stop = Stop::watch()?;
+    clear_stage_files(&options.report_dir, kind, &[cluster], files)?;
+    let kops = KopsSetup::locate(options.kops.as_deref(), fleet)?;
+    let stage = run::Stage {
+        fleet,
+        kind,
+        report_dir: &options.report_dir,
+        settings: &options.settings,
+        kops: Some(&kops),
+        stop: &stop,
+    };
+    let log = cluster_log(options.settings.log, &cluster.name, false);
+    run::ClusterRun::new(&stage, cluster, log)
+        .execute(files, steps)
+        .into_result()
+}
+
 /// A located kops that passed the fleet's version check.
 #[derive(Debug, Clone)]
 pub struct KopsSetup {

@@ -9,16 +9,15 @@
 //! The report goes to `<report dir>/<cluster>/roll/`.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use crate::errors::Result;
 use crate::fleet::{Cluster, Fleet};
 use crate::kops::command::{check_extra, sets_flag};
 use crate::kops::parse_rolling_update_output;
 use crate::stage::report::{KOPS_ROLL_FILE, KOPS_VALIDATE_FILE, REPORT_JSON, REPORT_MD, StageKind};
-use crate::stage::run::{ClusterRun, Stage, Step};
+use crate::stage::run::{ClusterRun, Step};
 use crate::stage::validate::validate_cluster;
-use crate::stage::{KopsSetup, Report, StageSettings, Stop, clear_stage_files, cluster_log};
+use crate::stage::{Report, StageOptions, run_single};
 
 /// The sub-directory of a cluster's report directory for `roll`.
 pub const ROLL_DIR: &str = "roll";
@@ -28,33 +27,24 @@ const ROLL_FILES: &[&str] = &[REPORT_MD, REPORT_JSON, KOPS_ROLL_FILE, KOPS_VALID
 /// `kopsci roll`'s options.
 #[derive(Debug, Clone)]
 pub struct RollOptions {
-    pub report_dir: PathBuf,
+    pub stage: StageOptions,
     /// Replace instances instead of previewing.
     pub yes: bool,
-    pub kops: Option<PathBuf>,
     /// Extra flags for `kops rolling-update cluster`.
     pub kops_args: Vec<OsString>,
-    pub settings: StageSettings,
 }
 
 /// Previews or runs the rolling update of one cluster. The cluster's own
 /// failures are in the report's `failed`.
 pub fn roll(fleet: &Fleet, cluster: &Cluster, opts: &RollOptions) -> Result<Report> {
-    let stop = Stop::watch()?;
-    clear_stage_files(&opts.report_dir, StageKind::Roll, &[cluster], ROLL_FILES)?;
     check_extra("kops rolling-update cluster", &opts.kops_args)?;
-    let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
-    let stage = Stage {
+    run_single(
         fleet,
-        kind: StageKind::Roll,
-        report_dir: &opts.report_dir,
-        settings: &opts.settings,
-        kops: Some(&kops),
-        stop: &stop,
-    };
-    let log = cluster_log(opts.settings.log, &cluster.name, false);
-    ClusterRun::new(&stage, cluster, log)
-        .execute(ROLL_FILES, |run| {
+        cluster,
+        StageKind::Roll,
+        &opts.stage,
+        ROLL_FILES,
+        |run| {
             if opts.yes {
                 crate::stage::apply::warn_short_session(run);
             }
@@ -63,8 +53,8 @@ pub fn roll(fleet: &Fleet, cluster: &Cluster, opts: &RollOptions) -> Result<Repo
                 validate_cluster(run)?;
             }
             Ok(())
-        })
-        .into_result()
+        },
+    )
 }
 
 /// The fleet's timeouts as rolling-update flags, unless the user's own

@@ -17,7 +17,6 @@
 //! run's, which it never overwrites.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet};
@@ -27,10 +26,8 @@ use crate::stage::plan::{self, Decision};
 use crate::stage::report::{
     CountsSource, KOPS_UPDATE_FILE, MANIFEST_FILE, REPORT_JSON, REPORT_MD, StageKind,
 };
-use crate::stage::run::{ClusterRun, LiveCopy, Manifest, Stage, Step};
-use crate::stage::{
-    KopsSetup, Report, StageSettings, Stop, clear_stage_files, cluster_log, cluster_report_dir,
-};
+use crate::stage::run::{ClusterRun, LiveCopy, Manifest, Step};
+use crate::stage::{Report, StageOptions, cluster_report_dir, run_single};
 
 /// The sub-directory of a cluster's report directory for `update`.
 pub const UPDATE_DIR: &str = "update";
@@ -44,9 +41,9 @@ pub const SKEW_GUIDE: &str = "kOps' upgrade guide (upgrading-kubernetes.md): \"V
 /// `kopsci update`'s options.
 #[derive(Debug, Clone)]
 pub struct UpdateOptions {
-    /// Where the dry run wrote `<cluster>/plan.json`; the update's report
-    /// goes to `<cluster>/update/`.
-    pub report_dir: PathBuf,
+    /// Where the dry run wrote `<cluster>/plan.json` (the update's report
+    /// goes to `<cluster>/update/`), kops and the settings.
+    pub stage: StageOptions,
     /// Apply even without a plan, or with a stale one.
     pub allow_stale: bool,
     /// Delete instance groups the manifest no longer has (also on with the
@@ -55,40 +52,26 @@ pub struct UpdateOptions {
     /// Change the Kubernetes version with `update` then `roll` although
     /// kops has `reconcile`.
     pub allow_version_skew: bool,
-    pub kops: Option<PathBuf>,
     /// Extra flags for `kops update cluster`.
     pub kops_args: Vec<OsString>,
-    pub settings: StageSettings,
 }
 
 /// Updates one cluster. A failure of the cluster's own steps (stale plan,
 /// kops failing) is in the returned report's `failed`; errors are for what
 /// stops before any step (no kops) and for signals.
 pub fn update(fleet: &Fleet, cluster: &Cluster, opts: &UpdateOptions) -> Result<Report> {
-    let stop = Stop::watch()?;
-    clear_stage_files(
-        &opts.report_dir,
-        StageKind::Update,
-        &[cluster],
-        UPDATE_FILES,
-    )?;
-    // Checked before the plan: a wrong kops must not get as far as the store.
+    // Checked before the plan: a wrong flag must not get as far as the store.
     check_extra("kops update cluster", &opts.kops_args)?;
-    let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
-    let stage = Stage {
+    run_single(
         fleet,
-        kind: StageKind::Update,
-        report_dir: &opts.report_dir,
-        settings: &opts.settings,
-        kops: Some(&kops),
-        stop: &stop,
-    };
-    let log = cluster_log(opts.settings.log, &cluster.name, false);
-    ClusterRun::new(&stage, cluster, log)
-        .execute(UPDATE_FILES, |run| {
-            let reviewed = put_reviewed(
+        cluster,
+        StageKind::Update,
+        &opts.stage,
+        UPDATE_FILES,
+        |run| {
+            put_reviewed(
                 run,
-                &opts.report_dir,
+                &opts.stage.report_dir,
                 opts.allow_stale,
                 opts.prune_instance_groups,
                 |run, manifest, live| {
@@ -107,10 +90,9 @@ pub fn update(fleet: &Fleet, cluster: &Cluster, opts: &UpdateOptions) -> Result<
                 &format!("$ {}\n{}", inv.command_line(), outcome.stdout),
             )?;
             run.report.kops_output = outcome.stdout;
-            drop(reviewed);
             Ok(())
-        })
-        .into_result()
+        },
+    )
 }
 
 /// Render, copy the live store, check the plan, then put the reviewed

@@ -13,7 +13,7 @@ use kopsci_core::fleet::{Cluster, Fleet};
 use kopsci_core::names::ClusterName;
 use kopsci_core::stage::{
     self, ApplyOptions, DEFAULT_JOBS, DeleteOptions, DryrunOptions, KubeconfigOptions, LogStyle,
-    Report, RollOptions, StageSettings, StsClientSettings, UpdateOptions,
+    Report, RollOptions, StageOptions, StageSettings, StsClientSettings, UpdateOptions,
 };
 use kopsci_core::state::{DEFAULT_CONCURRENCY, S3Settings, StoreUrl};
 
@@ -293,6 +293,15 @@ fn settings(global: &GlobalArgs, args: &StageArgs) -> StageSettings {
     }
 }
 
+/// The options every single-cluster stage takes.
+fn stage_options(global: &GlobalArgs, reports: ReportDirArgs, args: &StageArgs) -> StageOptions {
+    StageOptions {
+        report_dir: reports.report_dir,
+        kops: args.kops.clone(),
+        settings: settings(global, args),
+    }
+}
+
 fn fleet(global: &GlobalArgs) -> anyhow::Result<Fleet> {
     global.load_fleet()
 }
@@ -357,13 +366,11 @@ pub fn update(global: &GlobalArgs, args: UpdateArgs) -> anyhow::Result<Exit> {
     let fleet = fleet(global)?;
     let cluster = one_cluster(&fleet, &args.cluster)?;
     let opts = UpdateOptions {
-        report_dir: args.reports.report_dir,
+        stage: stage_options(global, args.reports, &args.stage),
         allow_stale: args.allow_stale,
         prune_instance_groups: args.prune_instance_groups,
         allow_version_skew: args.allow_version_skew,
-        kops: args.stage.kops.clone(),
         kops_args: args.kops_args,
-        settings: settings(global, &args.stage),
     };
     let report = stage::update(&fleet, cluster, &opts)?;
     finish(&report, false)
@@ -373,11 +380,9 @@ pub fn roll(global: &GlobalArgs, args: RollArgs) -> anyhow::Result<Exit> {
     let fleet = fleet(global)?;
     let cluster = one_cluster(&fleet, &args.cluster)?;
     let opts = RollOptions {
-        report_dir: args.reports.report_dir,
+        stage: stage_options(global, args.reports, &args.stage),
         yes: args.yes,
-        kops: args.stage.kops.clone(),
         kops_args: args.kops_args,
-        settings: settings(global, &args.stage),
     };
     let report = stage::roll(&fleet, cluster, &opts)?;
     finish(&report, args.detailed_exitcode && report.changes_pending)
@@ -387,11 +392,9 @@ pub fn apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<Exit> {
     let fleet = fleet(global)?;
     let cluster = one_cluster(&fleet, &args.cluster)?;
     let opts = ApplyOptions {
-        report_dir: args.reports.report_dir,
+        stage: stage_options(global, args.reports, &args.stage),
         allow_stale: args.allow_stale,
         prune_instance_groups: args.prune_instance_groups,
-        kops: args.stage.kops.clone(),
-        settings: settings(global, &args.stage),
     };
     let report = stage::apply(&fleet, cluster, &opts)?;
     finish(&report, false)
@@ -401,10 +404,8 @@ pub fn delete(global: &GlobalArgs, args: DeleteArgs) -> anyhow::Result<Exit> {
     let fleet = fleet(global)?;
     let cluster = one_cluster(&fleet, &args.cluster)?;
     let opts = DeleteOptions {
-        report_dir: args.reports.report_dir,
+        stage: stage_options(global, args.reports, &args.stage),
         yes: args.yes,
-        kops: args.stage.kops.clone(),
-        settings: settings(global, &args.stage),
     };
     let report = stage::delete(&fleet, cluster, &opts)?;
     finish(&report, false)
