@@ -35,6 +35,20 @@ impl fmt::Debug for AwsCredentials {
     }
 }
 
+impl AwsCredentials {
+    /// The same credentials for an AWS SDK client; `source` names them in
+    /// the SDK's own (redacted) debug output.
+    pub fn to_sdk(&self, source: &'static str) -> aws_credential_types::Credentials {
+        aws_credential_types::Credentials::new(
+            self.access_key_id.clone(),
+            self.secret_access_key.expose().to_string(),
+            self.session_token.as_ref().map(|t| t.expose().to_string()),
+            None,
+            source,
+        )
+    }
+}
+
 /// Enough of an access key ID to tell two apart in a log, not to use one:
 /// the last four characters.
 fn key_hint(id: &str) -> String {

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_sdk_sts::config::{Credentials, Region};
+use aws_sdk_sts::config::Region;
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 
@@ -156,16 +156,7 @@ async fn assume_role(
         loader = loader.endpoint_url(endpoint);
     }
     if let Some(caller) = &sts.caller {
-        loader = loader.credentials_provider(Credentials::new(
-            caller.access_key_id.clone(),
-            caller.secret_access_key.expose().to_string(),
-            caller
-                .session_token
-                .as_ref()
-                .map(|t| t.expose().to_string()),
-            None,
-            "kopsci-caller",
-        ));
+        loader = loader.credentials_provider(caller.to_sdk("kopsci-caller"));
     }
     let config = loader.load().await;
     let client = aws_sdk_sts::Client::new(&config);

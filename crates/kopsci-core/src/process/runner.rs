@@ -57,6 +57,19 @@ impl Outcome {
         self.code == 0 && self.signal.is_none()
     }
 
+    /// The outcome of `inv`, or [`Error::KopsFailed`] when it did not exit 0.
+    pub fn checked(self, inv: &Invocation) -> Result<Outcome> {
+        if self.success() {
+            return Ok(self);
+        }
+        Err(Error::KopsFailed {
+            command: inv.label(),
+            status: self.status(),
+            code: self.code,
+            stderr_tail: self.stderr_tail(STDERR_TAIL_LINES),
+        })
+    }
+
     /// `exit code N` or `signal N (SIGNAME)`.
     pub fn status(&self) -> String {
         match self.signal {
@@ -93,17 +106,7 @@ impl Runner {
 
     /// Runs `inv`; a non-zero exit is [`Error::KopsFailed`].
     pub fn run(&self, inv: &Invocation) -> Result<Outcome> {
-        let outcome = self.run_unchecked(inv)?;
-        if outcome.success() {
-            Ok(outcome)
-        } else {
-            Err(Error::KopsFailed {
-                command: inv.label(),
-                status: outcome.status(),
-                code: outcome.code,
-                stderr_tail: outcome.stderr_tail(STDERR_TAIL_LINES),
-            })
-        }
+        self.run_unchecked(inv)?.checked(inv)
     }
 
     /// Runs `inv` and returns whatever it did. Errors only when it cannot be

@@ -22,7 +22,7 @@ use crate::kops::Counts;
 use crate::stage::report::Action;
 use crate::stage::run::{ClusterRun, LiveCopy, Manifest, Step};
 use crate::stage::spec_diff::spec_diff;
-use crate::state::{FilterSpec, Record};
+use crate::state::{Changes, FilterSpec, Record};
 
 pub const PLAN_FILE: &str = "plan.json";
 /// The `format` of plans this version writes and reads.
@@ -137,65 +137,12 @@ impl Plan {
     }
 }
 
-/// Objects that differ between the plan's record and a fresh copy, by key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoreChanges {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    pub modified: Vec<String>,
-}
-
-impl StoreChanges {
-    /// Compares by size and SHA-256 (ETags differ between servers).
-    pub fn between(before: &Record, after: &Record) -> StoreChanges {
-        use std::collections::BTreeMap;
-        let index = |r: &Record| -> BTreeMap<String, (u64, String)> {
-            r.objects
-                .iter()
-                .map(|o| (o.key.clone(), (o.size, o.sha256.clone())))
-                .collect()
-        };
-        let (old, new) = (index(before), index(after));
-        let mut changes = StoreChanges::default();
-        for (key, digest) in &new {
-            match old.get(key) {
-                None => changes.added.push(key.clone()),
-                Some(d) if d != digest => changes.modified.push(key.clone()),
-                Some(_) => {}
-            }
-        }
-        changes.removed = old
-            .keys()
-            .filter(|k| !new.contains_key(*k))
-            .cloned()
-            .collect();
-        changes
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.modified.is_empty()
-    }
-
-    /// `added a, modified b, …` for messages (keys escaped).
-    pub fn describe(&self) -> String {
-        let mut keys = Vec::new();
-        for (label, list) in [
-            ("added", &self.added),
-            ("removed", &self.removed),
-            ("modified", &self.modified),
-        ] {
-            keys.extend(list.iter().map(|k| format!("{label} {}", k.escape_debug())));
-        }
-        keys.join(", ")
-    }
-
-    /// Whether these are changes an earlier apply of the same manifest
-    /// makes: nothing removed, secrets and keys only ever added (a first
-    /// `update --yes` creates them), everything else kOps' own output.
-    fn could_be_an_earlier_apply(&self) -> bool {
-        let secret = |k: &String| k.starts_with("pki/") || k.starts_with("secrets/");
-        self.removed.is_empty() && !self.modified.iter().any(secret)
-    }
+/// Whether these are changes an earlier apply of the same manifest makes:
+/// nothing removed, secrets and keys only ever added (a first `update
+/// --yes` creates them), everything else kOps' own output.
+fn could_be_an_earlier_apply(changes: &Changes) -> bool {
+    let secret = |k: &String| k.starts_with("pki/") || k.starts_with("secrets/");
+    changes.removed.is_empty() && !changes.modified.iter().any(secret)
 }
 
 /// What `update` / `apply` will do, decided from the manifest and the live
@@ -283,7 +230,7 @@ fn freshness(
     live: &LiveCopy,
     decided: &Decision,
 ) -> Result<Vec<String>> {
-    let changes = StoreChanges::between(&plan.snapshot, &live.record);
+    let changes = Changes::between(&plan.snapshot, &live.record);
     if changes.is_empty() {
         // Same manifest, same store: the plan's own conclusions must be
         // what they recompute to, or the plan was edited.
@@ -302,7 +249,7 @@ fn freshness(
         }
         return Ok(Vec::new());
     }
-    if changes.could_be_an_earlier_apply() && live.stored.exists() {
+    if could_be_an_earlier_apply(&changes) && live.stored.exists() {
         let diff = spec_diff(&manifest.objects, &live.stored)?;
         if !diff.has_changes() {
             run.warn(format!(
@@ -402,7 +349,7 @@ mod tests {
         let before = plan().snapshot;
         let mut after = before.clone();
         after.objects[0].etag = Some("other".into());
-        assert!(StoreChanges::between(&before, &after).is_empty());
+        assert!(Changes::between(&before, &after).is_empty());
         after.objects[0].sha256 = "1".repeat(64);
         after.objects.push(ObjectRecord {
             key: "pki/private/ca/keyset.yaml".into(),
@@ -410,16 +357,18 @@ mod tests {
             etag: None,
             sha256: "2".repeat(64),
         });
-        let changes = StoreChanges::between(&before, &after);
+        let changes = Changes::between(&before, &after);
         assert_eq!(changes.modified, ["config"]);
         assert_eq!(changes.added, ["pki/private/ca/keyset.yaml"]);
-        assert!(changes.could_be_an_earlier_apply());
-        let gone = StoreChanges::between(&after, &before);
+        assert!(could_be_an_earlier_apply(&changes));
+        let gone = Changes::between(&after, &before);
         assert_eq!(gone.removed, ["pki/private/ca/keyset.yaml"]);
-        assert!(!gone.could_be_an_earlier_apply());
+        assert!(!could_be_an_earlier_apply(&gone));
         let mut rotated = after.clone();
         rotated.objects[1].sha256 = "3".repeat(64);
-        assert!(!StoreChanges::between(&after, &rotated).could_be_an_earlier_apply());
+        assert!(!could_be_an_earlier_apply(&Changes::between(
+            &after, &rotated
+        )));
     }
 
     #[test]

@@ -495,17 +495,8 @@ impl<'a> ClusterRun<'a> {
         inv: &Invocation,
         collapsed: bool,
     ) -> Result<Outcome> {
-        let outcome = self.run_kops_unchecked(step, header, inv, collapsed)?;
-        if outcome.success() {
-            Ok(outcome)
-        } else {
-            Err(Error::KopsFailed {
-                command: inv.label(),
-                status: outcome.status(),
-                code: outcome.code,
-                stderr_tail: outcome.stderr_tail(crate::process::runner::STDERR_TAIL_LINES),
-            })
-        }
+        self.run_kops_unchecked(step, header, inv, collapsed)?
+            .checked(inv)
     }
 
     /// Runs a kops call and returns whatever it did: for calls whose

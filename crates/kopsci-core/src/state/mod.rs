@@ -26,7 +26,7 @@ pub use record::{ObjectRecord, RECORD_FILE, Record};
 pub use s3::S3Settings;
 pub use snapshot::{DEFAULT_CONCURRENCY, SnapshotOptions, SnapshotSummary};
 pub use url::StoreUrl;
-pub use verify::{LocalReport, VerifyReport, verify_local};
+pub use verify::{Changes, LocalReport, VerifyReport, verify_local};
 
 use crate::errors::{Error, Result};
 

@@ -313,16 +313,7 @@ async fn load_sdk_config(settings: &S3Settings, region: &str) -> Result<aws_conf
             "kops-s3-variables",
         ));
     } else if let Some(session) = &settings.session_credentials {
-        loader = loader.credentials_provider(Credentials::new(
-            session.access_key_id.clone(),
-            session.secret_access_key.expose().to_string(),
-            session
-                .session_token
-                .as_ref()
-                .map(|t| t.expose().to_string()),
-            None,
-            "kopsci-assumed-role",
-        ));
+        loader = loader.credentials_provider(session.to_sdk("kopsci-assumed-role"));
     }
     Ok(loader.load().await)
 }

@@ -28,19 +28,93 @@ pub struct VerifyReport {
     pub cluster: String,
     /// When the snapshot was taken.
     pub time: String,
-    /// Keys in the live store that the snapshot lacks.
-    pub added: Vec<String>,
-    /// Keys of the snapshot gone from the live store.
-    pub removed: Vec<String>,
-    /// Keys whose bytes differ.
-    pub modified: Vec<String>,
+    /// Keys added to, gone from, or changed in the live store.
+    pub changes: Changes,
     /// Objects found identical.
     pub unchanged: usize,
 }
 
+/// What differs between a record and what is there now, by key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Keys the record lacks.
+    pub added: Vec<String>,
+    /// Keys of the record that are gone.
+    pub removed: Vec<String>,
+    /// Keys whose bytes differ.
+    pub modified: Vec<String>,
+}
+
+impl Changes {
+    /// Compares two records by size and SHA-256 (ETags differ between
+    /// servers).
+    pub fn between(before: &Record, after: &Record) -> Changes {
+        let index = |r: &Record| -> BTreeMap<String, (u64, String)> {
+            r.objects
+                .iter()
+                .map(|o| (o.key.clone(), (o.size, o.sha256.clone())))
+                .collect()
+        };
+        let (old, new) = (index(before), index(after));
+        let mut changes = Changes::default();
+        for (key, digest) in &new {
+            match old.get(key) {
+                None => changes.added.push(key.clone()),
+                Some(d) if d != digest => changes.modified.push(key.clone()),
+                Some(_) => {}
+            }
+        }
+        changes.removed = old
+            .keys()
+            .filter(|k| !new.contains_key(*k))
+            .cloned()
+            .collect();
+        changes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.modified.is_empty()
+    }
+
+    /// `N added, M removed, K modified`.
+    pub fn counts(&self) -> String {
+        format!(
+            "{} added, {} removed, {} modified",
+            self.added.len(),
+            self.removed.len(),
+            self.modified.len()
+        )
+    }
+
+    fn labelled(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        [
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("modified", &self.modified),
+        ]
+        .into_iter()
+        .flat_map(|(label, keys)| keys.iter().map(move |k| (label, k)))
+    }
+
+    /// `added a, modified b, …` on one line, control characters escaped.
+    pub fn describe(&self) -> String {
+        self.labelled()
+            .map(|(label, key)| format!("{label} {}", escape_controls(key)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// One indented line per changed key, control characters escaped.
+    fn push_lines(&self, out: &mut String) {
+        for (label, key) in self.labelled() {
+            out.push_str(&format!("  {label:<9}{}\n", escape_controls(key)));
+        }
+    }
+}
+
 impl VerifyReport {
     pub fn changed(&self) -> bool {
-        !(self.added.is_empty() && self.removed.is_empty() && self.modified.is_empty())
+        !self.changes.is_empty()
     }
 
     /// Human-readable report: one line, then one line per changed key.
@@ -48,12 +122,10 @@ impl VerifyReport {
     pub fn render(&self) -> String {
         let mut out = if self.changed() {
             format!(
-                "live store changed since the snapshot of {} ({}): {} added, {} removed, {} modified\n",
+                "live store changed since the snapshot of {} ({}): {}\n",
                 self.source,
                 self.time,
-                self.added.len(),
-                self.removed.len(),
-                self.modified.len()
+                self.changes.counts()
             )
         } else {
             format!(
@@ -61,21 +133,8 @@ impl VerifyReport {
                 self.source, self.time, self.unchanged
             )
         };
-        push_changes(&mut out, &self.added, &self.removed, &self.modified);
+        self.changes.push_lines(&mut out);
         out
-    }
-}
-
-/// One line per changed key, control characters escaped.
-fn push_changes(out: &mut String, added: &[String], removed: &[String], modified: &[String]) {
-    for (label, keys) in [
-        ("added", added),
-        ("removed", removed),
-        ("modified", modified),
-    ] {
-        for key in keys {
-            out.push_str(&format!("  {label:<9}{}\n", escape_controls(key)));
-        }
     }
 }
 
@@ -88,22 +147,18 @@ pub struct LocalReport {
     pub cluster: String,
     /// When the snapshot was taken.
     pub time: String,
-    /// Files the record does not list, as keys relative to the cluster
+    /// Files the record does not list (as keys relative to the cluster
     /// directory; anything outside it as a path relative to the snapshot
-    /// directory.
-    pub added: Vec<String>,
-    /// Listed objects whose file is gone.
-    pub removed: Vec<String>,
-    /// Listed objects whose bytes differ, or that are no longer a regular
-    /// file (a symlink in their place).
-    pub modified: Vec<String>,
+    /// directory), listed objects whose file is gone, and listed objects
+    /// whose bytes differ or that are no longer a regular file.
+    pub changes: Changes,
     /// Files found identical.
     pub unchanged: usize,
 }
 
 impl LocalReport {
     pub fn changed(&self) -> bool {
-        !(self.added.is_empty() && self.removed.is_empty() && self.modified.is_empty())
+        !self.changes.is_empty()
     }
 
     /// Human-readable report, as for the live store.
@@ -111,11 +166,9 @@ impl LocalReport {
         let dir = escape_path(&self.dir);
         let mut out = if self.changed() {
             format!(
-                "local snapshot {dir} altered since it was taken ({}): {} added, {} removed, {} modified\n",
+                "local snapshot {dir} altered since it was taken ({}): {}\n",
                 self.time,
-                self.added.len(),
-                self.removed.len(),
-                self.modified.len()
+                self.changes.counts()
             )
         } else {
             format!(
@@ -123,7 +176,7 @@ impl LocalReport {
                 self.time, self.unchanged
             )
         };
-        push_changes(&mut out, &self.added, &self.removed, &self.modified);
+        self.changes.push_lines(&mut out);
         out
     }
 }
@@ -137,30 +190,31 @@ pub fn verify_local(dir: &Path) -> Result<LocalReport> {
         dir: dir.to_path_buf(),
         cluster: record.cluster.clone(),
         time: record.time.clone(),
-        added: Vec::new(),
-        removed: Vec::new(),
-        modified: Vec::new(),
+        changes: Changes::default(),
         unchanged: 0,
     };
     let listed: BTreeMap<&str, _> = record.objects.iter().map(|o| (o.key.as_str(), o)).collect();
     for stray in &tree.strays {
         match &stray.key {
-            Some(key) if listed.contains_key(key.as_str()) => report.modified.push(key.clone()),
-            Some(key) => report.added.push(key.clone()),
+            Some(key) if listed.contains_key(key.as_str()) => {
+                report.changes.modified.push(key.clone())
+            }
+            Some(key) => report.changes.added.push(key.clone()),
             None => report
+                .changes
                 .added
                 .push(format!("{} ({})", stray.path, stray.kind)),
         }
     }
     for key in tree.files.keys() {
         if !listed.contains_key(key.as_str()) {
-            report.added.push(key.clone());
+            report.changes.added.push(key.clone());
         }
     }
     for (key, object) in &listed {
         let Some(path) = tree.files.get(*key) else {
-            if !report.modified.iter().any(|m| m == key) {
-                report.removed.push(key.to_string());
+            if !report.changes.modified.iter().any(|m| m == key) {
+                report.changes.removed.push(key.to_string());
             }
             continue;
         };
@@ -168,11 +222,11 @@ pub fn verify_local(dir: &Path) -> Result<LocalReport> {
         if size == object.size && sha256 == object.sha256 {
             report.unchanged += 1;
         } else {
-            report.modified.push(key.to_string());
+            report.changes.modified.push(key.to_string());
         }
     }
-    report.added.sort();
-    report.modified.sort();
+    report.changes.added.sort();
+    report.changes.modified.sort();
     Ok(report)
 }
 
@@ -201,17 +255,19 @@ pub async fn verify(dir: &Path, s3: &S3Settings, concurrency: usize) -> Result<V
         source: store.cluster_url(&record.cluster),
         cluster: record.cluster.clone(),
         time: record.time.clone(),
-        added: live
-            .keys()
-            .filter(|k| !recorded.contains_key(k.as_str()))
-            .cloned()
-            .collect(),
-        removed: recorded
-            .keys()
-            .filter(|k| !live.contains_key(**k))
-            .map(|k| k.to_string())
-            .collect(),
-        modified: Vec::new(),
+        changes: Changes {
+            added: live
+                .keys()
+                .filter(|k| !recorded.contains_key(k.as_str()))
+                .cloned()
+                .collect(),
+            removed: recorded
+                .keys()
+                .filter(|k| !live.contains_key(**k))
+                .map(|k| k.to_string())
+                .collect(),
+            modified: Vec::new(),
+        },
         unchanged: 0,
     };
 
@@ -222,7 +278,7 @@ pub async fn verify(dir: &Path, s3: &S3Settings, concurrency: usize) -> Result<V
             continue;
         };
         if live_size != object.size {
-            report.modified.push(key.to_string());
+            report.changes.modified.push(key.to_string());
             continue;
         }
         let permit = Arc::clone(&permits)
@@ -246,10 +302,10 @@ pub async fn verify(dir: &Path, s3: &S3Settings, concurrency: usize) -> Result<V
         if same {
             report.unchanged += 1;
         } else {
-            report.modified.push(key);
+            report.changes.modified.push(key);
         }
     }
-    report.modified.sort();
+    report.changes.modified.sort();
     Ok(report)
 }
 
@@ -263,9 +319,11 @@ mod tests {
             source: "s3://b/c/".into(),
             cluster: "c".into(),
             time: "t".into(),
-            added: vec!["instancegroup/new".into()],
-            removed: vec![],
-            modified: vec!["config".into(), "pki/private/ca/keyset.yaml".into()],
+            changes: Changes {
+                added: vec!["instancegroup/new".into()],
+                removed: vec![],
+                modified: vec!["config".into(), "pki/private/ca/keyset.yaml".into()],
+            },
             unchanged: 3,
         };
         assert!(report.changed());
@@ -277,8 +335,7 @@ mod tests {
              \x20 modified pki/private/ca/keyset.yaml\n"
         );
         let same = VerifyReport {
-            added: vec![],
-            modified: vec![],
+            changes: Changes::default(),
             ..report
         };
         assert!(!same.changed());
