@@ -356,10 +356,19 @@ pub enum FleetError {
 /// control characters from an input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error("invalid cluster name `{}`: {reason}", name.escape_debug())]
+    #[error(
+        "invalid cluster name `{}`: {reason}",
+        crate::text::escape_controls(name)
+    )]
     Cluster { name: String, reason: &'static str },
-    #[error("invalid environment name `{}`: {reason}", name.escape_debug())]
+    #[error(
+        "invalid environment name `{}`: {reason}",
+        crate::text::escape_controls(name)
+    )]
     Environment { name: String, reason: &'static str },
-    #[error("invalid kOps object name `{}`: {reason}", name.escape_debug())]
+    #[error(
+        "invalid kOps object name `{}`: {reason}",
+        crate::text::escape_controls(name)
+    )]
     Object { name: String, reason: &'static str },
 }

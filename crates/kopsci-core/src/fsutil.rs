@@ -7,6 +7,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::errors::{Error, Result};
+use crate::text::escape_path;
 
 /// Writes `contents` to `path` through a temporary file in the same
 /// directory, renamed into place only once fully written and synced.
@@ -226,25 +227,6 @@ fn current_uid() -> Option<u32> {
     std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
-/// A path for a log line or message, control characters escaped.
-pub fn escape_path(path: &Path) -> String {
-    escape_controls(&path.to_string_lossy())
-}
-
-/// `text` with control characters escaped (`\n`, `\u{1}`), everything else
-/// as is: safe to print on a terminal or in a CI log.
-pub fn escape_controls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,14 +336,5 @@ mod tests {
         assert!(work.rename_to(&dest).is_err());
         assert!(!path.exists());
         assert_eq!(std::fs::read_to_string(dest.join("file")).unwrap(), "x");
-    }
-
-    #[test]
-    fn control_characters_are_escaped_and_the_rest_kept() {
-        assert_eq!(
-            escape_controls("a\nb\u{1}c\u{1b}[2J ünï \\ \"q\""),
-            "a\\nb\\u{1}c\\u{1b}[2J ünï \\ \"q\""
-        );
-        assert_eq!(escape_path(Path::new("/tmp/x\ty")), "/tmp/x\\ty");
     }
 }

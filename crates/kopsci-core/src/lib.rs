@@ -17,6 +17,7 @@ mod sdk_error;
 pub mod secret;
 pub mod stage;
 pub mod state;
+pub mod text;
 pub mod toolbox;
 pub mod values;
 pub mod yaml;

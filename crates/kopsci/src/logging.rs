@@ -11,6 +11,8 @@
 //! is scrubbed by [`sanitize`] field by field.
 
 use std::borrow::Cow;
+
+use kopsci_core::text::escape_controls;
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -126,33 +128,6 @@ impl<'writer> FormatFields<'writer> for SafeFields {
 /// escaped.
 pub fn sanitize(text: &str) -> String {
     escape_controls(&redact(text)).into_owned()
-}
-
-/// Escapes what a terminal would act on instead of showing: C0 controls
-/// (ESC, BEL, CR, newline…) but tab, DEL, C1 controls (a lone U+009B is a
-/// CSI to some terminals) and the bidirectional overrides that reorder
-/// what is displayed. `\u{1b}` becomes the four characters `\x1b`.
-pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    let unsafe_char = |c: char| {
-        (c.is_control() && c != '\t')
-            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    if !text.chars().any(unsafe_char) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c if unsafe_char(c) && (c as u32) < 0x80 => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
 }
 
 /// A credential's name followed by its value, in the shapes the AWS SDK,

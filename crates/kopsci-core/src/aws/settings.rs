@@ -138,7 +138,7 @@ impl AwsSettings {
                 "role_arn",
                 format!(
                     "expected an IAM role ARN such as `arn:aws:iam::123456789012:role/kops`, got `{}`",
-                    arn.value.escape_debug()
+                    crate::text::escape_controls(&arn.value)
                 ),
             ));
         }
@@ -185,7 +185,7 @@ impl AwsSettings {
                         "external_id_env",
                         format!(
                             "expected an environment variable name, got `{}`",
-                            env.value.escape_debug()
+                            crate::text::escape_controls(&env.value)
                         ),
                     ));
                 }
@@ -205,7 +205,7 @@ impl AwsSettings {
                     "region",
                     format!(
                         "expected an AWS region such as `eu-west-1`, got `{}`",
-                        region.value.escape_debug()
+                        crate::text::escape_controls(&region.value)
                     ),
                 ));
             }
@@ -218,7 +218,7 @@ impl AwsSettings {
                 "session_name",
                 format!(
                     "expected 2 to 64 characters of letters, digits and `_+=,.@-`, got `{}`",
-                    name.value.escape_debug()
+                    crate::text::escape_controls(&name.value)
                 ),
             ));
         }

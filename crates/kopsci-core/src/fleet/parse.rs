@@ -109,7 +109,7 @@ impl Source<'_> {
                         format!("{prefix}apply"),
                         format!(
                             "unknown strategy `{}`; expected one of: {}",
-                            strategy.escape_debug(),
+                            crate::text::escape_controls(strategy),
                             ApplyStrategy::NAMES.join(", ")
                         ),
                     )
@@ -134,7 +134,7 @@ impl Source<'_> {
                     format!("{prefix}kops.api_server"),
                     format!(
                         "expected the API server's URL, such as `https://api.internal.prod.example.com`, got `{}`",
-                        api.value.escape_debug()
+                        crate::text::escape_controls(&api.value)
                     ),
                 ));
             }
@@ -260,7 +260,7 @@ fn environments(
                 return Err(FleetError::UnknownEnvironment {
                     at: source.at(&need.referenced),
                     referrer: format!("{prefix}needs"),
-                    name: need.value.escape_debug().to_string(),
+                    name: crate::text::escape_controls(&need.value).to_string(),
                     known: names.iter().map(|n| n.to_string()).collect(),
                     suggestion: did_you_mean(&need.value, names.iter().copied())
                         .map(str::to_string),
@@ -316,7 +316,7 @@ fn clusters(
             return Err(FleetError::UnknownEnvironment {
                 at: source.at(&cluster.environment.referenced),
                 referrer: format!("cluster `{name}`"),
-                name: environment.escape_debug().to_string(),
+                name: crate::text::escape_controls(environment).to_string(),
                 suggestion: did_you_mean(environment, known.iter().map(String::as_str))
                     .map(str::to_string),
                 known,

@@ -223,7 +223,7 @@ fn check_cluster_name_layer(cluster: &Cluster, layer: &Layer) -> Result<()> {
 
 fn describe(value: &Value) -> String {
     match value {
-        Value::String(s) => format!("`{}`", s.escape_debug()),
+        Value::String(s) => format!("`{}`", crate::text::escape_controls(s)),
         Value::Null => "null".into(),
         Value::Bool(_) => "a boolean".into(),
         Value::Number(_) => "a number".into(),

@@ -552,15 +552,7 @@ pub fn untrusted(md: &str) -> String {
 /// Text for a terminal line: control characters escaped (`\u{1b}`), so a
 /// report cannot move the cursor or recolour a job log.
 pub fn terminal(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if c.is_control() && c != '\t' {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::text::escape_controls(text).into_owned()
 }
 
 #[cfg(test)]
@@ -684,6 +676,6 @@ mod tests {
 
     #[test]
     fn terminal_text_escapes_control_characters() {
-        assert_eq!(terminal("a\u{1b}[31mb\nc"), "a\\u{1b}[31mb\\nc");
+        assert_eq!(terminal("a\u{1b}[31mb\nc"), "a\\x1b[31mb\\nc");
     }
 }

@@ -107,7 +107,7 @@ impl Plan {
         if self.cluster != cluster || self.snapshot.cluster != cluster {
             reasons.push(format!(
                 "the plan is for cluster `{}`, not `{cluster}`",
-                self.cluster.escape_debug()
+                crate::text::escape_controls(&self.cluster)
             ));
         }
         if self.state != state || self.snapshot.source != state {
@@ -118,7 +118,7 @@ impl Plan {
             };
             reasons.push(format!(
                 "the plan was made against state store `{}`, not `{state}`, the store this job writes",
-                other.escape_debug()
+                crate::text::escape_controls(other)
             ));
         }
         if self.snapshot.filter != FilterSpec::default() {

@@ -116,7 +116,10 @@ impl<'de> Deserialize<'de> for Step {
             .into_iter()
             .find(|s| s.as_str() == name)
             .ok_or_else(|| {
-                serde::de::Error::custom(format!("unknown step `{}`", name.escape_debug()))
+                serde::de::Error::custom(format!(
+                    "unknown step `{}`",
+                    crate::text::escape_controls(&name)
+                ))
             })
     }
 }

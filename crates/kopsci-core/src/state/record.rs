@@ -8,9 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{Error, Result};
-use crate::fsutil::escape_controls;
 use crate::state::filter::FilterSpec;
 use crate::state::keys;
+use crate::text::escape_controls;
 
 /// File name of the record inside the snapshot directory. It sits beside the
 /// cluster directories, so kOps never reads it as part of a cluster.
@@ -71,7 +71,7 @@ impl Record {
         // (serde quotes unknown field names).
         Record::parse(&text).map_err(|message| Error::SnapshotRecord {
             path,
-            message: escape_controls(&message),
+            message: escape_controls(&message).into_owned(),
         })
     }
 

@@ -23,10 +23,10 @@ use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError
 use tokio::sync::OnceCell;
 
 use crate::errors::{Error, Result};
-use crate::fsutil::escape_controls;
 use crate::state::keys::{self, Listed};
 use crate::state::record::normalize_etag;
 use crate::state::source::{Entry, Sink};
+use crate::text::escape_controls;
 
 /// Region kOps (and the AWS SDKs) fall back to.
 const DEFAULT_REGION: &str = "us-east-1";
@@ -417,7 +417,7 @@ where
     // The server's words are untrusted: they never reach the terminal raw.
     Error::S3 {
         context,
-        message: escape_controls(&message),
+        message: escape_controls(&message).into_owned(),
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::errors::{Error, Result};
-use crate::fsutil::{WorkDir, escape_path};
+use crate::fsutil::WorkDir;
 use crate::state::filter::{Filter, FilterSpec};
 use crate::state::keys;
 use crate::state::record::{FORMAT, ObjectRecord, RECORD_FILE, Record};
@@ -28,6 +28,7 @@ use crate::state::s3::S3Settings;
 use crate::state::source::{Entry, Ready, Sink, Source};
 use crate::state::tree::LocalTree;
 use crate::state::url::StoreUrl;
+use crate::text::escape_path;
 
 /// Everything `kopsci snapshot` needs to know.
 #[derive(Debug, Clone)]
@@ -639,7 +640,7 @@ impl Target {
             let kept = old.keep();
             return Err(Error::Snapshot(format!(
                 "{e}; the previous snapshot is kept at {}",
-                crate::fsutil::escape_path(&kept)
+                crate::text::escape_path(&kept)
             )));
         }
         if let Err(e) = old.close() {

@@ -10,8 +10,8 @@ use std::path::{Component, Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::errors::{Error, Result};
-use crate::fsutil::escape_controls;
 use crate::state::record::{RECORD_FILE, Record};
+use crate::text::escape_controls;
 
 /// The files of a snapshot directory, sorted into what a snapshot may hold
 /// and what it may not.
@@ -67,7 +67,7 @@ impl LocalTree {
             let segments = segments(rel);
             let mut stray = |key: Option<String>, kind: String| {
                 tree.strays.push(Stray {
-                    path: escape_controls(&rel.to_string_lossy()),
+                    path: escape_controls(&rel.to_string_lossy()).into_owned(),
                     key,
                     kind,
                 })

@@ -12,13 +12,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::errors::{Error, Result};
-use crate::fsutil::{escape_controls, escape_path};
 use crate::state::filter::Filter;
 use crate::state::record::Record;
 use crate::state::s3::S3Settings;
 use crate::state::source::{HashSink, Source};
 use crate::state::tree::{LocalTree, hash_file};
 use crate::state::url::StoreUrl;
+use crate::text::{escape_controls, escape_path};
 
 /// The outcome of a verification.
 #[derive(Debug, Clone, PartialEq, Eq)]

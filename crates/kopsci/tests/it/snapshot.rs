@@ -1001,7 +1001,7 @@ fn force_never_deletes_a_directory_whose_record_does_not_parse() {
         run(snapshot(&server.endpoint(), "s3://kops-state", CLUSTER, &noisy).arg("--force"));
     expect_code(&result, 1);
     assert!(!stderr(&result).contains('\u{1b}'), "{}", show(&result));
-    assert!(stderr(&result).contains("\\u{1b}[2J"), "{}", show(&result));
+    assert!(stderr(&result).contains("\\x1b[2J"), "{}", show(&result));
     assert_eq!(std::fs::read_to_string(noisy.join("data")).unwrap(), "keep");
 
     // A record that is a symlink is not a record kopsci wrote.
@@ -1397,7 +1397,7 @@ fn verify_local_reports_tampered_added_and_removed_files() {
         "{text}"
     );
     assert!(
-        text.contains("  added    stray\\u{1b}[2J (file outside the cluster directory)\n"),
+        text.contains("  added    stray\\x1b[2J (file outside the cluster directory)\n"),
         "{text}"
     );
     assert!(text.contains("  removed  kops-version.txt\n"), "{text}");
