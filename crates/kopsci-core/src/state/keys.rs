@@ -37,20 +37,11 @@ pub fn check_relative(key: &str) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
-/// A cluster name is one directory of the store: a single plain segment.
+/// A cluster name is one directory of the store: a kOps cluster name (a
+/// DNS name), checked as the fleet file checks it, so never `..` or a path.
 pub fn check_cluster_name(name: &str) -> Result<()> {
-    let reason = if name.contains('/') {
-        Some("contains `/`")
-    } else {
-        check_relative(name).err()
-    };
-    match reason {
-        Some(reason) => Err(Error::Usage(format!(
-            "invalid cluster name `{}`: {reason}",
-            name.escape_debug()
-        ))),
-        None => Ok(()),
-    }
+    crate::names::ClusterName::parse(name)?;
+    Ok(())
 }
 
 /// What a listed key under a cluster's prefix stands for.

@@ -277,7 +277,7 @@ mod tests {
         };
         assert_eq!(
             only_unlisted.foreign_content(&rec).unwrap(),
-            "it holds `c.example.com/ctl\\u{1b}[2J`, which the record does not list, and 1 more"
+            "it holds `c.example.com/ctl\\x1b[2J`, which the record does not list, and 1 more"
         );
     }
 }
