@@ -109,6 +109,11 @@ impl Kopsci {
         self
     }
 
+    /// The configured command, for tests that drive it themselves.
+    pub fn into_command(self) -> Command {
+        self.command
+    }
+
     /// Starts kopsci without waiting (for signal tests); output is piped.
     pub fn spawn(mut self) -> std::process::Child {
         self.command

@@ -6,20 +6,15 @@
 //! Key order and formatting may differ; data and document order may not.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
+
+use crate::harness::{Kopsci, repo_root};
 
 /// Fewer reproduced clusters than this and the reference fleet no longer
 /// proves much.
 const MIN_REPRODUCED: usize = 5;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
 
 fn fixtures_dir() -> PathBuf {
     let dir = repo_root().join("tests/fixtures/manifests");
@@ -33,21 +28,7 @@ fn fixtures_dir() -> PathBuf {
 
 /// Runs the built `kopsci` in `dir`, the way a CI job would.
 fn kopsci(dir: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kopsci"));
-    for var in [
-        "KOPS_STATE_STORE",
-        "KOPS_CLUSTER_NAME",
-        "KOPSCI_FLEET",
-        "KOPSCI_LOG",
-    ] {
-        command.env_remove(var);
-    }
-    command
-        .env("NO_COLOR", "1")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("spawn kopsci")
+    Kopsci::new().current_dir(dir).args(args).run().output
 }
 
 #[track_caller]

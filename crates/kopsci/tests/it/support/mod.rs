@@ -88,24 +88,9 @@ pub fn entries(dir: &Path) -> Vec<String> {
     names
 }
 
-/// A `kopsci` command with a clean environment for S3 tests: no inherited
-/// kOps or AWS settings, so nothing reaches beyond the test server.
+/// A `kopsci` command with a clean environment for S3 tests: the harness'
+/// isolated command (no inherited kOps, AWS, S3 or CI settings, no
+/// credential chain), for tests that drive `std::process::Command`.
 pub fn kopsci() -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kopsci"));
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if key.starts_with("AWS_")
-            || key.starts_with("S3_")
-            || key.starts_with("KOPS")
-            || key == "CI"
-        {
-            command.env_remove(&key);
-        }
-    }
-    command.env("NO_COLOR", "1");
-    // No credential chain and no instance metadata lookups, ever.
-    command.env("AWS_EC2_METADATA_DISABLED", "true");
-    command.env("AWS_CONFIG_FILE", "/dev/null");
-    command.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-    command
+    crate::harness::Kopsci::new().isolated().into_command()
 }
