@@ -205,6 +205,12 @@ pub enum Error {
     )]
     NotAbsent { cluster: String, fleet: String },
 
+    /// `update`, `apply` or `roll` of a cluster the fleet retires.
+    #[error(
+        "cluster `{cluster}` is `absent: true` in the fleet: it is retired, not applied; `kopsci delete {cluster}` deletes it"
+    )]
+    Absent { cluster: String },
+
     /// kops printed output kopsci cannot make sense of.
     #[error("cannot parse the output of `{command}`: {message}")]
     KopsOutput {
@@ -249,7 +255,11 @@ impl Error {
     /// file, an unknown cluster, a bad flag) rather than about the work.
     pub fn is_usage(&self) -> bool {
         match self {
-            Error::Usage(_) | Error::UnknownCluster { .. } | Error::Name(_) => true,
+            Error::Usage(_)
+            | Error::UnknownCluster { .. }
+            | Error::Name(_)
+            | Error::NotAbsent { .. }
+            | Error::Absent { .. } => true,
             Error::Fleet(fleet) => matches!(**fleet, FleetError::NotFound { .. }),
             _ => false,
         }
@@ -307,12 +317,10 @@ pub enum FleetError {
         problem: String,
     },
 
-    #[error("{at}: {source}")]
-    Name {
-        at: At,
-        #[source]
-        source: NameError,
-    },
+    // The name error is part of the message, not a `source()`: chained,
+    // it would print twice.
+    #[error("{at}: {name}")]
+    Name { at: At, name: NameError },
 
     #[error("{at}: cluster `{name}` is declared twice")]
     DuplicateCluster { at: At, name: String },

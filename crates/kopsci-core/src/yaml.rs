@@ -38,6 +38,11 @@ fn yaml_error(origin: &str, err: &serde_saphyr::Error) -> Error {
         if let Some(rest) = message.strip_prefix(&prefix) {
             message = rest.to_string();
         }
+        // serde's messages may end with the location once more.
+        let suffix = format!(" at line {line}, column {column}");
+        if let Some(rest) = message.strip_suffix(&suffix) {
+            message = rest.to_string();
+        }
         message.lines().next().unwrap_or_default().to_string()
     });
     Error::Yaml {

@@ -235,7 +235,7 @@ fn environments(
         let name = EnvironmentName::parse(&name.value)
             .map_err(|e| FleetError::Name {
                 at: at.clone(),
-                source: e,
+                name: e,
             })?
             .as_str()
             .to_string();
@@ -304,7 +304,7 @@ fn clusters(
         let name = ClusterName::parse(&cluster.name.value)
             .map_err(|e| FleetError::Name {
                 at: at.clone(),
-                source: e,
+                name: e,
             })?
             .into_string();
         if !seen.insert(name.clone()) {

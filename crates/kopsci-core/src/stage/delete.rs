@@ -37,6 +37,11 @@ pub fn delete(fleet: &Fleet, cluster: &Cluster, opts: &DeleteOptions) -> Result<
         DELETE_FILES,
         |run| {
             run.report.action = Some(Action::Delete);
+            if !run.snapshot()?.stored.exists() {
+                // Already gone (a retried job, or never created): nothing
+                // for kops to delete, and the report says so.
+                return Ok(());
+            }
             let name = run.name();
             let state = run.live_state_arg();
             let inv = run.kops()?.delete_cluster(name, &state, opts.yes);

@@ -91,6 +91,11 @@ pub(crate) fn run_single(
     files: &[&str],
     steps: impl FnOnce(&mut run::ClusterRun) -> Result<()>,
 ) -> Result<Report> {
+    if cluster.absent && kind != StageKind::Delete {
+        return Err(Error::Absent {
+            cluster: cluster.name.clone(),
+        });
+    }
     let stop = Stop::watch()?;
     clear_stage_files(&options.report_dir, kind, &[cluster], files)?;
     let kops = KopsSetup::locate(options.kops.as_deref(), fleet)?;

@@ -19,9 +19,10 @@ use sha2::{Digest, Sha256};
 
 use crate::errors::{Error, Result};
 use crate::kops::Counts;
+use crate::stage::objects::ManifestObjects;
 use crate::stage::report::Action;
 use crate::stage::run::{ClusterRun, LiveCopy, Manifest, Step};
-use crate::stage::spec_diff::spec_diff;
+use crate::stage::spec_diff::{Change, spec_diff};
 use crate::state::{Changes, FilterSpec, Record};
 
 pub const PLAN_FILE: &str = "plan.json";
@@ -138,11 +139,16 @@ impl Plan {
 }
 
 /// Whether these are changes an earlier apply of the same manifest makes:
-/// nothing removed, secrets and keys only ever added (a first `update
-/// --yes` creates them), everything else kOps' own output.
-fn could_be_an_earlier_apply(changes: &Changes) -> bool {
+/// secrets and keys only ever added (a first `update --yes` creates them),
+/// nothing removed but the instance groups the manifest dropped (pruned),
+/// everything else kOps' own output.
+fn could_be_an_earlier_apply(changes: &Changes, manifest: &ManifestObjects) -> bool {
     let secret = |k: &String| k.starts_with("pki/") || k.starts_with("secrets/");
-    changes.removed.is_empty() && !changes.modified.iter().any(secret)
+    let dropped_group = |k: &String| {
+        k.strip_prefix("instancegroup/")
+            .is_some_and(|group| !manifest.instance_groups.contains_key(group))
+    };
+    changes.removed.iter().all(dropped_group) && !changes.modified.iter().any(secret)
 }
 
 /// What `update` / `apply` will do, decided from the manifest and the live
@@ -249,9 +255,12 @@ fn freshness(
         }
         return Ok(Vec::new());
     }
-    if could_be_an_earlier_apply(&changes) && live.stored.exists() {
+    if could_be_an_earlier_apply(&changes, &manifest.objects) && live.stored.exists() {
+        // Groups the manifest dropped stay until pruned: `kops replace`
+        // never deletes them, so they are not a difference here.
         let diff = spec_diff(&manifest.objects, &live.stored)?;
-        if !diff.has_changes() {
+        let differs = diff.objects.iter().any(|o| o.change != Change::Remove);
+        if !differs {
             run.warn(format!(
                 "the live store changed since the dry run ({}), but only as applying this same reviewed manifest changes it: resuming an earlier apply",
                 changes.describe()
@@ -360,15 +369,40 @@ mod tests {
         let changes = Changes::between(&before, &after);
         assert_eq!(changes.modified, ["config"]);
         assert_eq!(changes.added, ["pki/private/ca/keyset.yaml"]);
-        assert!(could_be_an_earlier_apply(&changes));
+        let manifest = ManifestObjects::parse(
+            "apiVersion: kops.k8s.io/v1alpha2\nkind: Cluster\nmetadata: {name: c.example.com}\n---\n\
+             apiVersion: kops.k8s.io/v1alpha2\nkind: InstanceGroup\nmetadata: {name: nodes}\n",
+            "c.example.com",
+        )
+        .unwrap();
+        assert!(could_be_an_earlier_apply(&changes, &manifest));
         let gone = Changes::between(&after, &before);
         assert_eq!(gone.removed, ["pki/private/ca/keyset.yaml"]);
-        assert!(!could_be_an_earlier_apply(&gone));
+        assert!(!could_be_an_earlier_apply(&gone, &manifest));
         let mut rotated = after.clone();
         rotated.objects[1].sha256 = "3".repeat(64);
-        assert!(!could_be_an_earlier_apply(&Changes::between(
-            &after, &rotated
-        )));
+        assert!(!could_be_an_earlier_apply(
+            &Changes::between(&after, &rotated),
+            &manifest
+        ));
+        // A group the manifest dropped, pruned by the earlier apply: fine;
+        // a group the manifest holds, gone: not this manifest's doing.
+        let with_groups = |names: &[&str]| {
+            let mut r = before.clone();
+            for name in names {
+                r.objects.push(ObjectRecord {
+                    key: format!("instancegroup/{name}"),
+                    size: 1,
+                    etag: None,
+                    sha256: "4".repeat(64),
+                });
+            }
+            r
+        };
+        let pruned = Changes::between(&with_groups(&["nodes", "old"]), &with_groups(&["nodes"]));
+        assert!(could_be_an_earlier_apply(&pruned, &manifest));
+        let lost = Changes::between(&with_groups(&["nodes"]), &with_groups(&[]));
+        assert!(!could_be_an_earlier_apply(&lost, &manifest));
     }
 
     #[test]

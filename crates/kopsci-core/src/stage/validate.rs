@@ -10,10 +10,7 @@ use crate::stage::run::{ClusterRun, Step};
 /// Validates the cluster unless the fleet says `validate: false`.
 pub(crate) fn validate_cluster(run: &mut ClusterRun) -> Result<()> {
     if !run.cluster.apply.validate {
-        run.log.note(&format!(
-            "{}: validation skipped (`validate: false` in the fleet)",
-            run.name()
-        ));
+        run.warn("validation skipped: `validate: false` in the fleet".into());
         return Ok(());
     }
     let name = run.name();

@@ -74,6 +74,9 @@ impl StoreUrl {
                     .join(base)
                     .join(path)
             };
+            // One store, one name: a plan made from one directory must fit
+            // an update run from another.
+            let root = normalize(&root);
             return Ok(StoreUrl::File { root });
         }
         Err(bad(
@@ -93,6 +96,23 @@ impl StoreUrl {
     }
 }
 
+/// `path` with `.` and `..` resolved lexically (not through symlinks: the
+/// store may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -106,6 +126,14 @@ impl fmt::Display for StoreUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_file_stores_are_one_name_from_any_directory() {
+        let a = StoreUrl::parse_in("file://../x/state", Path::new("/srv/sub")).unwrap();
+        let b = StoreUrl::parse_in("file://x/./state", Path::new("/srv")).unwrap();
+        assert_eq!(a.to_string(), "file:///srv/x/state");
+        assert_eq!(a, b);
+    }
 
     #[test]
     fn parses_s3_with_and_without_prefix() {
