@@ -59,6 +59,8 @@ pub struct ApplyOptions {
 pub fn apply(fleet: &Fleet, cluster: &Cluster, opts: &ApplyOptions) -> Result<Report> {
     let stop = Stop::watch()?;
     clear_stage_files(&opts.report_dir, StageKind::Apply, &[cluster], APPLY_FILES)?;
+    // After clearing: the old report must not outlive the refusal.
+    crate::stage::refuse_absent(cluster, "apply")?;
     let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
     let stage = Stage {
         fleet,

@@ -109,6 +109,19 @@ impl KopsSetup {
     }
 }
 
+/// A cluster the fleet retires (`absent: true`) is only ever deleted:
+/// `apply`, `update` and `roll` refuse it before anything runs, even with
+/// `--allow-stale`.
+pub(crate) fn refuse_absent(cluster: &Cluster, command: &str) -> Result<()> {
+    if cluster.absent {
+        return Err(Error::Usage(format!(
+            "cluster `{name}` is `absent: true` in the fleet: `kopsci {command}` never runs on a retired cluster (`kopsci delete {name}` deletes it)",
+            name = cluster.name
+        )));
+    }
+    Ok(())
+}
+
 /// Where a cluster's reports go: `<report dir>/<cluster>/`.
 pub fn cluster_report_dir(report_dir: &Path, cluster: &str) -> PathBuf {
     report_dir.join(cluster)

@@ -42,6 +42,8 @@ pub struct RollOptions {
 pub fn roll(fleet: &Fleet, cluster: &Cluster, opts: &RollOptions) -> Result<Report> {
     let stop = Stop::watch()?;
     clear_stage_files(&opts.report_dir, StageKind::Roll, &[cluster], ROLL_FILES)?;
+    // After clearing: the old report must not outlive the refusal.
+    crate::stage::refuse_absent(cluster, "roll")?;
     check_extra("kops rolling-update cluster", &opts.kops_args)?;
     let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
     let stage = Stage {

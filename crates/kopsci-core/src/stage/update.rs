@@ -72,6 +72,8 @@ pub fn update(fleet: &Fleet, cluster: &Cluster, opts: &UpdateOptions) -> Result<
         &[cluster],
         UPDATE_FILES,
     )?;
+    // After clearing: the old report must not outlive the refusal.
+    crate::stage::refuse_absent(cluster, "update")?;
     // Checked before the plan: a wrong kops must not get as far as the store.
     check_extra("kops update cluster", &opts.kops_args)?;
     let kops = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
@@ -132,6 +134,14 @@ pub(crate) fn put_reviewed(
     run.report.action = Some(decision.action);
     run.report.removed_instance_groups = decision.removed.clone();
     guard(run, &manifest, &live)?;
+    let prune = prune_flag || run.cluster.apply.prune_instance_groups;
+    if prune {
+        // Group names come from the store's keys: one kops would read as a
+        // flag is refused before anything is written, not half-way through.
+        for group in &decision.removed {
+            crate::names::check_object_name(group)?;
+        }
+    }
 
     let name = run.name();
     let state = run.live_state_arg();
@@ -145,7 +155,6 @@ pub(crate) fn put_reviewed(
     run.report.changes_pending = plan.needs_apply || !decision.removed.is_empty();
     run.report.update_plan = Some(plan);
 
-    let prune = prune_flag || run.cluster.apply.prune_instance_groups;
     if prune {
         let kops = run.kops()?;
         for group in &decision.removed {
