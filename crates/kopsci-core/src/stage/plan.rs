@@ -190,11 +190,20 @@ impl StoreChanges {
     }
 
     /// Whether these are changes an earlier apply of the same manifest
-    /// makes: nothing removed, secrets and keys only ever added (a first
+    /// makes: nothing removed but the instance groups it prunes (`pruned`,
+    /// with their `igconfig/`), secrets and keys only ever added (a first
     /// `update --yes` creates them), everything else kOps' own output.
-    fn could_be_an_earlier_apply(&self) -> bool {
+    fn could_be_an_earlier_apply(&self, pruned: &[String]) -> bool {
         let secret = |k: &String| k.starts_with("pki/") || k.starts_with("secrets/");
-        self.removed.is_empty() && !self.modified.iter().any(secret)
+        let was_pruned = |key: &String| {
+            pruned.iter().any(|group| {
+                key.strip_prefix("instancegroup/") == Some(group.as_str())
+                    || key
+                        .strip_prefix("igconfig/")
+                        .is_some_and(|rest| rest.split('/').nth(1) == Some(group.as_str()))
+            })
+        };
+        self.removed.iter().all(was_pruned) && !self.modified.iter().any(secret)
     }
 }
 
@@ -210,13 +219,15 @@ pub struct Decision {
 /// Checks the dry run's plan against a fresh copy of the live store and
 /// the freshly rendered manifest; returns what to apply. Refuses a stale,
 /// missing, broken or edited plan unless `allow_stale`, in which case the
-/// live store alone decides and the report says so.
+/// live store alone decides and the report says so. `prune`: this run
+/// deletes removed instance groups, so an earlier run may have too.
 pub fn check(
     run: &mut ClusterRun,
     plan_dir: &Path,
     manifest: &Manifest,
     live: &LiveCopy,
     allow_stale: bool,
+    prune: bool,
 ) -> Result<Decision> {
     run.step(Step::PlanCheck)?;
     let name = run.name();
@@ -243,7 +254,7 @@ pub fn check(
     if let Some(plan) = &plan {
         reasons.extend(plan.mismatches(name, &state, &manifest.sha256));
         if reasons.is_empty() {
-            reasons.extend(freshness(run, plan, manifest, live, &decided)?);
+            reasons.extend(freshness(run, plan, manifest, live, &decided, prune)?);
         }
     }
     if reasons.is_empty()
@@ -282,6 +293,7 @@ fn freshness(
     manifest: &Manifest,
     live: &LiveCopy,
     decided: &Decision,
+    prune: bool,
 ) -> Result<Vec<String>> {
     let changes = StoreChanges::between(&plan.snapshot, &live.record);
     if changes.is_empty() {
@@ -302,7 +314,21 @@ fn freshness(
         }
         return Ok(Vec::new());
     }
-    if changes.could_be_an_earlier_apply() && live.stored.exists() {
+    // The groups an earlier run of this apply pruned: those the reviewed
+    // store had and the manifest does not (from the record, never from
+    // the plan's own list).
+    let pruned: Vec<String> = if prune {
+        plan.snapshot
+            .objects
+            .iter()
+            .filter_map(|o| o.key.strip_prefix("instancegroup/"))
+            .filter(|group| !manifest.objects.instance_groups.contains_key(*group))
+            .map(str::to_string)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if changes.could_be_an_earlier_apply(&pruned) && live.stored.exists() {
         let diff = spec_diff(&manifest.objects, &live.stored)?;
         if !diff.has_changes() {
             run.warn(format!(
@@ -413,13 +439,26 @@ mod tests {
         let changes = StoreChanges::between(&before, &after);
         assert_eq!(changes.modified, ["config"]);
         assert_eq!(changes.added, ["pki/private/ca/keyset.yaml"]);
-        assert!(changes.could_be_an_earlier_apply());
+        assert!(changes.could_be_an_earlier_apply(&[]));
         let gone = StoreChanges::between(&after, &before);
         assert_eq!(gone.removed, ["pki/private/ca/keyset.yaml"]);
-        assert!(!gone.could_be_an_earlier_apply());
+        assert!(!gone.could_be_an_earlier_apply(&[]));
+        let mut with_group = before.clone();
+        for key in ["instancegroup/old", "igconfig/node/old/nodeupconfig.yaml"] {
+            with_group.objects.push(ObjectRecord {
+                key: key.into(),
+                size: 1,
+                etag: None,
+                sha256: "4".repeat(64),
+            });
+        }
+        let pruned = StoreChanges::between(&with_group, &before);
+        assert!(pruned.could_be_an_earlier_apply(&["old".into()]));
+        assert!(!pruned.could_be_an_earlier_apply(&[]));
+        assert!(!pruned.could_be_an_earlier_apply(&["other".into()]));
         let mut rotated = after.clone();
         rotated.objects[1].sha256 = "3".repeat(64);
-        assert!(!StoreChanges::between(&after, &rotated).could_be_an_earlier_apply());
+        assert!(!StoreChanges::between(&after, &rotated).could_be_an_earlier_apply(&[]));
     }
 
     #[test]

@@ -1041,3 +1041,295 @@ fn instance_group_names_never_reach_kops_as_flags() {
     }
     assert!(world.bucket() == before, "the store was written");
 }
+
+// ---------------------------------------------------------------------
+// 9. kubeconfig
+// ---------------------------------------------------------------------
+
+#[test]
+fn kubeconfig_is_private_whole_and_exported_as_the_resolved_identity() {
+    let world = World::new();
+    world.apply_fixture(CLUSTER);
+    let (sts, _requests) = mock_sts();
+    append(
+        &world.sb,
+        "kopsci.yaml",
+        "aws:\n  role_arn: arn:aws:iam::123456789012:role/kops\n  region: eu-west-1\n",
+    );
+    let out = world.sb.join("kube/config");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    // kops merges into an existing file; kopsci replaces it whole.
+    std::fs::write(
+        &out,
+        "apiVersion: v1\nkind: Config\nusers:\n- name: stale-user\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let kubeconfig = |extra: &[(&str, &str)], admin: &[&str]| {
+        let mut k = world
+            .kopsci()
+            .env("AWS_ACCESS_KEY_ID", "AKIACALLERKEY")
+            .env("AWS_SECRET_ACCESS_KEY", "caller-secret-value")
+            .env("AWS_ENDPOINT_URL_STS", &sts);
+        for (key, value) in extra {
+            k = k.env(key, value);
+        }
+        k.args(["kubeconfig", CLUSTER, "--state", STATE, "--out"])
+            .arg(&out)
+            .args(admin)
+            .run()
+    };
+
+    // kops failing leaves the old file as it was, and no debris.
+    kubeconfig(&[("KOPS_STANDIN_FAIL", "export")], &["--admin", "30m"])
+        .fails_with(1, &["`kops export kubeconfig` failed"]);
+    assert!(world.sb.read("kube/config").contains("stale-user"));
+    assert_eq!(support_entries(&world, "kube"), ["config"]);
+
+    let from = world.calls().len();
+    let run = kubeconfig(&[], &["--admin", "30m"]).success();
+    let shown = format!("{}{}", run.stdout(), run.stderr());
+    for secret in [
+        "assumed-secret-value",
+        "assumed-session-token",
+        "caller-secret-value",
+    ] {
+        assert!(!shown.contains(secret), "{secret} printed:\n{shown}");
+    }
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = world.sb.read("kube/config");
+    assert!(
+        !text.contains("stale-user"),
+        "merged into the old file:\n{text}"
+    );
+    let config = crate::harness::yaml_documents(&text).remove(0);
+    assert_eq!(config["current-context"], CLUSTER);
+    assert_eq!(config["clusters"][0]["name"], CLUSTER);
+    assert!(
+        config["users"][0]["user"]["client-certificate-data"].is_string(),
+        "{text}"
+    );
+    assert_eq!(support_entries(&world, "kube"), ["config"], "debris");
+
+    let calls = world.calls();
+    let call = &calls[from + 1];
+    let argv: Vec<&str> = call["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        argv[..6],
+        ["export", "kubeconfig", "--name", CLUSTER, "--state", STATE]
+    );
+    assert_eq!(argv[6], "--kubeconfig");
+    // kops wrote a private file beside the target, moved into place whole.
+    let written = std::path::Path::new(argv[7]);
+    assert_eq!(written.file_name().unwrap(), "config");
+    assert_eq!(
+        written.parent().unwrap().parent().unwrap(),
+        out.parent()
+            .unwrap()
+            .canonicalize()
+            .unwrap_or(out.parent().unwrap().to_path_buf())
+    );
+    assert!(
+        written
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(".kopsci-kubeconfig-"),
+        "{argv:?}"
+    );
+    assert_eq!(argv[8..], ["--admin=30m"]);
+    let aws: std::collections::BTreeMap<&str, &str> = call["env"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        aws,
+        std::collections::BTreeMap::from([
+            ("AWS_ACCESS_KEY_ID", "ASIAASSUMEDROLEKEY"),
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_ENDPOINT_URL_STS", sts.as_str()),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_SECRET_ACCESS_KEY", "assumed-secret-value"),
+            ("AWS_SESSION_TOKEN", "assumed-session-token"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ])
+    );
+
+    // The default lifetime is an hour; an absent cluster has none.
+    let from = world.calls().len();
+    kubeconfig(&[], &[]).success();
+    let last = world.calls()[from + 1]["argv"].clone();
+    assert_eq!(last.as_array().unwrap().last().unwrap(), "--admin=1h");
+}
+
+fn support_entries(world: &World, rel: &str) -> Vec<String> {
+    crate::support::entries(&world.sb.join(rel))
+}
+
+// ---------------------------------------------------------------------
+// 10. Reports never mislead
+// ---------------------------------------------------------------------
+
+/// Every plan and report a stage leaves for the cluster.
+const STAGE_FILES: &[(&str, &str)] = &[
+    ("dryrun", "plan.json"),
+    ("dryrun", "report.json"),
+    ("dryrun", "report.md"),
+    ("apply", "apply/report.json"),
+    ("apply", "apply/report.md"),
+    ("update", "update/report.json"),
+    ("roll", "roll/report.json"),
+];
+
+fn report_path(world: &World, rel: &str) -> std::path::PathBuf {
+    world.sb.join(&format!(".kopsci/reports/{CLUSTER}/{rel}"))
+}
+
+#[test]
+fn a_stage_stopped_before_the_cluster_leaves_no_old_plan_or_report() {
+    let world = World::new();
+    world.apply_fixture(CLUSTER);
+    append(&world.sb, "values/clusters/minimal-aws.yaml", BIGGER_NODES);
+    // Real reports of every stage.
+    world.run(&["dryrun", CLUSTER]).success();
+    world.run(&["update", CLUSTER]).success();
+    world.run(&["roll", CLUSTER]).success();
+    world.run(&["dryrun", CLUSTER]).success();
+    world.run(&["apply", CLUSTER]).success();
+    for (_, rel) in STAGE_FILES {
+        assert!(report_path(&world, rel).is_file(), "no {rel}");
+    }
+
+    for (stage, rel) in STAGE_FILES {
+        // A kops outside the fleet's `kops.version`.
+        if !report_path(&world, rel).exists() {
+            std::fs::write(report_path(&world, rel), "{\"planted\": true}\n").unwrap();
+        }
+        run_env(
+            &world,
+            &[("KOPS_STANDIN_VERSION", "1.33.2")],
+            &[stage, CLUSTER],
+        )
+        .fails_with(1, &["does not satisfy the required version"]);
+        assert!(!report_path(&world, rel).exists(), "{stage} left {rel}");
+
+        // No kops at all.
+        std::fs::write(report_path(&world, rel), "{\"planted\": true}\n").unwrap();
+        run_env(
+            &world,
+            &[("KOPSCI_KOPS", "/nonexistent/kops")],
+            &[stage, CLUSTER],
+        )
+        .fails_with(
+            1,
+            &["`/nonexistent/kops` from KOPSCI_KOPS is not an executable file"],
+        );
+        assert!(!report_path(&world, rel).exists(), "{stage} left {rel}");
+    }
+}
+
+#[test]
+fn a_missing_file_store_is_named_as_the_state_store() {
+    let world = World::new();
+    let missing = world.sb.join("no-such-store");
+    let state = format!("file://{}", missing.display());
+    let expected = format!(
+        "the state store {state} does not exist: check --state (KOPS_STATE_STORE) or the fleet's `state:`"
+    );
+    let run = world
+        .kopsci()
+        .args(["dryrun", CLUSTER, "--state", &state])
+        .run()
+        .fails_with(1, &["1 of 1 cluster(s) failed"]);
+    assert!(
+        run.stdout()
+            .contains(&format!("{CLUSTER}: FAILED: {expected}")),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(world.report(CLUSTER)["failed_step"], "snapshot");
+    for stage in ["update", "apply"] {
+        world
+            .kopsci()
+            .args([stage, CLUSTER, "--state", &state])
+            .run()
+            .fails_with(1, &[&expected]);
+        assert_eq!(stage_report(&world, stage)["failed_step"], "snapshot");
+    }
+    world
+        .kopsci()
+        .args(["snapshot", "--name", CLUSTER, "--state", &state, "--out"])
+        .arg(world.sb.join("snap"))
+        .run()
+        .fails_with(1, &[&expected]);
+    assert!(!missing.exists());
+}
+
+#[test]
+fn a_retried_apply_that_pruned_a_group_resumes() {
+    let world = World::new();
+    add_stored_group(&world, "nodes-old");
+    world.apply_fixture(CLUSTER);
+    append(
+        &world.sb,
+        "values/clusters/minimal-aws.yaml",
+        NEW_MACHINE_TYPE,
+    );
+    append(&world.sb, "kopsci.yaml", "prune_instance_groups: true\n");
+    world.run(&["dryrun", CLUSTER]).success();
+    let roll_fail = [("KOPS_STANDIN_ROLL_FAIL", "nodes:1")];
+    run_env(&world, &roll_fail, &["apply", CLUSTER]).fails_with(1, &["rolling-update for nodes"]);
+    assert!(
+        !world
+            .bucket()
+            .contains_key(&format!("{CLUSTER}/instancegroup/nodes-old"))
+    );
+    assert_eq!(
+        stage_report(&world, "apply")["pruned_instance_groups"],
+        json!(["nodes-old"])
+    );
+
+    // The retry finds the group gone — pruned by the first attempt, as the
+    // reviewed manifest says — and resumes.
+    let run = run_env(&world, &roll_fail, &["apply", CLUSTER]).success();
+    assert!(
+        run.stderr().contains("resuming an earlier apply"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("removed instancegroup/nodes-old"),
+        "{}",
+        run.stderr()
+    );
+    let report = stage_report(&world, "apply");
+    assert_eq!(report["validation"]["passed"], true);
+
+    // Without pruning, a group that vanished from the store is not
+    // something this apply did: refused.
+    let world = World::new();
+    add_stored_group(&world, "nodes-old");
+    world.apply_fixture(CLUSTER);
+    world.run(&["dryrun", CLUSTER]).success();
+    world
+        .server
+        .delete(BUCKET, &format!("{CLUSTER}/instancegroup/nodes-old"));
+    world.run(&["apply", CLUSTER]).fails_with(
+        1,
+        &["refusing a stale plan", "removed instancegroup/nodes-old"],
+    );
+}
