@@ -105,7 +105,8 @@ fn reconcile(run: &mut ClusterRun) -> Result<()> {
     )?;
     run.report.phases = reconcile_phases(&outcome.stdout);
     // The rolling-update tables kOps prints inside the roll phases; the
-    // last one readable is the state the roll left.
+    // last one readable is kept. kOps prints a table before it rolls, so
+    // it shows what that phase found (and rolled), not what is left.
     for (_, text) in phase_sections(&outcome.stdout) {
         if let Ok(plan) = parse_rolling_update_output(&text)
             && !plan.rows.is_empty()
@@ -146,6 +147,8 @@ fn update_then_roll(run: &mut ClusterRun) -> Result<()> {
     )?;
     let mut log = format!("$ {}\n{}", inv.command_line(), outcome.stdout);
     run.report.kops_output = outcome.stdout;
+    // Written now, so that a roll failing next leaves it.
+    run.write(KOPS_APPLY_FILE, &log)?;
     rolling_update(run, true, &[])?;
     if run.kops_setup()?.has_prune() {
         let inv = kops.update_prune(name, &state);

@@ -11,7 +11,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::errors::Result;
+use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet};
 use crate::kops::command::{check_extra, sets_flag};
 use crate::kops::parse_rolling_update_output;
@@ -102,12 +102,22 @@ pub(crate) fn rolling_update(run: &mut ClusterRun, yes: bool, extra: &[OsString]
     } else {
         format!("{name}: kops rolling-update cluster (preview)")
     };
-    let outcome = run.run_kops(Step::KopsRollingUpdate, &header, &inv, false)?;
+    // Written before the exit code is looked at: after a failed roll,
+    // what kops replaced before it stopped is what the reader needs.
+    let outcome = run.run_kops_unchecked(Step::KopsRollingUpdate, &header, &inv, false)?;
     run.write(
         KOPS_ROLL_FILE,
         &format!("$ {}\n{}", inv.command_line(), outcome.stdout),
     )?;
     run.report.kops_output.push_str(&outcome.stdout);
+    if !outcome.success() {
+        return Err(Error::KopsFailed {
+            command: inv.label(),
+            status: outcome.status(),
+            code: outcome.code,
+            stderr_tail: outcome.stderr_tail(crate::process::runner::STDERR_TAIL_LINES),
+        });
+    }
     run.step(Step::ParseRollingUpdate)?;
     match parse_rolling_update_output(&outcome.stdout) {
         Ok(plan) => {

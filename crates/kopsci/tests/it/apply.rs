@@ -257,33 +257,8 @@ fn run_env(world: &World, env: &[(&str, &str)], args: &[&str]) -> crate::harness
 /// store: `kopsci apply` takes the create path, then the older kops writes
 /// its own version.
 fn apply_with_old_kops(kops_version: &str, kubernetes: &str) -> (World, Vec<String>) {
-    let world = World::with(&[]);
-    edit(
-        &world,
-        "kopsci.yaml",
-        "version: \">=1.34.0, <1.35.0\"",
-        "version: \">=1.28.0, <1.35.0\"",
-    );
-    edit(
-        &world,
-        "values/clusters/minimal-aws.yaml",
-        "kubernetesVersion: v1.34.0",
-        &format!("kubernetesVersion: {kubernetes}"),
-    );
+    let world = created_with_old_kops(kops_version, kubernetes);
     let env = [("KOPS_STANDIN_VERSION", kops_version)];
-    run_env(&world, &env, &["dryrun", CLUSTER]).success();
-    assert_eq!(world.report(CLUSTER)["action"], "create");
-    let from = world.calls().len();
-    run_env(&world, &env, &["apply", CLUSTER]).success();
-    let created = calls_since(&world, from);
-    assert_eq!(created[1], format!("create -f <manifest> --state {STATE}"));
-    assert_eq!(
-        live(&world, "kops-version.txt").trim(),
-        kops_version,
-        "the cluster was not created by kops {kops_version}"
-    );
-    assert_eq!(stage_report(&world, "apply")["action"], "create");
-
     append(
         &world.sb,
         "values/clusters/minimal-aws.yaml",
@@ -318,9 +293,40 @@ fn apply_with_old_kops(kops_version: &str, kubernetes: &str) -> (World, Vec<Stri
     (world, calls)
 }
 
+/// A cluster created by `kopsci apply` with an older kops.
+fn created_with_old_kops(kops_version: &str, kubernetes: &str) -> World {
+    let world = World::with(&[]);
+    edit(
+        &world,
+        "kopsci.yaml",
+        "version: \">=1.34.0, <1.35.0\"",
+        "version: \">=1.28.0, <1.35.0\"",
+    );
+    edit(
+        &world,
+        "values/clusters/minimal-aws.yaml",
+        "kubernetesVersion: v1.34.0",
+        &format!("kubernetesVersion: {kubernetes}"),
+    );
+    let env = [("KOPS_STANDIN_VERSION", kops_version)];
+    run_env(&world, &env, &["dryrun", CLUSTER]).success();
+    assert_eq!(world.report(CLUSTER)["action"], "create");
+    let from = world.calls().len();
+    run_env(&world, &env, &["apply", CLUSTER]).success();
+    let created = calls_since(&world, from);
+    assert_eq!(created[1], format!("create -f <manifest> --state {STATE}"));
+    assert_eq!(
+        live(&world, "kops-version.txt").trim(),
+        kops_version,
+        "the cluster was not created by kops {kops_version}"
+    );
+    assert_eq!(stage_report(&world, "apply")["action"], "create");
+    world
+}
+
 #[test]
 fn kops_1_30_applies_with_update_then_rolling_update_then_prune() {
-    let (world, calls) = apply_with_old_kops("1.30.4", "v1.30.6");
+    let (world, calls) = apply_with_old_kops("1.30.4", "v1.29.9");
     assert_eq!(
         calls,
         [
@@ -344,6 +350,22 @@ fn kops_1_30_applies_with_update_then_rolling_update_then_prune() {
         "{}",
         report["roll_plan"]
     );
+
+    // kops 1.30 has no `reconcile` (and supports Kubernetes only up to
+    // 1.30, where the kubelet skew crash does not occur): `update` of a
+    // Kubernetes upgrade is not refused.
+    edit(
+        &world,
+        "values/clusters/minimal-aws.yaml",
+        "kubernetesVersion: v1.29.9",
+        "kubernetesVersion: v1.30.6",
+    );
+    let env = [("KOPS_STANDIN_VERSION", "1.30.4")];
+    run_env(&world, &env, &["dryrun", CLUSTER]).success();
+    let run = run_env(&world, &env, &["update", CLUSTER]).success();
+    assert!(!run.stderr().contains("skew"), "{}", run.stderr());
+    assert!(live(&world, "config").contains("kubernetesVersion: v1.30.6"));
+    assert_eq!(stage_report(&world, "update")["warnings"], json!([]));
 }
 
 #[test]
@@ -358,6 +380,61 @@ fn kops_1_28_applies_without_prune_which_it_does_not_have() {
             format!("update cluster --name {CLUSTER} --state {STATE} --yes"),
             format!("rolling-update cluster --name {CLUSTER} --state {STATE} --yes"),
             format!("validate cluster --name {CLUSTER} --state {STATE} --wait 15m -o json"),
+        ]
+    );
+}
+
+#[test]
+fn kops_1_30_apply_failing_mid_roll_keeps_its_output_and_resumes() {
+    let world = created_with_old_kops("1.30.4", "v1.30.6");
+    append(
+        &world.sb,
+        "values/clusters/minimal-aws.yaml",
+        NEW_MACHINE_TYPE,
+    );
+    let env = [
+        ("KOPS_STANDIN_VERSION", "1.30.4"),
+        ("KOPS_STANDIN_ROLL_FAIL", "nodes:1"),
+    ];
+    run_env(&world, &env, &["dryrun", CLUSTER]).success();
+    let from = world.calls().len();
+    run_env(&world, &env, &["apply", CLUSTER])
+        .fails_with(1, &["`kops rolling-update cluster` failed"]);
+    let calls = calls_since(&world, from);
+    assert_eq!(
+        calls.last().unwrap(),
+        &format!("rolling-update cluster --name {CLUSTER} --state {STATE} --yes")
+    );
+    let report = stage_report(&world, "apply");
+    assert_eq!(report["failed_step"], "kops rolling-update cluster");
+    // What kops did before it failed stays in the report directory.
+    let log = stage_file(&world, "apply", "kops-apply.txt");
+    assert!(
+        log.contains(&format!(
+            "update cluster --name {CLUSTER} --state {STATE} --yes\n"
+        )),
+        "{log}"
+    );
+    let roll = stage_file(&world, "apply", "kops-rolling-update.txt");
+    assert!(roll.contains("NeedsUpdate"), "{roll}");
+    let detail = report["failed_detail"].to_string();
+    assert!(detail.contains("did not validate"), "{detail}");
+
+    // The retry resumes, and finishes with the prune.
+    let from = world.calls().len();
+    let run = run_env(&world, &env, &["apply", CLUSTER]).success();
+    assert!(
+        run.stderr().contains("resuming an earlier apply"),
+        "{}",
+        run.stderr()
+    );
+    let calls = calls_since(&world, from);
+    assert_eq!(
+        calls[3..6],
+        [
+            format!("update cluster --name {CLUSTER} --state {STATE} --yes"),
+            format!("rolling-update cluster --name {CLUSTER} --state {STATE} --yes"),
+            format!("update cluster --name {CLUSTER} --state {STATE} --prune --yes"),
         ]
     );
 }
@@ -1174,6 +1251,16 @@ fn kubeconfig_is_private_whole_and_exported_as_the_resolved_identity() {
     kubeconfig(&[], &[]).success();
     let last = world.calls()[from + 1]["argv"].clone();
     assert_eq!(last.as_array().unwrap().last().unwrap(), "--admin=1h");
+
+    edit(
+        &world,
+        "kopsci.yaml",
+        "    values: [values/clusters/minimal-aws.yaml]\n",
+        "    values: [values/clusters/minimal-aws.yaml]\n    absent: true\n",
+    );
+    let before = world.sb.read("kube/config");
+    kubeconfig(&[], &[]).fails_with(64, &["is `absent: true` in the fleet"]);
+    assert_eq!(world.sb.read("kube/config"), before);
 }
 
 fn support_entries(world: &World, rel: &str) -> Vec<String> {
