@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use serde_json::{Value, json};
 
 use crate::stages::{
-    BIGGER_NODES, BUCKET, CLUSTER, NEW_MACHINE_TYPE, STATE, World, append, mock_sts, standin,
+    BIGGER_NODES, BUCKET, CLUSTER, NEW_MACHINE_TYPE, STATE, World, append, mock_sts,
 };
 
 /// `kopsci apply`'s report, or another stage's (`update`, `roll`, `delete`).

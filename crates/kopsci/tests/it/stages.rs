@@ -22,7 +22,7 @@ pub(crate) const STATE: &str = "s3://kops-state";
 pub(crate) const CLUSTER: &str = "minimal-aws.example.com";
 
 /// The kops stand-in, built beside kopsci by `cargo test --workspace`.
-pub(crate) fn standin() -> PathBuf {
+fn standin() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_kopsci")).with_file_name("kops");
     assert!(
         path.is_file(),
@@ -33,7 +33,7 @@ pub(crate) fn standin() -> PathBuf {
     path
 }
 
-pub(crate) fn copy_tree(from: &Path, to: &Path) {
+fn copy_tree(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.expect("walk");
         let rel = entry.path().strip_prefix(from).unwrap();
@@ -75,7 +75,7 @@ pub(crate) const NEW_MACHINE_TYPE: &str = "instanceGroups:\n  nodes:\n    machin
 pub(crate) struct World {
     pub(crate) sb: Sandbox,
     pub(crate) server: S3Server,
-    pub(crate) tmp: PathBuf,
+    tmp: PathBuf,
 }
 
 impl World {
@@ -158,7 +158,7 @@ impl World {
     }
 
     /// Runs the stand-in directly (test set-up), as kopsci would.
-    pub(crate) fn kops(&self, args: &[&str]) {
+    fn kops(&self, args: &[&str]) {
         let mut cmd = std::process::Command::new(standin());
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();
@@ -200,7 +200,7 @@ impl World {
 /// Replaces temporary paths so outputs compare across runs: a stage's
 /// private directory `[SANDBOX]/tmp/kopsci-<stage>-XXXXXX/` holds
 /// `<snapshot>` (`state/`) and `<manifest>` (`manifest.yaml`).
-pub(crate) fn normalize(sb: &Sandbox, text: &str) -> String {
+fn normalize(sb: &Sandbox, text: &str) -> String {
     let mut out = text.replace(&sb.path().display().to_string(), "[SANDBOX]");
     for prefix in [
         "kopsci-dryrun-",
