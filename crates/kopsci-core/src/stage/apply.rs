@@ -133,6 +133,8 @@ fn update_then_roll(run: &mut ClusterRun) -> Result<()> {
     )?;
     let mut log = format!("$ {}\n{}", inv.command_line(), outcome.stdout);
     run.report.kops_output = outcome.stdout;
+    // Written now, so that a roll failing next leaves it.
+    run.write(KOPS_APPLY_FILE, &log)?;
     rolling_update(run, true, &[])?;
     if run.kops_setup()?.has_prune() {
         let inv = kops.update_prune(name, &state);

@@ -91,13 +91,14 @@ pub(crate) fn run_single(
     files: &[&str],
     steps: impl FnOnce(&mut run::ClusterRun) -> Result<()>,
 ) -> Result<Report> {
+    let stop = Stop::watch()?;
+    clear_stage_files(&options.report_dir, kind, &[cluster], files)?;
+    // After clearing: an old report must not outlive the refusal.
     if cluster.absent && kind != StageKind::Delete {
         return Err(Error::Absent {
             cluster: cluster.name.clone(),
         });
     }
-    let stop = Stop::watch()?;
-    clear_stage_files(&options.report_dir, kind, &[cluster], files)?;
     let kops = KopsSetup::locate(options.kops.as_deref(), fleet)?;
     let stage = run::Stage {
         fleet,

@@ -140,15 +140,21 @@ impl Plan {
 
 /// Whether these are changes an earlier apply of the same manifest makes:
 /// secrets and keys only ever added (a first `update --yes` creates them),
-/// nothing removed but the instance groups the manifest dropped (pruned),
-/// everything else kOps' own output.
-fn could_be_an_earlier_apply(changes: &Changes, manifest: &ManifestObjects) -> bool {
+/// nothing removed but — when this apply prunes (`prune`) — the instance
+/// groups the manifest dropped, with their `igconfig/`; everything else
+/// kOps' own output. Without pruning, a group gone from the store is not
+/// this apply's doing.
+fn could_be_an_earlier_apply(changes: &Changes, manifest: &ManifestObjects, prune: bool) -> bool {
     let secret = |k: &String| k.starts_with("pki/") || k.starts_with("secrets/");
-    let dropped_group = |k: &String| {
-        k.strip_prefix("instancegroup/")
-            .is_some_and(|group| !manifest.instance_groups.contains_key(group))
+    let dropped = |group: &str| !manifest.instance_groups.contains_key(group);
+    let pruned_key = |k: &String| {
+        prune
+            && (k.strip_prefix("instancegroup/").is_some_and(dropped)
+                || k.strip_prefix("igconfig/")
+                    .and_then(|rest| rest.split('/').nth(1))
+                    .is_some_and(dropped))
     };
-    changes.removed.iter().all(dropped_group) && !changes.modified.iter().any(secret)
+    changes.removed.iter().all(pruned_key) && !changes.modified.iter().any(secret)
 }
 
 /// What `update` / `apply` will do, decided from the manifest and the live
@@ -163,13 +169,15 @@ pub struct Decision {
 /// Checks the dry run's plan against a fresh copy of the live store and
 /// the freshly rendered manifest; returns what to apply. Refuses a stale,
 /// missing, broken or edited plan unless `allow_stale`, in which case the
-/// live store alone decides and the report says so.
+/// live store alone decides and the report says so. `prune`: this run
+/// deletes removed instance groups, so an earlier run may have too.
 pub fn check(
     run: &mut ClusterRun,
     plan_dir: &Path,
     manifest: &Manifest,
     live: &LiveCopy,
     allow_stale: bool,
+    prune: bool,
 ) -> Result<Decision> {
     run.step(Step::PlanCheck)?;
     let name = run.name();
@@ -196,7 +204,7 @@ pub fn check(
     if let Some(plan) = &plan {
         reasons.extend(plan.mismatches(name, &state, &manifest.sha256));
         if reasons.is_empty() {
-            reasons.extend(freshness(run, plan, manifest, live, &decided)?);
+            reasons.extend(freshness(run, plan, manifest, live, &decided, prune)?);
         }
     }
     if reasons.is_empty()
@@ -235,6 +243,7 @@ fn freshness(
     manifest: &Manifest,
     live: &LiveCopy,
     decided: &Decision,
+    prune: bool,
 ) -> Result<Vec<String>> {
     let changes = Changes::between(&plan.snapshot, &live.record);
     if changes.is_empty() {
@@ -255,7 +264,7 @@ fn freshness(
         }
         return Ok(Vec::new());
     }
-    if could_be_an_earlier_apply(&changes, &manifest.objects) && live.stored.exists() {
+    if could_be_an_earlier_apply(&changes, &manifest.objects, prune) && live.stored.exists() {
         // Groups the manifest dropped stay until pruned: `kops replace`
         // never deletes them, so they are not a difference here.
         let diff = spec_diff(&manifest.objects, &live.stored)?;
@@ -375,34 +384,43 @@ mod tests {
             "c.example.com",
         )
         .unwrap();
-        assert!(could_be_an_earlier_apply(&changes, &manifest));
+        assert!(could_be_an_earlier_apply(&changes, &manifest, false));
         let gone = Changes::between(&after, &before);
         assert_eq!(gone.removed, ["pki/private/ca/keyset.yaml"]);
-        assert!(!could_be_an_earlier_apply(&gone, &manifest));
+        assert!(!could_be_an_earlier_apply(&gone, &manifest, true));
         let mut rotated = after.clone();
         rotated.objects[1].sha256 = "3".repeat(64);
         assert!(!could_be_an_earlier_apply(
             &Changes::between(&after, &rotated),
-            &manifest
+            &manifest,
+            true
         ));
-        // A group the manifest dropped, pruned by the earlier apply: fine;
-        // a group the manifest holds, gone: not this manifest's doing.
+        // A group the manifest dropped, pruned by an earlier apply that
+        // prunes: fine; without pruning, or a group the manifest holds,
+        // gone: not this manifest's doing.
         let with_groups = |names: &[&str]| {
             let mut r = before.clone();
             for name in names {
-                r.objects.push(ObjectRecord {
-                    key: format!("instancegroup/{name}"),
-                    size: 1,
-                    etag: None,
-                    sha256: "4".repeat(64),
-                });
+                for key in [
+                    format!("instancegroup/{name}"),
+                    format!("igconfig/node/{name}/nodeupconfig.yaml"),
+                ] {
+                    r.objects.push(ObjectRecord {
+                        key,
+                        size: 1,
+                        etag: None,
+                        sha256: "4".repeat(64),
+                    });
+                }
             }
             r
         };
         let pruned = Changes::between(&with_groups(&["nodes", "old"]), &with_groups(&["nodes"]));
-        assert!(could_be_an_earlier_apply(&pruned, &manifest));
+        assert_eq!(pruned.removed.len(), 2);
+        assert!(could_be_an_earlier_apply(&pruned, &manifest, true));
+        assert!(!could_be_an_earlier_apply(&pruned, &manifest, false));
         let lost = Changes::between(&with_groups(&["nodes"]), &with_groups(&[]));
-        assert!(!could_be_an_earlier_apply(&lost, &manifest));
+        assert!(!could_be_an_earlier_apply(&lost, &manifest, true));
     }
 
     #[test]

@@ -90,12 +90,15 @@ pub(crate) fn rolling_update(run: &mut ClusterRun, yes: bool, extra: &[OsString]
     } else {
         format!("{name}: kops rolling-update cluster (preview)")
     };
-    let outcome = run.run_kops(Step::KopsRollingUpdate, &header, &inv, false)?;
+    // Written before the exit code is looked at: after a failed roll,
+    // what kops replaced before it stopped is what the reader needs.
+    let outcome = run.run_kops_unchecked(Step::KopsRollingUpdate, &header, &inv, false)?;
     run.write(
         KOPS_ROLL_FILE,
         &format!("$ {}\n{}", inv.command_line(), outcome.stdout),
     )?;
     run.report.kops_output.push_str(&outcome.stdout);
+    let outcome = outcome.checked(&inv)?;
     run.step(Step::ParseRollingUpdate)?;
     match parse_rolling_update_output(&outcome.stdout) {
         Ok(plan) => {

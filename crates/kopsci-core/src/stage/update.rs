@@ -110,10 +110,18 @@ pub(crate) fn put_reviewed(
     let manifest = run.render()?;
     let live = run.snapshot()?;
     let plan_dir = cluster_report_dir(report_dir, run.name());
-    let decision = plan::check(run, &plan_dir, &manifest, &live, allow_stale)?;
+    let prune = prune_flag || run.cluster.apply.prune_instance_groups;
+    let decision = plan::check(run, &plan_dir, &manifest, &live, allow_stale, prune)?;
     run.report.action = Some(decision.action);
     run.report.removed_instance_groups = decision.removed.clone();
     guard(run, &manifest, &live)?;
+    if prune {
+        // Group names come from the store's keys: one kops would read as a
+        // flag is refused before anything is written, not half-way through.
+        for group in &decision.removed {
+            crate::names::check_object_name(group)?;
+        }
+    }
 
     let name = run.name();
     let state = run.live_state_arg();
@@ -127,7 +135,6 @@ pub(crate) fn put_reviewed(
     run.report.changes_pending = plan.needs_apply || !decision.removed.is_empty();
     run.report.update_plan = Some(plan);
 
-    let prune = prune_flag || run.cluster.apply.prune_instance_groups;
     if prune {
         let kops = run.kops()?;
         for group in &decision.removed {

@@ -20,10 +20,18 @@ pub struct LocalStore {
 
 impl LocalStore {
     pub fn open(root: &Path, cluster: &str) -> Result<LocalStore> {
-        let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
+        // Say which store: a bare path and `os error 2` leave the user
+        // guessing which of the job's paths was meant.
+        let root = root.canonicalize().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::Snapshot(format!(
+                "the state store file://{} does not exist: check --state (KOPS_STATE_STORE) or the fleet's `state:`",
+                root.display()
+            )),
+            _ => Error::io(root, e),
+        })?;
         if !root.is_dir() {
             return Err(Error::Snapshot(format!(
-                "{}: the store root is not a directory",
+                "the state store file://{} is not a directory",
                 root.display()
             )));
         }

@@ -31,8 +31,10 @@ pub struct StageArgs {
     #[arg(long, env = "KOPS_STATE_STORE", value_name = "URL", value_parser = parse_store)]
     pub state: Option<StoreUrl>,
 
-    /// kops binary to run (default: `kops` on PATH).
-    #[arg(long, env = "KOPSCI_KOPS", value_name = "PATH")]
+    /// kops binary to run (default: `KOPSCI_KOPS`, else `kops` on PATH).
+    // `KOPSCI_KOPS` is read by the library, not by clap, so that an error
+    // names where the path came from.
+    #[arg(long, value_name = "PATH")]
     pub kops: Option<PathBuf>,
 
     /// State-store objects fetched at once (snapshots and plan checks).

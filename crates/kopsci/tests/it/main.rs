@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod apply;
 mod cli;
 mod drift;
 mod fleet;

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use crate::harness::{Kopsci, Run, Sandbox, repo_root};
 use crate::support::{self, S3Server};
 
-const BUCKET: &str = "kops-state";
-const STATE: &str = "s3://kops-state";
-const CLUSTER: &str = "minimal-aws.example.com";
+pub(crate) const BUCKET: &str = "kops-state";
+pub(crate) const STATE: &str = "s3://kops-state";
+pub(crate) const CLUSTER: &str = "minimal-aws.example.com";
 
 /// The kops stand-in, built beside kopsci by `cargo test --workspace`.
 fn standin() -> PathBuf {
@@ -65,22 +65,22 @@ pub(crate) fn append(sb: &Sandbox, rel: &str, yaml: &str) {
 }
 
 /// Makes the minimal cluster's nodes bigger: an ASG change only.
-const BIGGER_NODES: &str = "instanceGroups:\n  nodes:\n    maxSize: 5\n";
+pub(crate) const BIGGER_NODES: &str = "instanceGroups:\n  nodes:\n    maxSize: 5\n";
 /// Gives its nodes another machine type: a launch-template change, so the
 /// instances then need a rolling update.
-const NEW_MACHINE_TYPE: &str = "instanceGroups:\n  nodes:\n    machineType: t3.large\n";
+pub(crate) const NEW_MACHINE_TYPE: &str = "instanceGroups:\n  nodes:\n    machineType: t3.large\n";
 
 /// A fleet copy, an S3 server holding the fixture cluster(s), the stand-in's
 /// invocation log and simulated cloud, and a private TMPDIR.
-struct World {
-    sb: Sandbox,
-    server: S3Server,
+pub(crate) struct World {
+    pub(crate) sb: Sandbox,
+    pub(crate) server: S3Server,
     tmp: PathBuf,
 }
 
 impl World {
     /// The server holds `clusters` from the fixture store at the bucket root.
-    fn with(clusters: &[&str]) -> World {
+    pub(crate) fn with(clusters: &[&str]) -> World {
         let sb = fleet_sandbox();
         let server = S3Server::start();
         server.create_bucket(BUCKET);
@@ -97,12 +97,12 @@ impl World {
         World { sb, server, tmp }
     }
 
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         World::with(&[CLUSTER])
     }
 
     /// kopsci in the fleet copy, reaching the server, using the stand-in.
-    fn kopsci(&self) -> Kopsci {
+    pub(crate) fn kopsci(&self) -> Kopsci {
         let mut k = self
             .sb
             .kopsci()
@@ -118,7 +118,7 @@ impl World {
     }
 
     /// `kopsci <command> --state s3://kops-state <rest>`.
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.kopsci()
             .arg(args[0])
             .args(["--state", STATE])
@@ -126,12 +126,12 @@ impl World {
             .run()
     }
 
-    fn bucket(&self) -> BTreeMap<String, Vec<u8>> {
+    pub(crate) fn bucket(&self) -> BTreeMap<String, Vec<u8>> {
         self.server.objects(BUCKET)
     }
 
     /// The stand-in's invocations so far.
-    fn calls(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn calls(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.sb.join("kops-calls.jsonl"))
             .unwrap_or_default()
             .lines()
@@ -141,7 +141,7 @@ impl World {
 
     /// The argv of every call, joined, with the snapshot's temporary path
     /// replaced by `<snapshot>`.
-    fn argvs(&self) -> Vec<String> {
+    pub(crate) fn argvs(&self) -> Vec<String> {
         self.calls()
             .iter()
             .filter_map(|c| c.get("argv"))
@@ -179,20 +179,20 @@ impl World {
 
     /// Makes the cloud run the fixture cluster as stored, as if it had been
     /// applied long ago.
-    fn apply_fixture(&self, cluster: &str) {
+    pub(crate) fn apply_fixture(&self, cluster: &str) {
         self.kops(&[
             "update", "cluster", "--name", cluster, "--state", STATE, "--yes",
         ]);
     }
 
-    fn report(&self, cluster: &str) -> serde_json::Value {
+    pub(crate) fn report(&self, cluster: &str) -> serde_json::Value {
         let text = self
             .sb
             .read(&format!(".kopsci/reports/{cluster}/report.json"));
         serde_json::from_str(&text).expect("report.json is JSON")
     }
 
-    fn tmp_entries(&self) -> Vec<String> {
+    pub(crate) fn tmp_entries(&self) -> Vec<String> {
         support::entries(&self.tmp)
     }
 }
@@ -202,7 +202,12 @@ impl World {
 /// `<snapshot>` (`state/`) and `<manifest>` (`manifest.yaml`).
 fn normalize(sb: &Sandbox, text: &str) -> String {
     let mut out = text.replace(&sb.path().display().to_string(), "[SANDBOX]");
-    for prefix in ["kopsci-dryrun-", "kopsci-update-"] {
+    for prefix in [
+        "kopsci-dryrun-",
+        "kopsci-update-",
+        "kopsci-apply-",
+        "kopsci-delete-",
+    ] {
         while let Some(start) = out.find(prefix) {
             let end = out[start..]
                 .find(['/', ' ', '\n'])
@@ -918,7 +923,7 @@ fn sigterm_during_kops_stops_kops_and_leaves_no_debris() {
 
 /// A fake STS answering every `AssumeRole` with fixed credentials; keeps the
 /// request bodies.
-fn mock_sts() -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) fn mock_sts() -> (String, Arc<Mutex<Vec<String>>>) {
     const RESPONSE: &str = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleResult>
     <Credentials>
