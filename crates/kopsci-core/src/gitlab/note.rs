@@ -711,6 +711,8 @@ struct Row<'a> {
     destructive: bool,
     /// `passed` or `failed`; none when validation did not run.
     validation: Option<&'static str>,
+    /// The `kops reconcile cluster` phase a failed apply stopped in.
+    stopped_in: Option<&'static str>,
     noteworthy: bool,
 }
 
@@ -738,6 +740,12 @@ impl<'a> Row<'a> {
                 .validation
                 .as_ref()
                 .map(|v| if v.passed { "passed" } else { "failed" }),
+            stopped_in: s
+                .failed
+                .as_ref()
+                .and(s.phases.last())
+                .and_then(|p| serde_json::from_value(serde_json::Value::from(p.as_str())).ok())
+                .map(crate::kops::ReconcilePhase::line),
             noteworthy: s.noteworthy() || destructive,
         }
     }
@@ -949,11 +957,14 @@ impl<'a> NoteView<'a> {
             validation_failed,
             left: left_the_fleet(&ctx.left_the_fleet, fleet),
             fleet_file: fleet.map(|f| f.file.as_str()),
+            // What happens after merge is a merge request's question: the
+            // reports of an apply or a roll are past it.
             fleet_error: fleet
+                .filter(|_| title == "dry run")
                 .and_then(|f| f.clusters.as_ref().err())
                 .map(String::as_str),
             auto: fleet
-                .filter(|f| f.clusters.is_ok())
+                .filter(|f| f.clusters.is_ok() && title == "dry run")
                 .map(|f| auto_groups(reports, f)),
             clusters,
             commit: ctx.commit.as_deref().map(|c| c.get(..12).unwrap_or(c)),
@@ -2092,8 +2103,13 @@ Any other cluster waits for a click on its manual jobs.\n"), "{note}");
             }],
             unparsed: String::new(),
         });
-        let note =
-            render_note(std::slice::from_ref(&apply), &ctx(), GITLAB_NOTE_MAX_CHARS).unwrap();
+        let note = render_note(
+            std::slice::from_ref(&apply),
+            &fleet_ctx(),
+            GITLAB_NOTE_MAX_CHARS,
+        )
+        .unwrap();
+        assert!(!note.contains("After merge"), "{note}");
         assert!(
             note.contains("### kopsci apply: 1 cluster, 1 with changes\n"),
             "{note}"
@@ -2144,6 +2160,11 @@ Any other cluster waits for a click on its manual jobs.\n"), "{note}");
             "Will create resources:\n  Instance/new\n\nItems will be deleted during update:\n  AutoscalingGroup/nodes-old\n\nMust specify --yes to apply changes\n",
         ));
         r.removed_instance_groups = vec!["nodes-old".into()];
+        r.phases = vec![
+            crate::kops::ReconcilePhase::UpdateControlPlane,
+            crate::kops::ReconcilePhase::WaitForApi,
+        ];
+        r.failed = Some("`kops reconcile cluster` failed".into());
         r.validation = Some(crate::kops::parse_validate_output(
             r#"{"failures":[{"type":"Machine","name":"i-1","message":"not ready"}]}"#,
             false,
@@ -2152,8 +2173,22 @@ Any other cluster waits for a click on its manual jobs.\n"), "{note}");
         assert_eq!(summary.stage(), "apply");
         assert_eq!(summary.deleted_on_update(), r.deleted_resources());
         assert!(summary.is_destructive() && r.is_destructive());
-        let v = summary.validation.unwrap();
+        let v = summary.validation.clone().unwrap();
         assert!(!v.passed);
         assert_eq!(v.failures[0].name, "i-1");
+        let note = render_note(
+            &[ClusterReport {
+                summary,
+                details_path: None,
+                details: None,
+            }],
+            &ctx(),
+            GITLAB_NOTE_MAX_CHARS,
+        )
+        .unwrap();
+        assert!(
+            note.contains("| `a.example.com` | :x: **failed**: 'kops reconcile cluster' failed (stopped in: Waiting for the kubernetes API to be served) |"),
+            "{note}"
+        );
     }
 }
