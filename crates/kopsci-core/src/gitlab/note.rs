@@ -32,6 +32,25 @@
 //! into the note under `<details>`. A cluster the pipeline expected but
 //! that has no `report.json` is shown as failed.
 //!
+//! Deletions are read too: `action: "delete"` (an `absent: true`
+//! cluster) with `deletion`, and `update_plan.delete` /
+//! `update_plan.delete_on_prune` (what `kops update cluster` deletes, now
+//! or when it prunes). So are the other stages' results, should the note
+//! be given them: `stage`, `pruned_instance_groups`, `roll_plan`,
+//! `validation` and `phases`, so an apply is never called a dry run.
+//!
+//! ## What it says
+//!
+//! Deletions first, in a section of their own at every size: the whole
+//! cluster (`absent: true`), removed instance groups and kOps' resources to
+//! delete, whether or not they are pruned now, with what the fleet does
+//! about them. Then clusters that left the fleet (`--left-the-fleet`: in
+//! the fleet file at the merge request's base, not at its head), which
+//! kopsci never deletes. Then the results, validation failures, and which
+//! clusters the default branch applies without a click (`auto_apply`, and
+//! `auto_roll` with `update-roll`), from the fleet file at the head; an
+//! unreadable fleet file is a warning line, never a failure.
+//!
 //! Reports are artifacts, so not trusted: clusters are named, never given
 //! as paths, and must be kOps cluster names; a `report.json` whose
 //! `cluster` is another cluster, a symbolic link or an oversized file is
@@ -54,10 +73,13 @@
 //! budget far below that ([`DEFAULT_NOTE_BUDGET`]). It summarises by
 //! environment and result when there are many clusters, lists per-cluster
 //! results in a table while that table takes at most half the budget (else
-//! only clusters with changes, removals or failures get a row, and at worst
+//! only clusters with changes, deletions or failures get a row, and at worst
 //! clusters are only named), and adds per-cluster details only for clusters
-//! with changes, removals or failures, while they fit; the rest are links to
-//! the job's artifacts, and a line says the note was truncated.
+//! with changes, deletions or failures, while they fit — those of clusters
+//! that delete something first; the rest are links to the job's artifacts,
+//! and a line says the note was truncated. The destructive section comes
+//! right after the heading at every level (shorter at the higher ones), so
+//! even a note cut short keeps it.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -68,6 +90,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::errors::{Error, Result};
+use crate::fleet::{ApplyStrategy, Cluster, Fleet};
 use crate::gitlab::api::{Attempt, Failure, GitLabApi, Method, Response, encode_segment};
 use crate::gitlab::ci_env::CiEnv;
 use crate::markdown::{self, Pieces};
@@ -124,6 +147,93 @@ pub struct ClusterSummary {
     /// The Markdown report, relative to the cluster's report directory.
     #[serde(default)]
     pub report_md_path: Option<String>,
+    /// What kops was asked to do: `create`, `replace`, or `delete` (an
+    /// `absent: true` cluster).
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Removed instance groups that `update` or `apply` deleted.
+    #[serde(default)]
+    pub pruned_instance_groups: Vec<String>,
+    /// What `kops update cluster` said it deletes.
+    #[serde(default)]
+    pub update_plan: Option<PlanDeletions>,
+    /// `kops delete cluster`'s list, for a cluster being deleted.
+    #[serde(default)]
+    pub deletion: Option<String>,
+    /// `kops validate cluster` after an apply or a roll.
+    #[serde(default)]
+    pub validation: Option<ValidationSummary>,
+    /// `kops reconcile cluster`'s phases that started.
+    #[serde(default)]
+    pub phases: Vec<String>,
+    /// `kops rolling-update cluster`'s table and conclusion.
+    #[serde(default)]
+    pub roll_plan: Option<RollSummary>,
+}
+
+/// The deletions of a report's `update_plan` (the rest is not read).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanDeletions {
+    /// `Items will be deleted during update`.
+    #[serde(default)]
+    pub delete: Vec<ResourceRef>,
+    /// `Items will be deleted only when the --prune flag is specified`.
+    #[serde(default)]
+    pub delete_on_prune: Vec<ResourceRef>,
+}
+
+/// A kOps resource (task) by type and name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceRef {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+impl ResourceRef {
+    /// `Type/name`, as kOps lists it.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
+}
+
+/// A report's `validation`, as far as the note shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationSummary {
+    #[serde(default)]
+    pub passed: bool,
+    #[serde(default)]
+    pub attempts: usize,
+    #[serde(default)]
+    pub failures: Vec<crate::kops::ValidationFailure>,
+    /// kops' output when it was not JSON.
+    #[serde(default)]
+    pub unparsed: String,
+}
+
+/// A report's `roll_plan`, as far as the note shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollSummary {
+    #[serde(default)]
+    pub rows: Vec<RollRowSummary>,
+    /// What kOps concluded: a rolling update is required, or not.
+    #[serde(default)]
+    pub required: Option<bool>,
+    /// The roll ran.
+    #[serde(default)]
+    pub applied: bool,
+}
+
+/// One instance group of a rolling-update table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollRowSummary {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub need_update: Option<u64>,
 }
 
 impl ClusterSummary {
@@ -142,10 +252,105 @@ impl ClusterSummary {
         })
     }
 
-    /// Whether the note shows this cluster's details: it failed, or has
-    /// something to apply or to remove.
+    /// Whether the note shows this cluster's details: it failed, has
+    /// something to apply, or deletes something.
     pub fn noteworthy(&self) -> bool {
-        self.failed.is_some() || self.has_changes() || !self.removed_instance_groups.is_empty()
+        self.failed.is_some() || self.has_changes() || self.is_destructive()
+    }
+
+    /// The stage that wrote the report; a report that does not say is a
+    /// dry run's (the note's usual input).
+    pub fn stage(&self) -> &str {
+        self.stage.as_deref().unwrap_or("dryrun")
+    }
+
+    /// Whether the report is about deleting the whole cluster.
+    pub fn deletes_cluster(&self) -> bool {
+        self.action.as_deref() == Some("delete") || self.stage() == "delete"
+    }
+
+    /// kOps resources deleted when the change is applied.
+    pub fn deleted_on_update(&self) -> Vec<String> {
+        self.update_plan
+            .iter()
+            .flat_map(|p| &p.delete)
+            .map(ResourceRef::label)
+            .collect()
+    }
+
+    /// kOps resources deleted when kOps prunes (`--prune`, the last phase
+    /// of `kops reconcile cluster`).
+    pub fn deleted_on_prune(&self) -> Vec<String> {
+        self.update_plan
+            .iter()
+            .flat_map(|p| &p.delete_on_prune)
+            .map(ResourceRef::label)
+            .collect()
+    }
+
+    /// Whether anything in the report deletes something: the cluster,
+    /// instance groups or cloud resources, whether or not they are pruned.
+    pub fn is_destructive(&self) -> bool {
+        self.deletes_cluster()
+            || !self.removed_instance_groups.is_empty()
+            || self
+                .update_plan
+                .as_ref()
+                .is_some_and(|p| !p.delete.is_empty() || !p.delete_on_prune.is_empty())
+    }
+
+    /// The result in a few words (no failure): counts, or what the stage
+    /// did. Plain text made of numbers and fixed words only.
+    pub fn headline(&self) -> String {
+        match self.stage() {
+            "update" | "apply" => format!("applied: {}", self.counts()),
+            "roll" => match &self.roll_plan {
+                None => "no rolling-update table".to_string(),
+                Some(plan) => {
+                    let pending = plan
+                        .rows
+                        .iter()
+                        .filter(|r| {
+                            r.need_update.is_some_and(|n| n > 0) || r.status == "NeedsUpdate"
+                        })
+                        .count();
+                    match (plan.applied, plan.required) {
+                        (true, _) => "rolling update done".to_string(),
+                        (false, Some(false)) => "no rolling update required".to_string(),
+                        (false, _) if pending > 0 => {
+                            format!("{pending} instance group(s) need a rolling update")
+                        }
+                        (false, _) => "a rolling update is required".to_string(),
+                    }
+                }
+            },
+            "delete" => match (&self.deletion, self.changes_pending) {
+                (Some(_), Some(false)) => "deleted".to_string(),
+                (Some(_), _) => "deletion previewed".to_string(),
+                (None, _) => "not in the state store: nothing to delete".to_string(),
+            },
+            _ if self.deletes_cluster() => {
+                if self.has_changes() || self.deletion.is_some() {
+                    "the whole cluster is to be deleted (absent: true)".to_string()
+                } else {
+                    "absent: true, not in the state store: nothing to delete".to_string()
+                }
+            }
+            _ if self.has_changes() => self.counts(),
+            _ => "no changes".to_string(),
+        }
+    }
+}
+
+/// The title of a stage's reports, as the note's heading names them.
+fn stage_title(stage: &str) -> &'static str {
+    match stage {
+        "dryrun" => "dry run",
+        "update" => "update",
+        "roll" => "rolling update",
+        "apply" => "apply",
+        "delete" => "deletion",
+        _ => "results",
     }
 }
 
@@ -365,6 +570,99 @@ impl ArtifactLinks {
     }
 }
 
+/// How the fleet file at the merge request's head applies one cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetEntry {
+    pub environment: String,
+    pub strategy: ApplyStrategy,
+    pub auto_apply: bool,
+    pub auto_roll: bool,
+    pub prune_instance_groups: bool,
+    pub absent: bool,
+}
+
+impl FleetEntry {
+    fn new(cluster: &Cluster) -> FleetEntry {
+        FleetEntry {
+            environment: cluster.environment.clone(),
+            strategy: cluster.apply.strategy,
+            auto_apply: cluster.apply.auto_apply,
+            auto_roll: cluster.apply.auto_roll,
+            prune_instance_groups: cluster.apply.prune_instance_groups,
+            absent: cluster.absent,
+        }
+    }
+
+    /// The default-branch job that applies the change: `apply`, or
+    /// `update` (then `roll`).
+    fn job(&self) -> &'static str {
+        match self.strategy {
+            ApplyStrategy::Reconcile => "apply",
+            ApplyStrategy::UpdateRoll => "update",
+        }
+    }
+
+    /// The change is applied after merge without a click. Deleting a
+    /// whole cluster never is.
+    fn applies_by_itself(&self) -> bool {
+        self.auto_apply && !self.absent
+    }
+}
+
+/// What the note knows of the fleet file: each cluster's apply settings,
+/// or why the file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetInfo {
+    /// The file as the job names it.
+    pub file: String,
+    pub clusters: std::result::Result<IndexMap<String, FleetEntry>, String>,
+}
+
+/// Longest reason shown for an unreadable fleet file.
+const FLEET_ERROR_MAX_CHARS: usize = 300;
+
+impl FleetInfo {
+    pub fn new(file: &str, fleet: &Fleet) -> FleetInfo {
+        FleetInfo {
+            file: file.to_string(),
+            clusters: Ok(fleet
+                .clusters()
+                .iter()
+                .map(|c| (c.name.clone(), FleetEntry::new(c)))
+                .collect()),
+        }
+    }
+
+    /// Loads `file`. An unreadable or invalid fleet file is not an error:
+    /// the note is still worth posting, and says what it could not tell.
+    pub fn load(file: &str) -> FleetInfo {
+        match Fleet::load(Path::new(file)) {
+            Ok(fleet) => FleetInfo::new(file, &fleet),
+            Err(e) => {
+                let message = e.to_string();
+                tracing::warn!(
+                    "the fleet file {} could not be read, so the note cannot say which clusters apply automatically after merge: {}",
+                    markdown::terminal(file),
+                    markdown::terminal(&message)
+                );
+                let first = message.lines().next().unwrap_or_default();
+                let reason: String = match first.char_indices().nth(FLEET_ERROR_MAX_CHARS) {
+                    Some((at, _)) => format!("{}…", &first[..at]),
+                    None => first.to_string(),
+                };
+                FleetInfo {
+                    file: file.to_string(),
+                    clusters: Err(reason),
+                }
+            }
+        }
+    }
+
+    fn entry(&self, cluster: &str) -> Option<&FleetEntry> {
+        self.clusters.as_ref().ok().and_then(|c| c.get(cluster))
+    }
+}
+
 /// Everything around the summaries that goes into the note.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteContext {
@@ -373,6 +671,11 @@ pub struct NoteContext {
     pub commit: Option<String>,
     pub pipeline_url: Option<String>,
     pub artifacts: Option<ArtifactLinks>,
+    /// The fleet file at the merge request's head; `None` when not read.
+    pub fleet: Option<FleetInfo>,
+    /// Clusters in the fleet file at the merge request's base but not at
+    /// its head.
+    pub left_the_fleet: Vec<String>,
 }
 
 /// A fleet file name as it can appear in a hidden marker: `--` and `>`
@@ -399,24 +702,51 @@ struct Row<'a> {
     failed: Option<&'a str>,
     step: Option<&'a str>,
     counts: String,
+    /// The result in a few words ([`ClusterSummary::headline`]).
+    headline: String,
     changes: bool,
     removed: usize,
+    pruned: usize,
     spec_only: bool,
+    destructive: bool,
+    /// `passed` or `failed`; none when validation did not run.
+    validation: Option<&'static str>,
+    /// The `kops reconcile cluster` phase a failed apply stopped in.
+    stopped_in: Option<&'static str>,
     noteworthy: bool,
 }
 
 impl<'a> Row<'a> {
-    fn new(s: &'a ClusterSummary) -> Row<'a> {
+    fn new(s: &'a ClusterSummary, fleet: Option<&'a FleetEntry>) -> Row<'a> {
+        // A cluster the fleet deletes is destructive even when its dry run
+        // failed before saying so.
+        let destructive = s.is_destructive() || fleet.is_some_and(|f| f.absent);
         Row {
             cluster: &s.cluster,
-            environment: s.environment.as_deref(),
+            environment: s
+                .environment
+                .as_deref()
+                .or(fleet.map(|f| f.environment.as_str())),
             failed: s.failed.as_deref(),
             step: s.failed_step.as_deref(),
             counts: s.counts(),
+            headline: s.headline(),
             changes: s.has_changes(),
             removed: s.removed_instance_groups.len(),
+            pruned: s.pruned_instance_groups.len(),
             spec_only: s.kops_skipped.is_some(),
-            noteworthy: s.noteworthy(),
+            destructive,
+            validation: s
+                .validation
+                .as_ref()
+                .map(|v| if v.passed { "passed" } else { "failed" }),
+            stopped_in: s
+                .failed
+                .as_ref()
+                .and(s.phases.last())
+                .and_then(|p| serde_json::from_value(serde_json::Value::from(p.as_str())).ok())
+                .map(crate::kops::ReconcilePhase::line),
+            noteworthy: s.noteworthy() || destructive,
         }
     }
 }
@@ -434,10 +764,97 @@ struct EnvironmentSummary<'a> {
     failed_names: Vec<&'a str>,
 }
 
+/// One cluster of the destructive section.
 #[derive(Debug, Serialize)]
-struct Removed<'a> {
+struct DestructiveView<'a> {
     cluster: &'a str,
-    groups: &'a [String],
+    environment: Option<&'a str>,
+    /// The whole cluster: `planned` (kops listed what it deletes),
+    /// `deleted`, `absent` (the fleet deletes it, not previewed: the dry
+    /// run failed), `nothing` (the store holds no such cluster), or none.
+    cluster_deletion: Option<&'static str>,
+    removed: &'a [String],
+    /// What becomes of the removed instance groups: `pruned`, `kept` (a
+    /// stage ran without pruning), `prune` / `keep` (what the fleet says
+    /// the default branch does), `unknown` (no fleet).
+    removed_fate: &'static str,
+    /// kOps resources deleted when the change is applied.
+    on_update: Vec<String>,
+    /// kOps resources deleted only when kOps prunes.
+    on_prune: Vec<String>,
+    /// The default-branch job that applies the change (`apply` or
+    /// `update`); none without the fleet.
+    job: Option<&'static str>,
+    /// The change is applied after merge without a click.
+    automatic: bool,
+    /// A dry run's plan, not what a stage did.
+    planned: bool,
+}
+
+impl<'a> DestructiveView<'a> {
+    fn new(
+        row: &Row<'a>,
+        s: &'a ClusterSummary,
+        fleet: Option<&FleetEntry>,
+    ) -> DestructiveView<'a> {
+        let planned = matches!(s.stage(), "dryrun");
+        let cluster_deletion = if s.stage() == "delete" && s.changes_pending == Some(false) {
+            Some(if s.deletion.is_some() {
+                "deleted"
+            } else {
+                "nothing"
+            })
+        } else if s.deletes_cluster() && s.failed.is_none() {
+            Some(if s.has_changes() || s.deletion.is_some() {
+                "planned"
+            } else {
+                "nothing"
+            })
+        } else if s.deletes_cluster() || fleet.is_some_and(|f| f.absent) {
+            Some("absent")
+        } else {
+            None
+        };
+        let removed_fate = match (planned, fleet) {
+            _ if !s.pruned_instance_groups.is_empty() => "pruned",
+            (false, _) => "kept",
+            (true, Some(f)) if f.prune_instance_groups => "prune",
+            (true, Some(_)) => "keep",
+            (true, None) => "unknown",
+        };
+        DestructiveView {
+            cluster: row.cluster,
+            environment: row.environment,
+            cluster_deletion,
+            removed: &s.removed_instance_groups,
+            removed_fate,
+            on_update: s.deleted_on_update(),
+            on_prune: s.deleted_on_prune(),
+            job: fleet.map(FleetEntry::job),
+            automatic: planned && fleet.is_some_and(FleetEntry::applies_by_itself),
+            planned,
+        }
+    }
+}
+
+/// A cluster whose validation failed, with kOps' failures.
+#[derive(Debug, Serialize)]
+struct ValidationView<'a> {
+    cluster: &'a str,
+    environment: Option<&'a str>,
+    failures: &'a [crate::kops::ValidationFailure],
+    /// kops printed something that was not a result.
+    unparsed: bool,
+}
+
+/// Clusters of one environment that the default branch applies without a
+/// click, the same way.
+#[derive(Debug, Serialize)]
+struct AutoGroup<'a> {
+    environment: &'a str,
+    strategy: ApplyStrategy,
+    auto_roll: bool,
+    clusters: Vec<&'a str>,
 }
 
 /// The note template's context.
@@ -446,12 +863,24 @@ struct NoteView<'a> {
     marker: &'a str,
     /// Above this many clusters, a summary per environment comes first.
     summary_from: usize,
+    /// What the reports are of: `dry run`, `apply`…, or `results` when
+    /// they are of different stages.
+    title: &'static str,
     total: usize,
     changed: usize,
     failed: usize,
     clusters: Vec<Row<'a>>,
     environments: Vec<EnvironmentSummary<'a>>,
-    removed: Vec<Removed<'a>>,
+    destructive: Vec<DestructiveView<'a>>,
+    validation_failed: Vec<ValidationView<'a>>,
+    /// Clusters that left the fleet.
+    left: Vec<&'a str>,
+    fleet_file: Option<&'a str>,
+    /// Why the fleet file could not be read.
+    fleet_error: Option<&'a str>,
+    /// Clusters applied after merge without a click; none when the fleet
+    /// file was not read.
+    auto: Option<Vec<AutoGroup<'a>>>,
     commit: Option<&'a str>,
     pipeline_url: Option<&'a str>,
     browse: Option<String>,
@@ -459,10 +888,16 @@ struct NoteView<'a> {
 
 impl<'a> NoteView<'a> {
     fn new(reports: &'a [ClusterReport], ctx: &'a NoteContext) -> NoteView<'a> {
+        let fleet = ctx.fleet.as_ref();
+        let entry = |s: &ClusterSummary| fleet.and_then(|f| f.entry(&s.cluster));
+        let clusters: Vec<Row> = reports
+            .iter()
+            .map(|r| Row::new(&r.summary, entry(&r.summary)))
+            .collect();
         let mut environments: IndexMap<Option<&str>, EnvironmentSummary> = IndexMap::new();
         let (mut changed, mut failed) = (0, 0);
-        for s in reports.iter().map(|r| &r.summary) {
-            let env = s.environment.as_deref();
+        for (s, row) in reports.iter().map(|r| &r.summary).zip(&clusters) {
+            let env = row.environment;
             let e = environments
                 .entry(env)
                 .or_insert_with(|| EnvironmentSummary {
@@ -483,28 +918,103 @@ impl<'a> NoteView<'a> {
                 e.unchanged_names.push(&s.cluster);
             }
         }
+        let destructive = reports
+            .iter()
+            .map(|r| &r.summary)
+            .zip(&clusters)
+            .filter(|(_, row)| row.destructive)
+            .map(|(s, row)| DestructiveView::new(row, s, entry(s)))
+            .collect();
+        let validation_failed = reports
+            .iter()
+            .map(|r| &r.summary)
+            .zip(&clusters)
+            .filter_map(|(s, row)| {
+                let v = s.validation.as_ref().filter(|v| !v.passed)?;
+                Some(ValidationView {
+                    cluster: row.cluster,
+                    environment: row.environment,
+                    failures: &v.failures,
+                    unparsed: !v.unparsed.trim().is_empty(),
+                })
+            })
+            .collect();
+        let mut stages = reports.iter().filter_map(|r| r.summary.stage.as_deref());
+        let title = match stages.next() {
+            None => "dry run",
+            Some(first) if stages.all(|s| s == first) => stage_title(first),
+            Some(_) => "results",
+        };
         NoteView {
             marker: &ctx.marker,
             summary_from: SUMMARY_FROM,
+            title,
             total: reports.len(),
             changed,
             failed,
-            clusters: reports.iter().map(|r| Row::new(&r.summary)).collect(),
             environments: environments.into_values().collect(),
-            removed: reports
-                .iter()
-                .map(|r| &r.summary)
-                .filter(|s| !s.removed_instance_groups.is_empty())
-                .map(|s| Removed {
-                    cluster: &s.cluster,
-                    groups: &s.removed_instance_groups,
-                })
-                .collect(),
+            destructive,
+            validation_failed,
+            left: left_the_fleet(&ctx.left_the_fleet, fleet),
+            fleet_file: fleet.map(|f| f.file.as_str()),
+            // What happens after merge is a merge request's question: the
+            // reports of an apply or a roll are past it.
+            fleet_error: fleet
+                .filter(|_| title == "dry run")
+                .and_then(|f| f.clusters.as_ref().err())
+                .map(String::as_str),
+            auto: fleet
+                .filter(|f| f.clusters.is_ok() && title == "dry run")
+                .map(|f| auto_groups(reports, f)),
+            clusters,
             commit: ctx.commit.as_deref().map(|c| c.get(..12).unwrap_or(c)),
             pipeline_url: ctx.pipeline_url.as_deref(),
             browse: ctx.artifacts.as_ref().map(ArtifactLinks::browse),
         }
     }
+}
+
+/// The clusters that left the fleet, once each; one the fleet file still
+/// has did not leave it (and is said so in the log).
+fn left_the_fleet<'a>(names: &'a [String], fleet: Option<&FleetInfo>) -> Vec<&'a str> {
+    let mut left: Vec<&str> = Vec::new();
+    for name in names {
+        if left.contains(&name.as_str()) {
+            continue;
+        }
+        if fleet.is_some_and(|f| f.entry(name).is_some()) {
+            tracing::warn!(
+                "--left-the-fleet {}: the fleet file still has this cluster, so it did not leave the fleet; left out of the note",
+                markdown::terminal(name)
+            );
+            continue;
+        }
+        left.push(name);
+    }
+    left
+}
+
+/// The note's clusters that the default branch applies without a click,
+/// by environment and strategy, in report order.
+fn auto_groups<'a>(reports: &'a [ClusterReport], fleet: &'a FleetInfo) -> Vec<AutoGroup<'a>> {
+    let mut groups: IndexMap<(&str, &str, bool), AutoGroup> = IndexMap::new();
+    for s in reports.iter().map(|r| &r.summary) {
+        let Some(entry) = fleet.entry(&s.cluster).filter(|e| e.applies_by_itself()) else {
+            continue;
+        };
+        let auto_roll = entry.strategy == ApplyStrategy::UpdateRoll && entry.auto_roll;
+        groups
+            .entry((&entry.environment, entry.strategy.as_str(), auto_roll))
+            .or_insert_with(|| AutoGroup {
+                environment: &entry.environment,
+                strategy: entry.strategy,
+                auto_roll,
+                clusters: Vec::new(),
+            })
+            .clusters
+            .push(&s.cluster);
+    }
+    groups.into_values().collect()
 }
 
 /// The note's Markdown, at most `max_chars` characters.
@@ -551,7 +1061,11 @@ pub fn render_note(
     let mut budget = max_chars - chars(&head) - chars(&footer);
     let mut body = String::new();
     let mut truncated = false;
-    for (report, row) in reports.iter().zip(&view.clusters) {
+    // Destructive clusters' details come first: what a change deletes must
+    // be in the note even when the rest does not fit.
+    let mut order: Vec<usize> = (0..reports.len()).collect();
+    order.sort_by_key(|&i| !view.clusters[i].destructive);
+    for (report, row) in order.iter().map(|&i| (&reports[i], &view.clusters[i])) {
         if !row.noteworthy {
             continue;
         }
@@ -826,6 +1340,9 @@ pub struct NoteRequest {
     pub max_chars: usize,
     /// Only build the note (and write it next to the reports).
     pub dry_run: bool,
+    /// Clusters in the fleet file at the merge request's base that are
+    /// gone at its head (`--left-the-fleet`).
+    pub left_the_fleet: Vec<String>,
 }
 
 /// What `kopsci note` did.
@@ -860,12 +1377,17 @@ pub fn api_from_ci(ci: &CiEnv, token: crate::secret::Secret, what: &str) -> Resu
 /// (`merge-request-note.md`, kept with the job's artifacts) and, in a
 /// merge-request pipeline with a token, posts it.
 pub fn publish(ci: &CiEnv, request: &NoteRequest) -> Result<NoteRun> {
+    for name in &request.left_the_fleet {
+        check_cluster_name(name)?;
+    }
     let reports = load_reports(&request.report_dir, &request.clusters)?;
     let ctx = NoteContext {
         marker: marker(&request.fleet),
         commit: ci.get("CI_COMMIT_SHA").map(str::to_string),
         pipeline_url: ci.get("CI_PIPELINE_URL").map(str::to_string),
         artifacts: ArtifactLinks::new(ci.get("CI_JOB_URL"), &request.report_dir),
+        fleet: Some(FleetInfo::load(&request.fleet)),
+        left_the_fleet: request.left_the_fleet.clone(),
     };
     let body = render_note(&reports, &ctx, request.max_chars)?;
     std::fs::create_dir_all(&request.report_dir).map_err(|e| Error::io(&request.report_dir, e))?;
@@ -942,6 +1464,8 @@ mod tests {
                 Some("https://gitlab.example.com/g/p/-/jobs/9"),
                 Path::new(".kopsci/reports"),
             ),
+            fleet: None,
+            left_the_fleet: Vec::new(),
         }
     }
 
@@ -963,7 +1487,7 @@ mod tests {
             spec_only,
         ];
         let note = render_note(&reports, &ctx(), GITLAB_NOTE_MAX_CHARS).unwrap();
-        assert!(note.starts_with("<!-- kopsci-note fleet=kopsci.yaml -->\n### kopsci dry run: 5 clusters, 3 with changes, 1 failed\n"), "{note}");
+        assert!(note.starts_with("<!-- kopsci-note fleet=kopsci.yaml -->\n### kopsci dry run: 5 clusters, 3 with changes, 1 destructive, 1 failed\n\n### :warning: Destructive changes\n"), "{note}");
         assert!(
             note.contains("| `a.example.com` (dev) | 1 to create, 2 to modify, 0 to delete |\n"),
             "{note}"
@@ -974,8 +1498,8 @@ mod tests {
             "{note}"
         );
         assert!(note.contains("| `e.example.com` (dev) | 0 to create, 0 to modify, 0 to delete (spec diff only: kops did not run) |\n"), "{note}");
-        assert!(note.contains("- `c.example.com`: `nodes-b`\n"), "{note}");
-        assert!(note.contains("| `c.example.com` (dev) | 0 to create, 0 to modify, 0 to delete, 1 removed instance group |\n"), "{note}");
+        assert!(note.contains("- `c.example.com` (dev):\n  - Removed instance groups `nodes-b` (in the state store, no longer in the manifest): deleted only with `prune_instance_groups: true` in the fleet (or `--prune-instance-groups`).\n"), "{note}");
+        assert!(note.contains("| `c.example.com` (dev) | :warning: 0 to create, 0 to modify, 0 to delete, 1 removed instance group |\n"), "{note}");
         assert!(note.contains("<details><summary><code>a.example.com</code>: 1 to create, 2 to modify, 0 to delete</summary>\n\ndiff here\n\n</details>\n"), "{note}");
         assert!(note.ends_with("<sub>kopsci · commit 0123456789ab · [pipeline](https://gitlab.example.com/g/p/-/pipelines/7) · [all reports](https://gitlab.example.com/g/p/-/jobs/9/artifacts/browse/.kopsci/reports)</sub>\n"), "{note}");
         assert!(!note.contains("Truncated"));
@@ -1267,5 +1791,404 @@ mod tests {
         );
         // Details only for clusters with changes.
         assert_eq!(note.matches("<details>").count(), 100, "{note}");
+    }
+
+    const FLEET: &str = "\
+templates: [t]
+environments:
+  dev:
+    auto_apply: true
+    prune_instance_groups: true
+  qa:
+    apply: update-roll
+    auto_apply: true
+    needs: [dev]
+  staging:
+    apply: update-roll
+    auto_apply: true
+    auto_roll: true
+    needs: [qa]
+  prod:
+    needs: [staging]
+clusters:
+  - {name: dev-a.example.com, environment: dev}
+  - {name: dev-b.example.com, environment: dev}
+  - {name: dev-old.example.com, environment: dev, absent: true}
+  - {name: qa-a.example.com, environment: qa}
+  - {name: staging-a.example.com, environment: staging}
+  - {name: prod-a.example.com, environment: prod}
+";
+
+    fn fleet_ctx() -> NoteContext {
+        let fleet = Fleet::parse(FLEET, Path::new("kopsci.yaml"), Path::new("/fleet")).unwrap();
+        NoteContext {
+            fleet: Some(FleetInfo::new("kopsci.yaml", &fleet)),
+            ..ctx()
+        }
+    }
+
+    fn resources(list: &[&str]) -> Vec<ResourceRef> {
+        list.iter()
+            .map(|r| {
+                let (kind, name) = r.split_once('/').unwrap();
+                ResourceRef {
+                    kind: kind.into(),
+                    name: name.into(),
+                }
+            })
+            .collect()
+    }
+
+    /// A dry run that deletes: a removed group and kOps resources.
+    fn deleting(cluster: &str, env: &str) -> ClusterReport {
+        let mut r = report(cluster, (0, 1, 2), Some("the destructive diff\n"));
+        r.summary.environment = Some(env.into());
+        r.summary.stage = Some("dryrun".into());
+        r.summary.changes_pending = Some(true);
+        r.summary.removed_instance_groups = vec!["nodes-old".into()];
+        r.summary.update_plan = Some(PlanDeletions {
+            delete: resources(&["AutoscalingGroup/nodes-old.example.com"]),
+            delete_on_prune: resources(&["SecurityGroupRule/old-rule"]),
+        });
+        r
+    }
+
+    #[test]
+    fn deletions_lead_the_note_with_what_the_fleet_does_with_them() {
+        let mut absent = report(
+            "dev-old.example.com",
+            (0, 0, 0),
+            Some("kops delete preview\n"),
+        );
+        absent.summary.action = Some("delete".into());
+        absent.summary.changes_pending = Some(true);
+        absent.summary.deletion = Some("TYPE NAME ID\ninstance nodes i-1\n".into());
+        let mut qa = deleting("qa-a.example.com", "qa");
+        qa.summary.update_plan = Some(PlanDeletions {
+            delete: Vec::new(),
+            delete_on_prune: resources(&["SecurityGroupRule/old-rule"]),
+        });
+        let reports = vec![
+            report("dev-b.example.com", (1, 0, 0), Some("plain change\n")),
+            deleting("dev-a.example.com", "dev"),
+            absent,
+            qa,
+            deleting("prod-a.example.com", "prod"),
+        ];
+        let note = render_note(&reports, &fleet_ctx(), GITLAB_NOTE_MAX_CHARS).unwrap();
+        if std::env::var_os("KOPSCI_DUMP_NOTE").is_some() {
+            eprintln!("{note}");
+        }
+        assert!(
+            note.contains("### kopsci dry run: 5 clusters, 5 with changes, 4 destructive\n\n### :warning: Destructive changes\n"),
+            "{note}"
+        );
+        let section = note
+            .split("### :warning: Destructive changes")
+            .nth(1)
+            .and_then(|rest| rest.split("| Cluster | Result |").next())
+            .unwrap();
+        // dev prunes, automatically; prod keeps the groups for now.
+        assert!(section.contains("- `dev-a.example.com` (dev):\n  - Removed instance groups `nodes-old` (in the state store, no longer in the manifest): the default branch's `apply` job deletes them (`prune_instance_groups: true`) — **automatically after merge** (`auto_apply: true`).\n"), "{section}");
+        assert!(section.contains("  - kOps resources deleted when the change is applied, by the `apply` job — **automatically after merge** (`auto_apply: true`): `AutoscalingGroup/nodes-old.example.com`\n"), "{section}");
+        assert!(section.contains("  - kOps resources deleted when kOps prunes old resources, which the `apply` job does last — **automatically after merge** (`auto_apply: true`): `SecurityGroupRule/old-rule`\n"), "{section}");
+        assert!(section.contains("- `prod-a.example.com` (prod):\n  - Removed instance groups `nodes-old` (in the state store, no longer in the manifest): kept for now, as `prune_instance_groups` is off"), "{section}");
+        assert!(!section.contains("`prod-a.example.com` (prod):\n  - Removed instance groups `nodes-old` (in the state store, no longer in the manifest): the default"), "{section}");
+        // update-roll: `update` does not prune kOps resources.
+        assert!(section.contains("- `qa-a.example.com` (qa):\n  - Removed instance groups `nodes-old` (in the state store, no longer in the manifest): kept for now"), "{section}");
+        assert!(section.contains("  - kOps resources deleted when kOps prunes old resources: the `update` job keeps them (`kops update cluster` without `--prune`), `kopsci apply` or `kops update cluster --prune --yes` deletes them: `SecurityGroupRule/old-rule`\n"), "{section}");
+        // The absent cluster: deleted by a manual job, never automatically,
+        // although its environment applies by itself.
+        assert!(section.contains("- `dev-old.example.com` (dev):\n  - **The whole cluster is deleted** (`absent: true` in the fleet): a manual `delete` job on the default branch runs `kops delete cluster --yes`, which deletes its cloud resources and its state. It never runs by itself.\n"), "{section}");
+        assert!(!section.contains("dev-b"), "{section}");
+        assert!(note.contains("| `dev-old.example.com` (dev) | :warning: the whole cluster is to be deleted (absent: true) |"), "{note}");
+        // Destructive details first, then the rest.
+        let first = note
+            .find("<details><summary><code>dev-a.example.com</code>")
+            .unwrap();
+        let plain = note
+            .find("<details><summary><code>dev-b.example.com</code>")
+            .unwrap();
+        assert!(first < plain, "{note}");
+    }
+
+    #[test]
+    fn destructive_clusters_keep_their_section_and_details_over_budget() {
+        let big = format!("```diff\n{}```\n", "+ changed line\n".repeat(2_000));
+        let mut reports: Vec<ClusterReport> = (0..1000)
+            .map(|i| {
+                report(
+                    &format!("cluster-{i:04}.k8s.example.com"),
+                    (1, 0, 0),
+                    Some(&big),
+                )
+            })
+            .collect();
+        reports.push(deleting("zz-deletes.k8s.example.com", "dev"));
+        let note = render_note(&reports, &ctx(), DEFAULT_NOTE_BUDGET).unwrap();
+        assert!(note.chars().count() <= DEFAULT_NOTE_BUDGET);
+        assert!(note.contains("**Truncated**"), "over budget");
+        let head = note.split("| Environment |").next().unwrap();
+        assert!(
+            head.contains("### :warning: Destructive changes"),
+            "the section comes before the tables: {head}"
+        );
+        assert!(
+            head.contains("`zz-deletes.k8s.example.com` (dev)"),
+            "{head}"
+        );
+        // Even at the shortest level the section says what is deleted.
+        assert!(
+            head.contains("1 removed instance group")
+                && head.contains("2 kOps resources to delete"),
+            "{head}"
+        );
+        // The last cluster's details made it; many earlier ones did not.
+        assert!(
+            note.contains("<details><summary><code>zz-deletes.k8s.example.com</code>"),
+            "destructive details come first"
+        );
+        assert!(
+            note.matches("<details>").count() < 100,
+            "most details are left out"
+        );
+
+        // A budget far too small for the tables still keeps the section,
+        // right after the heading.
+        let note = render_note(&reports, &ctx(), 1_000).unwrap();
+        assert!(note.chars().count() <= 1_000);
+        assert!(
+            note.contains("### :warning: Destructive changes") && note.contains("zz-deletes"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn an_absent_cluster_whose_dry_run_failed_is_still_a_deletion() {
+        let mut failed = report("dev-old.example.com", (0, 0, 0), None);
+        failed.summary.failed = Some("snapshot failed".into());
+        let note = render_note(&[failed], &fleet_ctx(), GITLAB_NOTE_MAX_CHARS).unwrap();
+        assert!(note.contains("1 destructive, 1 failed"), "{note}");
+        assert!(note.contains("  - **The whole cluster is to be deleted** (`absent: true` in the fleet), by a manual `delete` job on the default branch; this report does not show what `kops delete cluster` deletes.\n"), "{note}");
+    }
+
+    #[test]
+    fn auto_applied_clusters_are_listed_by_environment() {
+        let reports: Vec<ClusterReport> = [
+            ("dev-a.example.com", "dev"),
+            ("dev-b.example.com", "dev"),
+            ("dev-old.example.com", "dev"),
+            ("qa-a.example.com", "qa"),
+            ("staging-a.example.com", "staging"),
+            ("prod-a.example.com", "prod"),
+            // Not in the fleet file at all.
+            ("stray.example.com", "dev"),
+        ]
+        .iter()
+        .map(|(c, env)| {
+            let mut r = report(c, (1, 0, 0), None);
+            r.summary.environment = Some((*env).into());
+            r
+        })
+        .collect();
+        let note = render_note(&reports, &fleet_ctx(), GITLAB_NOTE_MAX_CHARS).unwrap();
+        assert!(note.contains("**After merge**, the default branch applies these clusters without a click (`auto_apply: true`):\n\n\
+- `dev`: `apply` runs by itself (`kops reconcile cluster`: control plane, then nodes): `dev-a.example.com`, `dev-b.example.com`\n\
+- `qa`: `update` runs by itself, `roll` waits for a click: `qa-a.example.com`\n\
+- `staging`: `update`, then `roll`, run by themselves (`auto_roll: true`): `staging-a.example.com`\n\n\
+Any other cluster waits for a click on its manual jobs.\n"), "{note}");
+        let after = note.split("**After merge**").nth(1).unwrap();
+        for never in ["prod-a", "dev-old", "stray"] {
+            assert!(!after.contains(never), "{never}: {after}");
+        }
+
+        // Only manual environments: said so.
+        let prod = vec![report("prod-a.example.com", (1, 0, 0), None)];
+        let note = render_note(&prod, &fleet_ctx(), GITLAB_NOTE_MAX_CHARS).unwrap();
+        assert!(note.contains("**After merge**, nothing is applied without a click: every cluster's jobs on the default branch are manual.\n"), "{note}");
+
+        // Without the fleet file, nothing is claimed either way.
+        let note = render_note(&prod, &ctx(), GITLAB_NOTE_MAX_CHARS).unwrap();
+        assert!(!note.contains("After merge"), "{note}");
+    }
+
+    #[test]
+    fn an_unreadable_fleet_file_is_a_warning_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kopsci.yaml");
+        std::fs::write(&path, "clusters: [oops\n").unwrap();
+        let file = path.display().to_string();
+        for info in [
+            FleetInfo::load(&file),
+            FleetInfo::load(&dir.path().join("missing.yaml").display().to_string()),
+        ] {
+            let reason = info.clusters.clone().unwrap_err();
+            assert!(!reason.contains('\n') && !reason.is_empty(), "{reason}");
+            let ctx = NoteContext {
+                fleet: Some(info),
+                ..ctx()
+            };
+            let note = render_note(
+                &[report("a.example.com", (1, 0, 0), None)],
+                &ctx,
+                GITLAB_NOTE_MAX_CHARS,
+            )
+            .unwrap();
+            let line = note
+                .lines()
+                .find(|l| l.starts_with("> :warning: `"))
+                .unwrap_or_else(|| panic!("{note}"));
+            assert!(
+                line.ends_with("), so this note cannot say which clusters are applied automatically after merge."),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn clusters_that_left_the_fleet_are_listed_never_deleted() {
+        let ctx = NoteContext {
+            left_the_fleet: vec![
+                "gone.example.com".into(),
+                "gone.example.com".into(),
+                // Still in the fleet file: it did not leave.
+                "prod-a.example.com".into(),
+            ],
+            ..fleet_ctx()
+        };
+        let note = render_note(
+            &[report("dev-a.example.com", (1, 0, 0), None)],
+            &ctx,
+            GITLAB_NOTE_MAX_CHARS,
+        )
+        .unwrap();
+        assert!(note.contains(", 1 left the fleet\n"), "{note}");
+        assert!(note.contains("### :warning: Left the fleet\n\n- `gone.example.com`: left the fleet: its cloud resources remain\n\nIn `kopsci.yaml` at the merge request's base but not any more. kopsci never deletes a cluster that leaves the fleet"), "{note}");
+        assert!(
+            note.contains("To delete a cluster, keep its entry with `absent: true` instead"),
+            "{note}"
+        );
+        assert_eq!(note.matches("gone.example.com").count(), 1, "{note}");
+        assert!(!note.contains("`prod-a.example.com`: left"), "{note}");
+
+        // A merge request that only removes a cluster still says so.
+        let note = render_note(&[], &ctx, GITLAB_NOTE_MAX_CHARS).unwrap();
+        assert!(
+            note.contains(
+                "### kopsci dry run: 1 cluster left the fleet\n\n\n### :warning: Left the fleet\n"
+            ) || note.contains(
+                "### kopsci dry run: 1 cluster left the fleet\n\n### :warning: Left the fleet\n"
+            ),
+            "{note}"
+        );
+        assert!(
+            note.contains("No cluster is affected by this change."),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn apply_roll_and_delete_reports_are_not_called_dry_runs() {
+        let mut apply = report("a.example.com", (1, 2, 0), Some("apply report"));
+        apply.summary.stage = Some("apply".into());
+        apply.summary.changes_pending = Some(true);
+        apply.summary.phases = vec!["update-control-plane".into()];
+        apply.summary.validation = Some(ValidationSummary {
+            passed: false,
+            attempts: 3,
+            failures: vec![crate::kops::ValidationFailure {
+                kind: "Machine".into(),
+                name: "i-0abc @ops".into(),
+                message: "machine \"i-0abc\" has not yet joined | cluster".into(),
+            }],
+            unparsed: String::new(),
+        });
+        let note = render_note(
+            std::slice::from_ref(&apply),
+            &fleet_ctx(),
+            GITLAB_NOTE_MAX_CHARS,
+        )
+        .unwrap();
+        assert!(!note.contains("After merge"), "{note}");
+        assert!(
+            note.contains("### kopsci apply: 1 cluster, 1 with changes\n"),
+            "{note}"
+        );
+        assert!(!note.contains("dry run"), "{note}");
+        assert!(note.contains("| `a.example.com` (dev) | applied: 1 to create, 2 to modify, 0 to delete; :x: **validation failed** |"), "{note}");
+        assert!(note.contains(":x: **Validation failed** (`kops validate cluster`):\n\n| Cluster | Type | Name | Message |\n| --- | --- | --- | --- |\n| `a.example.com` (dev) | Machine | `i-0abc @ops` | machine \"i-0abc\" has not yet joined \\| cluster |\n"), "{note}");
+
+        let mut roll = report("b.example.com", (0, 0, 0), None);
+        roll.summary.stage = Some("roll".into());
+        roll.summary.roll_plan = Some(RollSummary {
+            rows: vec![RollRowSummary {
+                name: "nodes".into(),
+                status: "NeedsUpdate".into(),
+                need_update: Some(2),
+            }],
+            required: Some(true),
+            applied: false,
+        });
+        roll.summary.changes_pending = Some(true);
+        let mut deleted = report("c.example.com", (0, 0, 0), None);
+        deleted.summary.stage = Some("delete".into());
+        deleted.summary.action = Some("delete".into());
+        deleted.summary.changes_pending = Some(false);
+        deleted.summary.deletion = Some("deleted".into());
+        let note = render_note(&[apply, roll, deleted], &ctx(), GITLAB_NOTE_MAX_CHARS).unwrap();
+        assert!(note.contains("### kopsci results: 3 clusters"), "{note}");
+        assert!(
+            note.contains("| `b.example.com` (dev) | 1 instance group(s) need a rolling update |"),
+            "{note}"
+        );
+        assert!(
+            note.contains("| `c.example.com` (dev) | :warning: deleted |"),
+            "{note}"
+        );
+        assert!(note.contains("Everything these reports deleted, or left for a later prune:\n\n- `c.example.com` (dev):\n  - **The whole cluster was deleted** (`kops delete cluster --yes`).\n"), "{note}");
+        assert!(!note.contains("dry run"), "{note}");
+    }
+
+    #[test]
+    fn report_fields_the_note_reads_parse_from_a_real_report() {
+        let mut r = crate::stage::report::Report::new(
+            crate::stage::report::StageKind::Apply,
+            "a.example.com",
+            "t".into(),
+        );
+        r.update_plan = Some(crate::kops::parse_update_output(
+            "Will create resources:\n  Instance/new\n\nItems will be deleted during update:\n  AutoscalingGroup/nodes-old\n\nMust specify --yes to apply changes\n",
+        ));
+        r.removed_instance_groups = vec!["nodes-old".into()];
+        r.phases = vec![
+            crate::kops::ReconcilePhase::UpdateControlPlane,
+            crate::kops::ReconcilePhase::WaitForApi,
+        ];
+        r.failed = Some("`kops reconcile cluster` failed".into());
+        r.validation = Some(crate::kops::parse_validate_output(
+            r#"{"failures":[{"type":"Machine","name":"i-1","message":"not ready"}]}"#,
+            false,
+        ));
+        let summary: ClusterSummary = serde_json::from_str(&r.to_json().unwrap()).unwrap();
+        assert_eq!(summary.stage(), "apply");
+        assert_eq!(summary.deleted_on_update(), r.deleted_resources());
+        assert!(summary.is_destructive() && r.is_destructive());
+        let v = summary.validation.clone().unwrap();
+        assert!(!v.passed);
+        assert_eq!(v.failures[0].name, "i-1");
+        let note = render_note(
+            &[ClusterReport {
+                summary,
+                details_path: None,
+                details: None,
+            }],
+            &ctx(),
+            GITLAB_NOTE_MAX_CHARS,
+        )
+        .unwrap();
+        assert!(
+            note.contains("| `a.example.com` | :x: **failed**: 'kops reconcile cluster' failed (stopped in: Waiting for the kubernetes API to be served) |"),
+            "{note}"
+        );
     }
 }

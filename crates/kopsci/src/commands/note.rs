@@ -8,10 +8,12 @@ use kopsci_core::gitlab::note::{
 
 use crate::cli::GlobalArgs;
 use crate::commands::ReportDirArgs;
+use crate::commands::stages::parse_cluster;
 use crate::exit::Exit;
 
 /// Post (or update in place) one merge-request note summarising every
-/// cluster's dry run: counts, removed instance groups, failures, details.
+/// cluster's dry run: deletions first, counts, failures, which clusters
+/// apply automatically after merge, details.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   kopsci note --report-dir .kopsci/reports     In a merge-request pipeline's last job
@@ -19,11 +21,20 @@ use crate::exit::Exit;
                                                Only these clusters (missing reports show as failed)
   kopsci note --print                          Show the note instead of posting it
   kopsci note --max-chars 20000                A shorter note
+  kopsci note --left-the-fleet old.k8s.example.com
+                                               Also list a cluster removed from the fleet file
 
 Posts with KOPSCI_GITLAB_TOKEN (a token with the `api` scope) to
 CI_API_V4_URL, project CI_PROJECT_ID, merge request CI_MERGE_REQUEST_IID.
 Without a token, or outside a merge-request pipeline, it says so in one line
 and exits 0. The note is always written to DIR/merge-request-note.md.
+
+Deletions come first, in a section of their own: clusters marked
+`absent: true`, removed instance groups (pruned or not) and every resource
+kOps says it deletes. The fleet file (--fleet, KOPSCI_FLEET, or kopsci.yaml)
+says which clusters the default branch applies without a click
+(`auto_apply`) and whether removed instance groups are pruned; an
+unreadable fleet file is a warning in the note, not an error.
 
 Redirects are never followed (the token only goes to CI_API_V4_URL's
 origin). Each request is retried on 429/5xx at most five times and given up
@@ -50,6 +61,12 @@ pub struct NoteArgs {
         value_parser = clap::value_parser!(u64).range(1_000..=GITLAB_NOTE_MAX_CHARS as u64)
     )]
     pub max_chars: u64,
+
+    /// A cluster that was in the fleet file at the merge request's base and
+    /// is gone from it: the note lists it as left the fleet, its cloud
+    /// resources remaining (repeatable; the generated pipeline passes them).
+    #[arg(long = "left-the-fleet", value_name = "CLUSTER", value_parser = parse_cluster)]
+    pub left_the_fleet: Vec<String>,
 }
 
 pub fn run(global: &GlobalArgs, args: NoteArgs) -> anyhow::Result<Exit> {
@@ -63,6 +80,7 @@ pub fn run(global: &GlobalArgs, args: NoteArgs) -> anyhow::Result<Exit> {
         clusters: args.clusters,
         max_chars: usize::try_from(args.max_chars).unwrap_or(DEFAULT_NOTE_BUDGET),
         dry_run: args.print,
+        left_the_fleet: args.left_the_fleet,
     };
     match note::publish(&CiEnv::from_env(), &request)? {
         NoteRun::Built { body } => print!("{body}"),

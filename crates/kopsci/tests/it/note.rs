@@ -3,7 +3,9 @@
 //! in place, retries on 429/5xx, truncation, skipped without a token, the
 //! token never printed nor sent anywhere but the API's origin, answers that
 //! are not the note refused, a hanging server given up on, and report text
-//! that cannot mention anyone or break the note.
+//! that cannot mention anyone or break the note. And what the note says:
+//! deletions first whatever the budget, clusters that left the fleet, and
+//! which clusters the fleet applies without a click after merge.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -14,10 +16,25 @@ use crate::support::gitlab::{FakeGitLab, HangingServer, Reply, Seen, TOKEN, echo
 
 const NOTES: &str = "/api/v4/projects/42/merge_requests/7/notes";
 
+/// The fleet the reports are of: `dev` is applied without a click.
+const FLEET: &str = "\
+templates: [templates]
+environments:
+  dev:
+    auto_apply: true
+  prod:
+    needs: [dev]
+clusters:
+  - {name: dev-a.k8s.example.com, environment: dev}
+  - {name: dev-b.k8s.example.com, environment: dev}
+  - {name: prod-a.k8s.example.com, environment: prod}
+";
+
 /// Reports as a dry run leaves them: one cluster with changes and details,
 /// one with a removed instance group; `dev-b` never wrote its report.
 fn reports() -> Sandbox {
     Sandbox::new()
+        .file("kopsci.yaml", FLEET)
         .file(
             ".kopsci/reports/dev-a.k8s.example.com/report.json",
             r#"{"format":"kopsci-report/v1","stage":"dryrun","cluster":"dev-a.k8s.example.com","environment":"dev",
@@ -619,7 +636,7 @@ fn a_report_for_another_cluster_is_shown_as_failed() {
         .success()
         .stdout();
     assert!(
-        body.contains("| `dev-a.k8s.example.com` | :x: **failed**: .kopsci/reports/dev-a.k8s.example.com/report.json: the report is for cluster 'prod-a.k8s.example.com', not 'dev-a.k8s.example.com': refused |"),
+        body.contains("| `dev-a.k8s.example.com` (dev) | :x: **failed**: .kopsci/reports/dev-a.k8s.example.com/report.json: the report is for cluster 'prod-a.k8s.example.com', not 'dev-a.k8s.example.com': refused |"),
         "{body}"
     );
 }
@@ -712,4 +729,194 @@ fn the_budget_is_a_flag_within_gitlabs_limit() {
             .run()
             .expect_code(64);
     }
+}
+
+/// A dry run of an `absent: true` cluster, and one whose kOps plan deletes
+/// resources, with a report.md far over a small budget each.
+fn deleting_reports() -> Sandbox {
+    let big = format!("```diff\n{}```\n", "+ a changed line\n".repeat(2_000));
+    reports()
+        .file(
+            "kopsci.yaml",
+            &format!("{FLEET}  - {{name: old.k8s.example.com, environment: prod, absent: true}}\n"),
+        )
+        .file(
+            ".kopsci/reports/dev-a.k8s.example.com/report.md",
+            &big,
+        )
+        .file(
+            ".kopsci/reports/old.k8s.example.com/report.json",
+            r#"{"format":"kopsci-report/v1","stage":"dryrun","cluster":"old.k8s.example.com","environment":"prod",
+                "action":"delete","changes_pending":true,"deletion":"TYPE\tNAME\tID\ninstance\tnodes\ti-0abc\n","failed":null}"#,
+        )
+        .file(
+            ".kopsci/reports/old.k8s.example.com/report.md",
+            "#### `old.k8s.example.com` — deletion preview\n\n```text\ninstance nodes i-0abc\n```\n",
+        )
+        .file(
+            ".kopsci/reports/prod-a.k8s.example.com/report.json",
+            r#"{"format":"kopsci-report/v1","stage":"dryrun","cluster":"prod-a.k8s.example.com","environment":"prod",
+                "create":0,"update":1,"delete":2,"changes_pending":true,"removed_instance_groups":["nodes-old"],
+                "update_plan":{"create":[],"modify":[{"kind":"LaunchTemplate","name":"nodes","fields":[]}],
+                  "delete":[{"kind":"AutoscalingGroup","name":"nodes-old.prod-a.k8s.example.com","fields":[]}],
+                  "delete_on_prune":[{"kind":"SecurityGroupRule","name":"old-rule @ops","fields":[]}],
+                  "needs_apply":true,"warnings":[]},"failed":null}"#,
+        )
+        .file(".kopsci/reports/prod-a.k8s.example.com/report.md", &big)
+}
+
+#[test]
+fn deletions_are_in_their_own_section_even_over_budget() {
+    let sb = deleting_reports();
+    let body = kopsci_outside_ci(sb.path())
+        .args(["note", "--print", "--max-chars", "8000"])
+        .args(CLUSTERS)
+        .arg("old.k8s.example.com")
+        .run()
+        .success()
+        .stdout();
+    assert!(body.chars().count() <= 8000, "{}", body.chars().count());
+    assert!(body.contains("**Truncated**"), "over budget: {body}");
+    let (head, rest) = body
+        .split_once("| Cluster | Result |")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(
+        head.contains("### kopsci dry run: 4 clusters, 3 with changes, 2 destructive, 1 failed\n\n### :warning: Destructive changes\n"),
+        "{head}"
+    );
+    for item in [
+        "- `prod-a.k8s.example.com` (prod):\n  - Removed instance groups `nodes-old` (in the state store, no longer in the manifest): kept for now, as `prune_instance_groups` is off",
+        "  - kOps resources deleted when the change is applied, by the `apply` job: `AutoscalingGroup/nodes-old.prod-a.k8s.example.com`\n",
+        "  - kOps resources deleted when kOps prunes old resources, which the `apply` job does last: `SecurityGroupRule/old-rule @\u{2060}ops`\n",
+        "- `old.k8s.example.com` (prod):\n  - **The whole cluster is deleted** (`absent: true` in the fleet)",
+    ] {
+        assert!(head.contains(item), "{item:?} missing from:\n{head}");
+    }
+    // The small deletion preview fits and comes first; the big reports,
+    // destructive or not, are links.
+    assert!(
+        rest.contains("<details><summary><code>old.k8s.example.com</code>: the whole cluster is to be deleted (absent: true)</summary>"),
+        "{rest}"
+    );
+    assert!(
+        rest.contains("- `prod-a.k8s.example.com`: details left out\n"),
+        "{rest}"
+    );
+    assert!(!rest.contains("+ a changed line"), "{rest}");
+}
+
+#[test]
+fn clusters_that_left_the_fleet_are_listed_as_remaining() {
+    let sb = reports();
+    let body = kopsci_outside_ci(sb.path())
+        .args(["note", "--print"])
+        .args(["--left-the-fleet", "gone-a.k8s.example.com"])
+        .args(["--left-the-fleet", "gone-b.k8s.example.com"])
+        .args(CLUSTERS)
+        .run()
+        .success()
+        .stdout();
+    assert!(body.contains(", 2 left the fleet\n"), "{body}");
+    assert!(
+        body.contains("### :warning: Left the fleet\n\n- `gone-a.k8s.example.com`: left the fleet: its cloud resources remain\n- `gone-b.k8s.example.com`: left the fleet: its cloud resources remain\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("kopsci never deletes a cluster that leaves the fleet")
+            && body.contains("To delete a cluster, keep its entry with `absent: true` instead"),
+        "{body}"
+    );
+
+    // Only a cluster removed: no dry run, the note still says it.
+    let body = kopsci_outside_ci(sb.path())
+        .args(["note", "--print", "--report-dir", "no-reports"])
+        .args(["--left-the-fleet", "gone-a.k8s.example.com"])
+        .run()
+        .success()
+        .stdout();
+    assert!(
+        body.contains("### kopsci dry run: 1 cluster left the fleet\n")
+            && body.contains(
+                "- `gone-a.k8s.example.com`: left the fleet: its cloud resources remain\n"
+            )
+            && body.contains("No cluster is affected by this change."),
+        "{body}"
+    );
+}
+
+#[test]
+fn left_the_fleet_takes_cluster_names_only() {
+    let sb = reports();
+    for bad in ["../etc", "Gone.example.com", "a/b", "", "x\u{1b}[31m"] {
+        let run = kopsci_outside_ci(sb.path())
+            .args(["note", "--print", "--left-the-fleet", bad])
+            .run()
+            .fails_with(64, &["--left-the-fleet", "invalid cluster name"]);
+        assert!(run.stdout().is_empty());
+        assert!(!run.stderr().contains('\u{1b}'), "{}", run.stderr());
+    }
+}
+
+#[test]
+fn clusters_applied_after_merge_come_from_the_fleet_file() {
+    let sb = reports().file(
+        "fleets/other.yaml",
+        "templates: [t]\nenvironments:\n  dev: {}\n  prod:\n    apply: update-roll\n    auto_apply: true\n    auto_roll: true\nclusters:\n  - {name: dev-a.k8s.example.com, environment: dev}\n  - {name: prod-a.k8s.example.com, environment: prod}\n",
+    );
+    let body = kopsci_outside_ci(sb.path())
+        .args(["note", "--print"])
+        .args(CLUSTERS)
+        .run()
+        .success()
+        .stdout();
+    assert!(
+        body.contains("**After merge**, the default branch applies these clusters without a click (`auto_apply: true`):\n\n- `dev`: `apply` runs by itself (`kops reconcile cluster`: control plane, then nodes): `dev-a.k8s.example.com`, `dev-b.k8s.example.com`\n\nAny other cluster waits for a click on its manual jobs.\n"),
+        "{body}"
+    );
+
+    // Another fleet file, named as the pipeline names it.
+    let body = kopsci_outside_ci(sb.path())
+        .args(["note", "--print", "--fleet", "fleets/other.yaml"])
+        .args(CLUSTERS)
+        .run()
+        .success()
+        .stdout();
+    assert!(
+        body.starts_with("<!-- kopsci-note fleet=fleets/other.yaml -->\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("- `prod`: `update`, then `roll`, run by themselves (`auto_roll: true`): `prod-a.k8s.example.com`\n"),
+        "{body}"
+    );
+    assert!(!body.contains("- `dev`:"), "{body}");
+}
+
+#[test]
+fn an_unreadable_fleet_file_is_a_warning_not_a_failure() {
+    let sb = reports().file("kopsci.yaml", "clusters: [unclosed\n");
+    let run = kopsci_outside_ci(sb.path())
+        .args(["note", "--print"])
+        .args(CLUSTERS)
+        .run()
+        .success();
+    let body = run.stdout();
+    assert!(
+        body.contains("> :warning: `kopsci.yaml` could not be read (")
+            && body.contains(
+                "), so this note cannot say which clusters are applied automatically after merge.\n"
+            ),
+        "{body}"
+    );
+    // The rest of the note is all there.
+    assert!(
+        body.contains("| `dev-a.k8s.example.com` (dev) | 1 to create, 2 to modify, 0 to delete |"),
+        "{body}"
+    );
+    assert!(
+        run.stderr()
+            .contains("the fleet file kopsci.yaml could not be read"),
+        "{}",
+        run.stderr()
+    );
 }
