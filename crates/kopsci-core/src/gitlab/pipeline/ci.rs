@@ -105,14 +105,20 @@ pub struct DryRunJob {
     pub artifacts: Artifacts,
 }
 
-/// A manual job that changes a cluster: update, roll.
+/// A job that changes a cluster: apply, update, roll, delete. Manual
+/// unless the fleet automates it (`when` unset: it runs once its `needs`
+/// succeeded).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeployJob {
     pub stage: String,
     pub needs: Vec<Need>,
-    pub when: When,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<When>,
     pub allow_failure: bool,
     pub interruptible: bool,
+    /// GitLab notation (`3h 30m`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
     pub script: Vec<String>,
     pub resource_group: String,
     pub environment: Environment,
@@ -254,6 +260,8 @@ pub enum EnvironmentAction {
     Prepare,
     /// The job changes what runs in the environment.
     Start,
+    /// The job removes what runs in the environment (a deletion).
+    Stop,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
