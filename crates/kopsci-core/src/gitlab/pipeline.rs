@@ -126,7 +126,8 @@ pub const WEB_IDENTITY_TOKEN_FILE: &str = ".kopsci/web-identity-token";
 /// The CI/CD variable holding the role dry runs assume (read-only).
 pub const DRYRUN_ROLE_VARIABLE: &str = "KOPSCI_DRYRUN_ROLE_ARN";
 
-/// The CI/CD variable holding the role update and roll assume (write).
+/// The CI/CD variable holding the role apply, update, roll and delete
+/// assume (write).
 pub const UPDATE_ROLE_VARIABLE: &str = "KOPSCI_UPDATE_ROLE_ARN";
 
 /// Where kops releases are downloaded from when `kops_version` is set.
@@ -195,7 +196,7 @@ pub struct PipelineOptions {
     pub kops_download_url: String,
     /// Authenticate cluster jobs to AWS with a GitLab ID token for this
     /// audience (`sts.amazonaws.com`): dry runs assume the role in
-    /// `KOPSCI_DRYRUN_ROLE_ARN`, update and roll the one in
+    /// `KOPSCI_DRYRUN_ROLE_ARN`, apply, update, roll and delete the one in
     /// `KOPSCI_UPDATE_ROLE_ARN` (CI/CD variables, which may be scoped to
     /// environments and protected).
     pub aws_oidc_audience: Option<String>,
