@@ -81,6 +81,7 @@
 //! fleet-file order), clusters in fleet-file order.
 
 pub mod ci;
+pub mod downstream;
 mod split;
 
 use std::collections::BTreeSet;
@@ -97,6 +98,8 @@ use crate::gitlab::affected::{
 use crate::gitlab::ci_env::{BaseSource, CiEnv, PipelineKind};
 use crate::gitlab::git::Git;
 use crate::process::shell_quote;
+
+use downstream::DownstreamJobs;
 
 use ci::{
     AccessLevel, AllowFailure, Artifacts, ClusterSetup, Defaults, DeployJob, Document, DryRunJob,
@@ -214,6 +217,9 @@ pub struct PipelineOptions {
     /// (`CI_JOB_NAME`, `CI_PIPELINE_ID`).
     pub generator_job: String,
     pub generator_pipeline: Option<String>,
+    /// Default-branch pipelines: the fleet repository's jobs to run after
+    /// the cluster jobs they `needs:`.
+    pub downstream: Option<DownstreamJobs>,
 }
 
 impl PipelineOptions {
@@ -239,6 +245,7 @@ impl PipelineOptions {
             children_dir: ".kopsci/children".to_string(),
             generator_job: "kopsci:pipeline".to_string(),
             generator_pipeline: None,
+            downstream: None,
         }
     }
 }
@@ -444,6 +451,15 @@ impl Builder {
         self.jobs.insert(name, job);
     }
 
+    /// Adds the downstream jobs whose `needs` this pipeline holds; one
+    /// line per job left out.
+    fn downstream(&mut self, options: &PipelineOptions) -> Result<Vec<String>> {
+        match &options.downstream {
+            Some(downstream) => downstream.add_to(&mut self.jobs, &mut self.stages),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Jobs that a job with `room` free `needs` entries must need so as to
     /// wait for every job of `targets`: `targets` itself when they fit,
     /// else gate jobs named `<prefix>:<n>` in stage `stage`, each needing at
@@ -584,8 +600,9 @@ pub fn generate_files(
         }
         PipelineKind::DefaultBranch => {
             let mut b = deploy(fleet, &affected, &order, options);
+            let notes = b.downstream(options)?;
             nothing_to_do(&mut b);
-            b.finish(header, options, SPLIT_ADVICE)?
+            b.finish(with_notes(header, &notes), options, SPLIT_ADVICE)?
         }
     };
     Ok(Files {
@@ -758,6 +775,14 @@ fn header(
         }
     }
     out
+}
+
+/// The header with one comment line per note.
+fn with_notes(mut header: String, notes: &[String]) -> String {
+    for note in notes {
+        header.push_str(&format!("# {}\n", one_line(note)));
+    }
+    header
 }
 
 fn one_line(text: &str) -> String {
@@ -1978,6 +2003,71 @@ clusters:
                 vec!["dryrun:s.example.com", "apply:s.example.com"],
                 vec!["dryrun:p.example.com", "apply:p.example.com"],
             ]
+        );
+    }
+
+    const DOWNSTREAM: &str = "\
+workloads:p:
+  needs: [\"apply:p.example.com\"]
+  script: [kopsci kubeconfig p.example.com --out \"$CI_PROJECT_DIR/.kube/config\"]
+workloads:s:
+  needs: [\"apply:s.example.com\"]
+  script: [helm list]
+";
+
+    #[test]
+    fn downstream_jobs_follow_the_cluster_jobs_they_need() {
+        let fleet = fleet(RECONCILE);
+        let sel = selection(&fleet, &["p.example.com", "d1.example.com"]);
+        let mut options = PipelineOptions::new(PipelineKind::DefaultBranch);
+        options.downstream =
+            Some(DownstreamJobs::parse(DOWNSTREAM, ".gitlab/after-apply.yml").unwrap());
+        let yaml = generate(&fleet, &sel, &options).unwrap();
+        let doc = parse(&yaml);
+        assert_eq!(
+            doc["workloads:p"],
+            json!({
+                "stage": "downstream",
+                "needs": ["apply:p.example.com"],
+                "script": ["kopsci kubeconfig p.example.com --out \"$CI_PROJECT_DIR/.kube/config\""],
+            })
+        );
+        assert!(doc.get("workloads:s").is_none());
+        assert_eq!(
+            doc["stages"].as_array().unwrap().last().unwrap(),
+            "downstream"
+        );
+        assert!(
+            yaml.contains("# downstream job `workloads:s` left out: it needs `apply:s.example.com`, not in this pipeline\n"),
+            "{yaml}"
+        );
+        // Merge requests and drift never get them.
+        for kind in [PipelineKind::MergeRequest, PipelineKind::Drift] {
+            options.kind = kind;
+            let doc = parse(&generate(&fleet, &sel, &options).unwrap());
+            assert!(doc.get("workloads:p").is_none(), "{kind:?}");
+        }
+        // Split: in the environment pipeline holding the cluster's apply.
+        options.kind = PipelineKind::DefaultBranch;
+        options.split_by_environment = true;
+        let files = generate_files(&fleet, &sel, &options).unwrap();
+        let with: Vec<bool> = files
+            .children
+            .iter()
+            .map(|(_, y)| parse(y).get("workloads:p").is_some())
+            .collect();
+        assert_eq!(with, [false, true], "dev, prod");
+        assert!(
+            files
+                .main
+                .contains("# downstream job `workloads:s` left out: no environment pipeline holds"),
+            "{}",
+            files.main
+        );
+        assert!(
+            !files.main.contains("`workloads:p` left out"),
+            "{}",
+            files.main
         );
     }
 }

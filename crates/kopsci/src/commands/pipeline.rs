@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, ValueEnum};
 use kopsci_core::gitlab::pipeline::ci::AccessLevel;
+use kopsci_core::gitlab::pipeline::downstream::DownstreamJobs;
 use kopsci_core::gitlab::pipeline::{
     self, ArtifactsAccess, GITLAB_MAX_DEPLOYMENTS, KOPS_DOWNLOAD_URL, Limits, PipelineOptions,
     Request,
@@ -29,6 +30,8 @@ use crate::exit::Exit;
   kopsci pipeline --for drift                  Dry runs of every cluster that fail on drift
   kopsci pipeline --for default-branch --all --split-by-environment --out .kopsci/child-pipeline.yml
                                                One child pipeline per environment (in .kopsci/children/)
+  kopsci pipeline --downstream-jobs .gitlab/after-apply.yml
+                                               Your jobs (`needs: [apply:CLUSTER]`) after the cluster jobs
 
 Changes are counted from --changed-since, else CI_MERGE_REQUEST_DIFF_BASE_SHA
 (CI_MERGE_REQUEST_TARGET_BRANCH_SHA in merged-results pipelines), else
@@ -141,6 +144,12 @@ pub struct PipelineArgs {
     #[arg(long, value_name = "URL", default_value = KOPS_DOWNLOAD_URL)]
     pub kops_download_url: String,
 
+    /// Default-branch pipelines: jobs of the fleet repository (a YAML file
+    /// of jobs) added after the cluster jobs they `needs:`, such as a
+    /// workload deploy after `apply:CLUSTER`; empty: none.
+    #[arg(long, value_name = "FILE")]
+    pub downstream_jobs: Option<String>,
+
     /// Authenticate the cluster jobs to AWS with a GitLab ID token for this
     /// audience: dry runs assume $KOPSCI_DRYRUN_ROLE_ARN, apply, update, roll and delete
     /// $KOPSCI_UPDATE_ROLE_ARN (empty: the runner's own credentials).
@@ -213,6 +222,11 @@ pub fn run(global: &GlobalArgs, args: PipelineArgs) -> anyhow::Result<Exit> {
     options.kops_version = args.kops_version.filter(|v| !v.trim().is_empty());
     options.kops_download_url = args.kops_download_url;
     options.aws_oidc_audience = args.aws_oidc_audience.filter(|a| !a.trim().is_empty());
+    options.downstream = args
+        .downstream_jobs
+        .filter(|f| !f.trim().is_empty())
+        .map(|f| DownstreamJobs::load(std::path::Path::new(&f)))
+        .transpose()?;
     let request = Request {
         changed_since: args.changed_since,
         all: args.all,

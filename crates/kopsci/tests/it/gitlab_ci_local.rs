@@ -1064,13 +1064,48 @@ fn default_branch_applies_the_change_through_manual_update_and_roll() {
     );
 }
 
+/// A downstream job of the fleet repository (docs/gitlab.md, "Cluster
+/// credentials for downstream jobs"): after the prod cluster's apply, a
+/// short-lived kubeconfig made in its own script, private, never an
+/// artifact.
+const DOWNSTREAM_JOBS: &str = "\
+workloads:minimal-aws:
+  needs: [\"apply:minimal-aws.example.com\"]
+  variables:
+    KUBECONFIG: $CI_PROJECT_DIR/.kube/config
+  script:
+    - kopsci kubeconfig minimal-aws.example.com --out \"$CI_PROJECT_DIR/.kube/config\" --admin 30m
+    - test \"$(stat -c %a \"$KUBECONFIG\")\" = 600
+    - grep -q https://api.minimal-aws.example.com \"$KUBECONFIG\"
+    - echo \"kubeconfig ready for minimal-aws.example.com\"
+  after_script:
+    - rm -f \"$CI_PROJECT_DIR/.kube/config\"
+workloads:ha:
+  needs: [\"apply:ha.example.com\"]
+  script: [\"false\"]
+";
+
 /// (2c) An environment with `auto_apply: true` applies without anyone
-/// playing a job; a cluster marked `absent: true` in the same change waits
-/// for its manual delete job. Only the two clusters whose fleet entries
+/// playing a job, and the fleet repository's downstream job that needs
+/// that apply runs after it; a cluster marked `absent: true` in the same
+/// change waits for its manual delete job (and the downstream job that
+/// needs its apply is left out). Only the two clusters whose fleet entries
 /// changed run.
 #[test]
 fn auto_apply_runs_without_a_click_and_a_retired_cluster_waits_for_its_delete() {
     let world = World::new();
+    std::fs::create_dir_all(world.repo().join(".gitlab")).expect("mkdir");
+    std::fs::write(
+        world.repo().join(".gitlab/after-apply.yml"),
+        DOWNSTREAM_JOBS,
+    )
+    .expect("write downstream jobs");
+    std::fs::write(
+        world.repo().join(".gitlab-ci.yml"),
+        format!("{GITLAB_CI}      downstream_jobs: .gitlab/after-apply.yml\n"),
+    )
+    .expect("write .gitlab-ci.yml");
+    world.commit("downstream jobs");
     let before_sha = world.git(&["rev-parse", "HEAD"]);
     world.edit_fleet(|fleet| {
         fleet
@@ -1096,7 +1131,32 @@ fn auto_apply_runs_without_a_click_and_a_retired_cluster_waits_for_its_delete() 
         &format!("[kopsci:deploy] -> {}", dryrun_job(TEST_CLUSTER)),
         &format!("[kopsci:deploy] -> {}", dryrun_job(PROD_CLUSTER)),
         &format!("[kopsci:deploy] -> {apply}"),
+        "[kopsci:deploy] -> workloads:minimal-aws",
     ]);
+    assert!(
+        run.log
+            .contains("kubeconfig ready for minimal-aws.example.com"),
+        "{}",
+        run.log
+    );
+    let calls = world.job_kops_calls();
+    assert!(
+        calls.iter().any(|c| c.starts_with(&format!(
+            "export kubeconfig --name {PROD_CLUSTER} --state {STATE} --kubeconfig "
+        )) && c.ends_with("--admin=30m")),
+        "{calls:#?}"
+    );
+    assert!(
+        !world.artifact("workloads:minimal-aws", ".kube").exists(),
+        "the kubeconfig became an artifact"
+    );
+    assert!(
+        world
+            .read_artifact("kopsci:pipeline", ".kopsci/child-pipeline.yml")
+            .contains("# downstream job `workloads:ha` left out: it needs `apply:ha.example.com`, not in this pipeline\n"),
+        "{}",
+        run.log
+    );
     assert!(
         run.log
             .contains("kopsci.yaml: now `absent: true`: a reviewed deletion"),
@@ -1115,7 +1175,8 @@ fn auto_apply_runs_without_a_click_and_a_retired_cluster_waits_for_its_delete() 
             apply.clone(),
             delete.clone(),
             dryrun_job(TEST_CLUSTER),
-            dryrun_job(PROD_CLUSTER)
+            dryrun_job(PROD_CLUSTER),
+            "workloads:minimal-aws".to_string(),
         ]
     );
     world.validate_child_pipeline();

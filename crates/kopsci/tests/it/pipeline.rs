@@ -526,6 +526,85 @@ fn ignored_paths_affect_no_cluster() {
     assert_eq!(dry_runs(&yaml), ["dev-b.k8s.example.com"]);
 }
 
+/// `--downstream-jobs`: the fleet repository's jobs join the default
+/// branch's child pipeline after the cluster jobs they need.
+#[test]
+fn downstream_jobs_join_the_default_branch_after_their_clusters() {
+    let repo = Repo::new("");
+    repo.change_top(
+        ".gitlab/after-apply.yml",
+        "\
+workloads:dev-a:
+  needs: [\"apply:dev-a.k8s.example.com\"]
+  resource_group: kops-dev-a.k8s.example.com
+  script:
+    - kopsci kubeconfig dev-a.k8s.example.com --out \"$CI_PROJECT_DIR/.kube/config\"
+    - helm upgrade --install app charts/app
+workloads:prod-a:
+  needs: [\"apply:prod-a.k8s.example.com\"]
+  script: [helm list]
+",
+    );
+    let base = repo.git(&["rev-parse", "HEAD"]);
+    repo.change("values/clusters/dev-a.yaml", "nodes: 2\n");
+    let run = |kind: &str| {
+        repo.kopsci()
+            .args([
+                "pipeline",
+                "--changed-since",
+                &base,
+                "--for",
+                kind,
+                "--downstream-jobs",
+                ".gitlab/after-apply.yml",
+            ])
+            .run()
+    };
+    let yaml = run("default-branch").success().stdout();
+    validate_text(&repo.sb, "downstream.yml", &yaml);
+    let jobs = jobs(&yaml);
+    assert_eq!(jobs["workloads:dev-a"]["stage"], "downstream");
+    assert_eq!(
+        jobs["workloads:dev-a"]["needs"],
+        serde_json::json!(["apply:dev-a.k8s.example.com"])
+    );
+    assert!(!jobs.contains_key("workloads:prod-a"), "{yaml}");
+    assert!(
+        yaml.contains("# downstream job `workloads:prod-a` left out: it needs `apply:prod-a.k8s.example.com`, not in this pipeline\n"),
+        "{yaml}"
+    );
+    // Merge requests: only dry runs.
+    assert!(
+        !run("merge-request")
+            .success()
+            .stdout()
+            .contains("workloads:")
+    );
+    // An empty value (the component's default) is none; a bad file is a
+    // usage error naming it.
+    repo.kopsci()
+        .args([
+            "pipeline",
+            "--changed-since",
+            &base,
+            "--downstream-jobs",
+            "",
+        ])
+        .run()
+        .success();
+    repo.change_top(
+        ".gitlab/after-apply.yml",
+        "workloads:x:\n  stage: deploy\n  needs: [a]\n",
+    );
+    repo.kopsci()
+        .args(["pipeline", "--downstream-jobs", ".gitlab/after-apply.yml"])
+        .run()
+        .fails_with(
+            64,
+            &[".gitlab/after-apply.yml: job `workloads:x`: leave out `stage:`"],
+        );
+}
+
 /// The default branch follows each cluster's `apply:`, `auto_apply` and
 /// `absent`, in one pipeline mixing all of them.
 #[test]

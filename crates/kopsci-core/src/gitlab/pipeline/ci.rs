@@ -64,6 +64,9 @@ pub enum Job {
     Message(MessageJob),
     Relay(RelayJob),
     Trigger(TriggerJob),
+    /// A job of the fleet repository's own (`--downstream-jobs`), as
+    /// written there, with its `stage:` set.
+    Custom(serde_json::Map<String, serde_json::Value>),
 }
 
 impl Job {
@@ -74,7 +77,8 @@ impl Job {
             Job::Gate(j) => &j.needs,
             Job::Relay(j) => &j.needs,
             Job::Trigger(j) => &j.needs,
-            Job::DryRun(_) | Job::Report(_) | Job::Message(_) => &[],
+            // Its `needs` were checked when its file was read.
+            Job::DryRun(_) | Job::Report(_) | Job::Message(_) | Job::Custom(_) => &[],
         }
     }
 
@@ -84,6 +88,7 @@ impl Job {
         match self {
             Job::DryRun(j) => j.environment.is_some(),
             Job::Deploy(_) => true,
+            Job::Custom(j) => j.contains_key("environment"),
             _ => false,
         }
     }

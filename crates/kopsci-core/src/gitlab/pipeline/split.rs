@@ -65,6 +65,7 @@ pub(super) fn generate(
     b.job(RELAY_JOB.to_string(), relay_job(options));
     let mut children = Vec::new();
     let mut triggers_of: IndexMap<&str, Vec<String>> = IndexMap::new();
+    let mut placed = std::collections::HashSet::new();
     for (seq, env) in order.iter().enumerate() {
         let clusters: Vec<Target> = affected
             .iter()
@@ -100,6 +101,10 @@ pub(super) fn generate(
                 part_name.file
             );
             let mut sub = deploy(fleet, part, order, options);
+            // A downstream job belongs to the one part holding what it
+            // needs: the others leave it out without a word.
+            sub.downstream(options)?;
+            placed.extend(sub.jobs.keys().cloned());
             super::nothing_to_do(&mut sub);
             let names: Vec<&str> = part.iter().map(Target::name).collect();
             let text = header(selection, options, Some((&part_name.describe, &names)));
@@ -109,8 +114,19 @@ pub(super) fn generate(
         }
         triggers_of.insert(env.as_str(), triggers);
     }
+    let notes: Vec<String> = options
+        .downstream
+        .iter()
+        .flat_map(|d| d.job_names())
+        .filter(|name| !placed.contains(*name))
+        .map(|name| {
+            format!(
+                "downstream job `{name}` left out: no environment pipeline holds every job it needs (one cluster's jobs, or jobs of one environment part)"
+            )
+        })
+        .collect();
     let main = b.finish(
-        header(selection, options, None),
+        super::with_notes(header(selection, options, None), &notes),
         options,
         Advice {
             jobs: "pass higher limits, if your GitLab allows them",
