@@ -9,8 +9,12 @@ git repository with GitLab's variables unset:
 
   * merge request: one cluster's values changed since the base
     (`--changed-since BASE --mr-note`): one dry run and the note;
+  * merge request: one cluster's entry in kopsci.yaml changed (the fleet
+    file at the merge base is read with git and parsed, and every
+    cluster's resolved entry compared): one dry run and the note;
   * default branch, every cluster, one pipeline (`--all --max-deployments
-    0`: 3000 cluster jobs, promotion through gate jobs);
+    0`: 2000 cluster jobs with the default `apply: reconcile`, promotion
+    through gate jobs);
   * default branch, every cluster, split by environment
     (`--split-by-environment`, GitLab's default limits);
   * drift (`--for drift --dryrun-environment=false`): every cluster.
@@ -180,6 +184,24 @@ def main() -> None:
             measure("merge request, 1 cluster changed",
                     [k, "pipeline", "--changed-since", base, "--mr-note", "--out", str(out)],
                     repo, args.runs, main_file, args.check_jsonschema),
+        ]
+        # One cluster's fleet-file entry changed, on top.
+        values_commit = git(repo, "rev-parse", "HEAD")
+        fleet_text = (repo / "kopsci.yaml").read_text()
+        entry = f"  - name: {changed}\n    environment: prod\n"
+        assert entry in fleet_text, entry
+        (repo / "kopsci.yaml").write_text(
+            fleet_text.replace(entry, entry + "    apply: update-roll\n"))
+        git(repo, "commit", "-qam", f"{changed}: update-roll")
+        results += [
+            measure("merge request, 1 cluster's entry in kopsci.yaml changed",
+                    [k, "pipeline", "--changed-since", values_commit, "--mr-note", "--out", str(out)],
+                    repo, args.runs, main_file, args.check_jsonschema),
+        ]
+        dry_runs = [j for j in yaml.safe_load(out.read_text()) if str(j).startswith("dryrun:")]
+        if dry_runs != [f"dryrun:{changed}"]:
+            raise SystemExit(f"the fleet-file change selected {dry_runs}, not only {changed}")
+        results += [
             measure("default branch, every cluster, one pipeline (gates)",
                     [k, "pipeline", "--for", "default-branch", "--all", "--max-deployments", "0",
                      "--out", str(out)],

@@ -58,7 +58,8 @@ pub enum PipelineKind {
     /// Dry runs only (and the merge-request note): merge requests and any
     /// branch other than the default one.
     MergeRequest,
-    /// Dry runs, then manual update and roll jobs: the default branch.
+    /// Dry runs, then the jobs that apply (apply, or update and roll) or
+    /// delete: the default branch.
     DefaultBranch,
     /// Dry runs of every cluster with `--detailed-exitcode`, nothing
     /// applied: scheduled pipelines.
@@ -159,7 +160,7 @@ impl CiEnv {
     ///
     /// Scheduled pipelines get drift detection when `drift_on_schedule`
     /// (dry runs only either way). Otherwise only a branch pipeline of the
-    /// default branch gets update and roll jobs; everything else (merge
+    /// default branch gets apply (or update and roll) jobs; everything else (merge
     /// requests, other branches, tags, runs outside CI) gets dry runs only,
     /// so that a mistake here can never offer to apply an unreviewed
     /// change.
@@ -191,7 +192,7 @@ impl CiEnv {
             ),
             _ => (
                 PipelineKind::MergeRequest,
-                "outside GitLab CI: dry runs only; --for default-branch adds update and roll jobs"
+                "outside GitLab CI: dry runs only; --for default-branch adds the apply (or update and roll) jobs"
                     .to_string(),
             ),
         }

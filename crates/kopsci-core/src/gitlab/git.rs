@@ -1,7 +1,8 @@
 //! The git calls `kopsci pipeline` makes, as plain data ([`Invocation`]s)
 //! run by the one process runner ([`Runner`]), output captured, never
 //! echoed: where the repository's top level is, whether a revision exists,
-//! and which files changed.
+//! which files changed, and what a file held at the merge base (the fleet
+//! file, to compare clusters' entries).
 //!
 //! Changes are counted `BASE...HEAD` (three dots: from the merge base of
 //! the two to `HEAD`), not `BASE HEAD`. When `BASE` is already an ancestor
@@ -75,6 +76,24 @@ impl Git {
             .args([format!("{base}...{head}"), "--".to_string()])
     }
 
+    /// `git merge-base BASE HEAD`.
+    pub fn merge_base_invocation(&self, base: &str, head: &str) -> Invocation {
+        self.call(["merge-base", "--end-of-options", base, head])
+    }
+
+    /// `git rev-parse --verify --quiet REV:PATH`: exits 0 with the blob's
+    /// name when `path` (relative to the top level) exists in `rev`.
+    pub fn verify_file_invocation(&self, rev: &str, path: &str) -> Invocation {
+        self.call(["rev-parse", "--verify", "--quiet", "--end-of-options"])
+            .args([format!("{rev}:{path}")])
+    }
+
+    /// `git show REV:PATH`: a file's content in a revision.
+    pub fn show_file_invocation(&self, rev: &str, path: &str) -> Invocation {
+        self.call(["show", "--no-textconv", "--end-of-options"])
+            .args([format!("{rev}:{path}")])
+    }
+
     /// The repository's top level (absolute, as git resolves it).
     pub fn toplevel(&self) -> Result<PathBuf> {
         let inv = self.toplevel_invocation();
@@ -140,6 +159,36 @@ impl Git {
         files.sort();
         files.dedup();
         Ok(files)
+    }
+}
+
+impl Git {
+    /// The commit `git diff BASE...HEAD` counts changes from: the merge
+    /// base of the two.
+    pub fn merge_base(&self, base: &str, head: &str) -> Result<String> {
+        let inv = self.merge_base_invocation(base, head);
+        let out = run(&inv)?;
+        let commit = out.stdout.trim();
+        if out.code != 0 || commit.is_empty() {
+            let hint = "the two revisions share no history in this clone; fetch more history (GIT_DEPTH: 0)";
+            return Err(git_error(&inv, &out.stderr, Some(hint)));
+        }
+        Ok(commit.to_string())
+    }
+
+    /// The text of `path` (relative to the top level, `/`-separated) in
+    /// commit `rev`; `None` when the commit has no such file.
+    pub fn file_at(&self, rev: &str, path: &str) -> Result<Option<String>> {
+        let inv = self.verify_file_invocation(rev, path);
+        if run(&inv)?.code != 0 {
+            return Ok(None);
+        }
+        let inv = self.show_file_invocation(rev, path);
+        let out = run(&inv)?;
+        if out.code != 0 {
+            return Err(git_error(&inv, &out.stderr, None));
+        }
+        Ok(Some(out.stdout))
     }
 }
 
@@ -355,6 +404,17 @@ mod tests {
                 PathBuf::from("b c"),
                 PathBuf::from("moved")
             ]
+        );
+        // What a file held at the merge base; a file it did not have.
+        assert_eq!(git.merge_base(&base, "HEAD").unwrap(), base);
+        assert_eq!(git.file_at(&base, "b c").unwrap().as_deref(), Some("1"));
+        assert_eq!(git.file_at("HEAD", "b c").unwrap().as_deref(), Some("2"));
+        assert_eq!(git.file_at(&base, "moved").unwrap(), None);
+        let err = git.merge_base("no-such-ref", "HEAD").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("`git merge-base --end-of-options no-such-ref HEAD` failed: "),
+            "{err}"
         );
         let err = git.changed_files("no-such-ref", "HEAD").unwrap_err();
         assert!(

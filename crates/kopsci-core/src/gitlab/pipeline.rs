@@ -5,8 +5,14 @@
 //!   dry-run job per affected cluster and, with `mr_note`, a `kopsci:note`
 //!   job that posts the merge-request note from their reports.
 //! * **The default branch** gets the dry runs again (on the merged result),
-//!   then per cluster a manual `update` job that `needs:` its dry run with
-//!   artifacts (the `plan.json` it checks), then a manual `roll` job.
+//!   then per cluster what its fleet entry says (`apply:`): one `apply`
+//!   job (`reconcile`, the default: `kops reconcile cluster`, control plane
+//!   first) or an `update` job then a `roll` job (`update-roll`); each
+//!   first job `needs:` its dry run with artifacts (the `plan.json` it
+//!   checks). A cluster marked `absent: true` gets one `delete` job
+//!   instead. These jobs are manual, except the apply (or update) jobs of
+//!   clusters with `auto_apply: true` and the roll jobs of those with
+//!   `auto_roll: true`; deletions always are.
 //! * **Drift** (scheduled pipelines, `--for drift`) gets a dry run of every
 //!   cluster with `--detailed-exitcode` and nothing that applies: a cluster
 //!   whose live state differs from what the fleet renders fails its job
@@ -18,10 +24,12 @@
 //! Every job of a cluster shares `resource_group: kops-<cluster>`, so two
 //! pipelines never work on one cluster at once, and names the GitLab
 //! environment `<environment>/<cluster>`: `action: prepare` for dry runs
-//! (nothing is deployed), `action: start` for update and roll (they change
-//! the cluster, and a protected environment must guard them). Update and
-//! roll are `interruptible: false`: a newer pipeline must never cancel a
-//! half-applied change. Only the cluster jobs get the runner `tags` (they
+//! (nothing is deployed), `action: start` for apply, update and roll (they
+//! change the cluster, and a protected environment must guard them),
+//! `action: stop` for delete. Those are `interruptible: false`: a newer
+//! pipeline must never cancel a half-applied change. Apply, roll and
+//! delete get the fleet's `apply.timeout` as GitLab `timeout:` (long rolls
+//! outlast GitLab's default hour). Only the cluster jobs get the runner `tags` (they
 //! reach AWS); the note, report, gate and message jobs run anywhere. Cluster
 //! jobs fetch the commit only (`GIT_DEPTH: 1`): they render from the
 //! working tree and need no history.
@@ -38,17 +46,20 @@
 //! so a failed dry run keeps its kops output for debugging; `update` needs
 //! a *successful* dry run.
 //!
-//! **Promotion.** Environments are ordered by their `needs` (a stage pair
-//! `update-<env>`, `roll-<env>` each, in that order). A cluster's update
-//! job waits for the roll jobs of the nearest environments it depends on
-//! that have affected clusters (environments with none are looked
-//! through), so `prod` is updated only after `dev` was rolled. GitLab
-//! allows [`GITLAB_MAX_NEEDS`] `needs` per job: beyond that the update
-//! jobs need *gates* instead, no-op jobs (stage `gate-<env>`) that each
-//! need up to 50 roll jobs, or 50 gates of the level below, so the order
-//! holds at any size. Manual jobs are `allow_failure: false`: otherwise a
-//! failed (or never started) update would count as done and let its roll,
-//! or the next environment, proceed.
+//! **Promotion.** Environments are ordered by their `needs` (stages
+//! `apply-<env>`, `update-<env>`, `roll-<env>`, `delete-<env>` each, those
+//! it uses, in that order). A cluster's first job (apply or update) waits
+//! for the *last* job (apply, or roll) of every affected cluster of the
+//! nearest environments it depends on that have any (environments with
+//! none are looked through), so `prod` changes only after `dev` finished,
+//! whichever strategy each cluster uses. Deletions take no part: they wait
+//! for their own dry run only, and nothing waits for them. GitLab allows
+//! [`GITLAB_MAX_NEEDS`] `needs` per job: beyond that the first jobs need
+//! *gates* instead, no-op jobs (stage `gate-<env>`) that each need up to
+//! 50 jobs, or 50 gates of the level below, so the order holds at any
+//! size. Manual jobs are `allow_failure: false`: otherwise a failed (or
+//! never started) update would count as done and let its roll, or the
+//! next environment, proceed.
 //!
 //! **Limits.** GitLab refuses a pipeline with more jobs than its plan
 //! allows (`ci_pipeline_size`: none by default on self-managed GitLab,
@@ -62,7 +73,7 @@
 //! **AWS.** With `aws_oidc_audience`, cluster jobs get a GitLab ID token
 //! (`id_tokens`) written to a file for the AWS SDKs' web-identity
 //! provider, and `AWS_ROLE_ARN` from `$KOPSCI_DRYRUN_ROLE_ARN` (dry runs)
-//! or `$KOPSCI_UPDATE_ROLE_ARN` (update, roll): the read-only and the write
+//! or `$KOPSCI_UPDATE_ROLE_ARN` (apply, update, roll, delete): the read-only and the write
 //! role are CI/CD variables, so they can be scoped to environments and the
 //! write one protected.
 //!
@@ -70,6 +81,7 @@
 //! fleet-file order), clusters in fleet-file order.
 
 pub mod ci;
+pub mod downstream;
 mod split;
 
 use std::collections::BTreeSet;
@@ -78,13 +90,16 @@ use std::path::Path;
 use indexmap::IndexMap;
 
 use crate::errors::{Error, Result};
-use crate::fleet::Fleet;
+use crate::fleet::{ApplyStrategy, Cluster, Fleet};
 use crate::gitlab::affected::{
-    Everything, RepoPaths, Scope, Selection, changes_since, format_explanation, select,
+    Everything, RepoPaths, Scope, Selection, changes_since, format_explanation, read_fleet_at_base,
+    select,
 };
 use crate::gitlab::ci_env::{BaseSource, CiEnv, PipelineKind};
 use crate::gitlab::git::Git;
 use crate::process::shell_quote;
+
+use downstream::DownstreamJobs;
 
 use ci::{
     AccessLevel, AllowFailure, Artifacts, ClusterSetup, Defaults, DeployJob, Document, DryRunJob,
@@ -114,7 +129,8 @@ pub const WEB_IDENTITY_TOKEN_FILE: &str = ".kopsci/web-identity-token";
 /// The CI/CD variable holding the role dry runs assume (read-only).
 pub const DRYRUN_ROLE_VARIABLE: &str = "KOPSCI_DRYRUN_ROLE_ARN";
 
-/// The CI/CD variable holding the role update and roll assume (write).
+/// The CI/CD variable holding the role apply, update, roll and delete
+/// assume (write).
 pub const UPDATE_ROLE_VARIABLE: &str = "KOPSCI_UPDATE_ROLE_ARN";
 
 /// Where kops releases are downloaded from when `kops_version` is set.
@@ -183,7 +199,7 @@ pub struct PipelineOptions {
     pub kops_download_url: String,
     /// Authenticate cluster jobs to AWS with a GitLab ID token for this
     /// audience (`sts.amazonaws.com`): dry runs assume the role in
-    /// `KOPSCI_DRYRUN_ROLE_ARN`, update and roll the one in
+    /// `KOPSCI_DRYRUN_ROLE_ARN`, apply, update, roll and delete the one in
     /// `KOPSCI_UPDATE_ROLE_ARN` (CI/CD variables, which may be scoped to
     /// environments and protected).
     pub aws_oidc_audience: Option<String>,
@@ -201,6 +217,9 @@ pub struct PipelineOptions {
     /// (`CI_JOB_NAME`, `CI_PIPELINE_ID`).
     pub generator_job: String,
     pub generator_pipeline: Option<String>,
+    /// Default-branch pipelines: the fleet repository's jobs to run after
+    /// the cluster jobs they `needs:`.
+    pub downstream: Option<DownstreamJobs>,
 }
 
 impl PipelineOptions {
@@ -226,6 +245,7 @@ impl PipelineOptions {
             children_dir: ".kopsci/children".to_string(),
             generator_job: "kopsci:pipeline".to_string(),
             generator_pipeline: None,
+            downstream: None,
         }
     }
 }
@@ -233,6 +253,12 @@ impl PipelineOptions {
 /// Job names, one place.
 pub fn dryrun_job(cluster: &str) -> String {
     format!("dryrun:{cluster}")
+}
+pub fn apply_job(cluster: &str) -> String {
+    format!("apply:{cluster}")
+}
+pub fn delete_job(cluster: &str) -> String {
+    format!("delete:{cluster}")
 }
 pub fn update_job(cluster: &str) -> String {
     format!("update:{cluster}")
@@ -269,21 +295,80 @@ pub fn environment_order(fleet: &Fleet) -> Vec<String> {
     placed
 }
 
+/// What the default branch does with an affected cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rollout {
+    /// `apply: reconcile`: one `apply` job.
+    Apply,
+    /// `apply: update-roll`: an `update` job, then a `roll` job.
+    UpdateRoll,
+    /// `absent: true`: one `delete` job, outside promotion.
+    Delete,
+}
+
+impl Rollout {
+    /// Jobs per cluster in a default-branch pipeline, its dry run included.
+    fn jobs(self) -> usize {
+        match self {
+            Rollout::Apply | Rollout::Delete => 2,
+            Rollout::UpdateRoll => 3,
+        }
+    }
+}
+
+/// An affected cluster, with the fleet entry its jobs follow.
+#[derive(Debug, Clone, Copy)]
+struct Target<'a> {
+    cluster: &'a Cluster,
+}
+
+impl<'a> Target<'a> {
+    fn name(&self) -> &'a str {
+        &self.cluster.name
+    }
+
+    fn env(&self) -> &'a str {
+        &self.cluster.environment
+    }
+
+    fn rollout(&self) -> Rollout {
+        match (self.cluster.absent, self.cluster.apply.strategy) {
+            (true, _) => Rollout::Delete,
+            (false, ApplyStrategy::Reconcile) => Rollout::Apply,
+            (false, ApplyStrategy::UpdateRoll) => Rollout::UpdateRoll,
+        }
+    }
+
+    /// The job the next environments wait for: the one that finishes the
+    /// cluster's change. Deletions have none.
+    fn last_job(&self) -> Option<String> {
+        match self.rollout() {
+            Rollout::Apply => Some(apply_job(self.name())),
+            Rollout::UpdateRoll => Some(roll_job(self.name())),
+            Rollout::Delete => None,
+        }
+    }
+}
+
 /// The nearest environments `environment` (transitively) needs that have
-/// affected clusters: those whose rolls must finish before its updates.
+/// affected clusters to promote: those whose changes must finish before
+/// its own start.
 fn predecessor_environments(
     fleet: &Fleet,
     environment: &str,
-    affected: &[(&str, &str)],
+    affected: &[Target],
 ) -> BTreeSet<String> {
     let needs_of = |env: &str| -> Vec<String> {
         fleet
-            .environments()
-            .find(|e| e.name == env)
+            .environment(env)
             .map(|e| e.needs.clone())
             .unwrap_or_default()
     };
-    let has_affected = |env: &str| affected.iter().any(|(_, e)| *e == env);
+    let has_promoted = |env: &str| {
+        affected
+            .iter()
+            .any(|t| t.env() == env && t.rollout() != Rollout::Delete)
+    };
     let mut seen = BTreeSet::new();
     let mut stack = needs_of(environment);
     let mut gates = BTreeSet::new();
@@ -291,7 +376,7 @@ fn predecessor_environments(
         if !seen.insert(env.clone()) {
             continue;
         }
-        if has_affected(&env) {
+        if has_promoted(&env) {
             gates.insert(env);
         } else {
             stack.extend(needs_of(&env));
@@ -300,31 +385,46 @@ fn predecessor_environments(
     gates
 }
 
-/// The affected clusters whose roll must finish before `environment`'s
-/// updates, in fleet order.
-fn promotion_predecessors(
-    fleet: &Fleet,
-    environment: &str,
-    affected: &[(&str, &str)],
-) -> Vec<String> {
+/// The jobs that must finish before `environment`'s clusters change: the
+/// last job of each affected cluster of its predecessor environments, in
+/// promotion order.
+fn promotion_predecessors(fleet: &Fleet, environment: &str, affected: &[Target]) -> Vec<String> {
     let envs = predecessor_environments(fleet, environment, affected);
     affected
         .iter()
-        .filter(|(_, env)| envs.contains(*env))
-        .map(|(cluster, _)| cluster.to_string())
+        .filter(|t| envs.contains(t.env()))
+        .filter_map(Target::last_job)
         .collect()
 }
 
-/// The affected clusters with their environments, environments in
-/// promotion order, clusters in fleet order within each.
-fn affected_in_order<'a>(selection: &'a Selection, order: &[String]) -> Vec<(&'a str, &'a str)> {
-    let mut affected = Vec::new();
-    for env in order {
-        for choice in selection.affected().filter(|c| c.environment == *env) {
-            affected.push((choice.cluster.as_str(), choice.environment.as_str()));
-        }
+/// The affected clusters, environments in promotion order, clusters in
+/// fleet order within each.
+fn affected_in_order<'a>(
+    fleet: &'a Fleet,
+    selection: &Selection,
+    order: &[String],
+) -> Result<Vec<Target<'a>>> {
+    let by_name: std::collections::HashMap<&str, &Cluster> = fleet
+        .clusters()
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
+    let mut chosen = Vec::with_capacity(selection.affected_count());
+    for choice in selection.affected() {
+        let cluster = by_name.get(choice.cluster.as_str()).ok_or_else(|| {
+            Error::Pipeline(format!(
+                "cluster `{}` was selected but is not in {}",
+                choice.cluster,
+                fleet.path().display()
+            ))
+        })?;
+        chosen.push(Target { cluster });
     }
-    affected
+    let mut affected = Vec::with_capacity(chosen.len());
+    for env in order {
+        affected.extend(chosen.iter().filter(|t| t.env() == env));
+    }
+    Ok(affected)
 }
 
 /// A pipeline being put together: its stages and jobs, in order.
@@ -349,6 +449,15 @@ impl Builder {
 
     fn job(&mut self, name: String, job: Job) {
         self.jobs.insert(name, job);
+    }
+
+    /// Adds the downstream jobs whose `needs` this pipeline holds; one
+    /// line per job left out.
+    fn downstream(&mut self, options: &PipelineOptions) -> Result<Vec<String>> {
+        match &options.downstream {
+            Some(downstream) => downstream.add_to(&mut self.jobs, &mut self.stages),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Jobs that a job with `room` free `needs` entries must need so as to
@@ -463,15 +572,16 @@ pub fn generate_files(
     options: &PipelineOptions,
 ) -> Result<Files> {
     let order = environment_order(fleet);
-    let affected = affected_in_order(selection, &order);
+    let affected = affected_in_order(fleet, selection, &order)?;
     let header = header(selection, options, None);
     let main = match options.kind {
         PipelineKind::MergeRequest => {
             let mut b = dry_runs(&affected, options);
             if options.mr_note {
                 b.stage("report");
-                let clusters: Vec<&str> = affected.iter().map(|(c, _)| *c).collect();
-                b.job(NOTE_JOB.to_string(), note_job(&clusters, options));
+                let clusters: Vec<&str> = affected.iter().map(Target::name).collect();
+                let left: Vec<&str> = selection.left.iter().map(|l| l.cluster.as_str()).collect();
+                b.job(NOTE_JOB.to_string(), note_job(&clusters, &left, options));
             }
             nothing_to_do(&mut b);
             b.finish(header, options, DRY_RUN_ADVICE)?
@@ -490,8 +600,9 @@ pub fn generate_files(
         }
         PipelineKind::DefaultBranch => {
             let mut b = deploy(fleet, &affected, &order, options);
+            let notes = b.downstream(options)?;
             nothing_to_do(&mut b);
-            b.finish(header, options, SPLIT_ADVICE)?
+            b.finish(with_notes(header, &notes), options, SPLIT_ADVICE)?
         }
     };
     Ok(Files {
@@ -519,59 +630,79 @@ const SPLIT_ADVICE: Advice = Advice {
 };
 
 /// A dry run per affected cluster.
-fn dry_runs(affected: &[(&str, &str)], options: &PipelineOptions) -> Builder {
+fn dry_runs(affected: &[Target], options: &PipelineOptions) -> Builder {
     let mut b = Builder::new();
     if !affected.is_empty() {
         b.stage("dryrun");
     }
-    for (cluster, env) in affected {
-        b.job(dryrun_job(cluster), dryrun(cluster, env, options));
+    for t in affected {
+        b.job(dryrun_job(t.name()), dryrun(t.name(), t.env(), options));
     }
     b
 }
 
-/// Dry runs, then per environment in promotion order its updates (after
-/// the rolls of the environments it needs, through gates when they are
-/// many) and rolls.
+/// Dry runs, then per environment in promotion order what each cluster's
+/// fleet entry asks for: an apply, or an update then a roll, once the
+/// environments it needs finished (through gates when they are many); a
+/// deletion for a cluster marked `absent: true`.
 fn deploy(
     fleet: &Fleet,
-    affected: &[(&str, &str)],
+    affected: &[Target],
     order: &[String],
     options: &PipelineOptions,
 ) -> Builder {
     let mut b = dry_runs(affected, options);
     for env in order {
-        let clusters: Vec<&str> = affected
-            .iter()
-            .filter(|(_, e)| e == env)
-            .map(|(c, _)| *c)
-            .collect();
-        if clusters.is_empty() {
-            continue;
-        }
-        let rolls = promotion_predecessors(fleet, env, affected)
-            .iter()
-            .map(|c| roll_job(c))
-            .collect();
-        // One `needs` entry is the update's own dry run.
-        let waits = b.fan_in(
-            rolls,
-            GITLAB_MAX_NEEDS - 1,
-            &format!("gate:{env}"),
-            &format!("gate-{env}"),
+        let here: Vec<&Target> = affected.iter().filter(|t| t.env() == env).collect();
+        let of = |rollout: Rollout| -> Vec<&Target> {
+            here.iter()
+                .copied()
+                .filter(|t| t.rollout() == rollout)
+                .collect()
+        };
+        let (applies, updates, deletes) = (
+            of(Rollout::Apply),
+            of(Rollout::UpdateRoll),
+            of(Rollout::Delete),
         );
-        let update_stage = format!("update-{env}");
-        let roll_stage = format!("roll-{env}");
-        b.stage(&update_stage);
-        b.stage(&roll_stage);
-        for cluster in &clusters {
-            b.job(
-                update_job(cluster),
-                update(cluster, env, &update_stage, &waits, options),
-            );
+        let waits = if applies.is_empty() && updates.is_empty() {
+            Vec::new()
+        } else {
+            // One `needs` entry is the job's own dry run.
+            b.fan_in(
+                promotion_predecessors(fleet, env, affected),
+                GITLAB_MAX_NEEDS - 1,
+                &format!("gate:{env}"),
+                &format!("gate-{env}"),
+            )
+        };
+        if !applies.is_empty() {
+            let stage = format!("apply-{env}");
+            b.stage(&stage);
+            for t in &applies {
+                b.job(apply_job(t.name()), apply(t, &stage, &waits, options));
+            }
         }
-        for cluster in &clusters {
-            b.job(roll_job(cluster), roll(cluster, env, &roll_stage, options));
+        if !updates.is_empty() {
+            let (update_stage, roll_stage) = (format!("update-{env}"), format!("roll-{env}"));
+            b.stage(&update_stage);
+            b.stage(&roll_stage);
+            for t in &updates {
+                b.job(
+                    update_job(t.name()),
+                    update(t, &update_stage, &waits, options),
+                );
+            }
+            for t in &updates {
+                b.job(roll_job(t.name()), roll(t, &roll_stage, options));
+            }
+        }
+        if !deletes.is_empty() {
+            let stage = format!("delete-{env}");
+            b.stage(&stage);
+            for t in &deletes {
+                b.job(delete_job(t.name()), delete(t, &stage, options));
+            }
         }
     }
     b
@@ -635,7 +766,23 @@ fn header(
         };
         out.push_str(&format!("#   {}: {why}\n", choice.cluster));
     }
+    if part.is_none() {
+        for left in &selection.left {
+            out.push_str(&format!(
+                "#   {}: left the fleet (in the fleet file at the base, gone now; nothing here deletes it)\n",
+                left.cluster
+            ));
+        }
+    }
     out
+}
+
+/// The header with one comment line per note.
+fn with_notes(mut header: String, notes: &[String]) -> String {
+    for note in notes {
+        header.push_str(&format!("# {}\n", one_line(note)));
+    }
+    header
 }
 
 fn one_line(text: &str) -> String {
@@ -761,58 +908,109 @@ fn dryrun(cluster: &str, env: &str, options: &PipelineOptions) -> Job {
     })
 }
 
-/// A manual job that changes the cluster: blocking, never cancelled, in
-/// the cluster's resource group and environment, as the update role.
-fn manual_job(
-    cluster: &str,
-    env: &str,
+/// A job that changes the cluster: blocking, never cancelled, in the
+/// cluster's resource group and environment, as the update role; manual
+/// unless `automatic`.
+fn deploy_job(
+    t: &Target,
     stage: &str,
     needs: Vec<Need>,
     command: String,
+    automatic: bool,
     options: &PipelineOptions,
 ) -> DeployJob {
     DeployJob {
         stage: stage.to_string(),
         needs,
-        when: When::Manual,
+        when: (!automatic).then_some(When::Manual),
         allow_failure: false,
         interruptible: false,
+        timeout: None,
         script: vec![command],
-        resource_group: format!("kops-{cluster}"),
-        environment: environment(env, cluster, EnvironmentAction::Start),
+        resource_group: format!("kops-{}", t.name()),
+        environment: environment(t.env(), t.name(), EnvironmentAction::Start),
         setup: cluster_setup(UPDATE_ROLE_VARIABLE, options),
-        artifacts: None,
+        artifacts: Some(artifacts(
+            options,
+            Some(When::Always),
+            vec![format!("{}/", cluster_dir(options, t.name()))],
+        )),
     }
 }
 
-fn update(
-    cluster: &str,
-    env: &str,
-    stage: &str,
-    waits: &[String],
-    options: &PipelineOptions,
-) -> Job {
-    let mut needs = vec![Need::job(dryrun_job(cluster), true)];
-    needs.extend(waits.iter().map(|w| Need::job(w.clone(), false)));
-    let command = format!(
-        "{} update {cluster} --report-dir {}",
+/// `kopsci STAGE CLUSTER --report-dir DIR` and the rest.
+fn cluster_command(options: &PipelineOptions, stage: &str, cluster: &str, rest: &str) -> String {
+    format!(
+        "{} {stage} {cluster} --report-dir {}{rest}",
         options.kopsci,
         report_dir_arg(options)
-    );
-    let mut job = manual_job(cluster, env, stage, needs, command, options);
-    job.artifacts = Some(artifacts(
+    )
+}
+
+/// The first job of a change needs its dry run's artifacts (the plan it
+/// checks) and the jobs of earlier environments.
+fn first_needs(cluster: &str, waits: &[String]) -> Vec<Need> {
+    let mut needs = vec![Need::job(dryrun_job(cluster), true)];
+    needs.extend(waits.iter().map(|w| Need::job(w.clone(), false)));
+    needs
+}
+
+fn apply(t: &Target, stage: &str, waits: &[String], options: &PipelineOptions) -> Job {
+    let settings = &t.cluster.apply;
+    let mut job = deploy_job(
+        t,
+        stage,
+        first_needs(t.name(), waits),
+        cluster_command(options, "apply", t.name(), ""),
+        settings.auto_apply,
         options,
-        Some(When::Always),
-        vec![format!("{}/", cluster_dir(options, cluster))],
-    ));
+    );
+    job.timeout = Some(settings.timeout.gitlab());
     Job::Deploy(job)
 }
 
-fn roll(cluster: &str, env: &str, stage: &str, options: &PipelineOptions) -> Job {
-    let needs = vec![Need::job(update_job(cluster), false)];
+fn update(t: &Target, stage: &str, waits: &[String], options: &PipelineOptions) -> Job {
+    Job::Deploy(deploy_job(
+        t,
+        stage,
+        first_needs(t.name(), waits),
+        cluster_command(options, "update", t.name(), ""),
+        t.cluster.apply.auto_apply,
+        options,
+    ))
+}
+
+fn roll(t: &Target, stage: &str, options: &PipelineOptions) -> Job {
+    let settings = &t.cluster.apply;
+    let needs = vec![Need::job(update_job(t.name()), false)];
     // Rolling replaces instances: the update role, not the dry run's.
-    let command = format!("{} roll {cluster} --yes", options.kopsci);
-    Job::Deploy(manual_job(cluster, env, stage, needs, command, options))
+    let mut job = deploy_job(
+        t,
+        stage,
+        needs,
+        cluster_command(options, "roll", t.name(), " --yes"),
+        settings.auto_roll,
+        options,
+    );
+    job.timeout = Some(settings.timeout.gitlab());
+    Job::Deploy(job)
+}
+
+/// Deletes a cluster marked `absent: true`: always a click, after its dry
+/// run showed what goes; stops the cluster's GitLab environment.
+fn delete(t: &Target, stage: &str, options: &PipelineOptions) -> Job {
+    let needs = vec![Need::job(dryrun_job(t.name()), false)];
+    let mut job = deploy_job(
+        t,
+        stage,
+        needs,
+        cluster_command(options, "delete", t.name(), " --yes"),
+        false,
+        options,
+    );
+    job.environment.action = EnvironmentAction::Stop;
+    job.timeout = Some(t.cluster.apply.timeout.gitlab());
+    Job::Deploy(job)
 }
 
 /// A no-op job that succeeds once every job of `group` has.
@@ -828,15 +1026,22 @@ fn gate_job(stage: &str, group: &[String]) -> Job {
     })
 }
 
-fn note_job(clusters: &[&str], options: &PipelineOptions) -> Job {
+/// `left`: clusters that left the fleet, for the note to list.
+fn note_job(clusters: &[&str], left: &[&str], options: &PipelineOptions) -> Job {
     let mut command = format!(
         "{} note --report-dir {}",
         options.kopsci,
         report_dir_arg(options)
     );
+    // Cluster names are checked kOps names, quoted all the same: the
+    // script is a shell's.
+    for cluster in left {
+        command.push_str(" --left-the-fleet ");
+        command.push_str(&shell_quote(cluster.as_ref()));
+    }
     for cluster in clusters {
         command.push(' ');
-        command.push_str(cluster);
+        command.push_str(&shell_quote(cluster.as_ref()));
     }
     // No `needs`: a job downloads the artifacts of every job of the earlier
     // stages, with no limit on how many; `when: always` posts failures too.
@@ -930,8 +1135,6 @@ pub fn generate_child_pipeline(
         Some(kind) => (kind, "--for".to_string()),
         None => ci.pipeline_kind_with(request.drift_on_schedule),
     };
-    let scope = scope(&git, ci, kind, &request)?;
-    let selection = select(fleet, &scope, &repo);
     let fleet_in_repo = repo.in_repo(fleet.path()).ok_or_else(|| {
         Error::Usage(format!(
             "the fleet file {} is outside the git repository at {}",
@@ -939,6 +1142,11 @@ pub fn generate_child_pipeline(
             repo.toplevel().display()
         ))
     })?;
+    let mut scope = scope(&git, ci, kind, &request)?;
+    if let Scope::Changes(changes) = &mut scope {
+        read_fleet_at_base(&git, changes, &fleet_in_repo);
+    }
+    let selection = select(fleet, &scope, &repo);
     let mut options = request.options;
     options.kind = kind;
     options.fleet = fleet_in_repo.display().to_string();
@@ -1003,8 +1211,11 @@ mod tests {
         Fleet::parse(src, Path::new("kopsci.yaml"), Path::new("/fleet")).unwrap()
     }
 
+    /// `update-roll` fleet-wide: the tests written before `apply` existed
+    /// keep checking that path.
     const FLEET: &str = "\
 templates: [t]
+apply: update-roll
 environments:
   prod: {needs: [staging]}
   staging: {needs: [dev]}
@@ -1034,7 +1245,29 @@ clusters:
                     },
                 })
                 .collect(),
+            ..Selection::default()
         }
+    }
+
+    fn default_branch(fleet: &Fleet, affected: &[&str]) -> serde_json::Value {
+        let sel = selection(fleet, affected);
+        parse(
+            &generate(
+                fleet,
+                &sel,
+                &PipelineOptions::new(PipelineKind::DefaultBranch),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn job_names(doc: &serde_json::Value) -> Vec<&str> {
+        doc.as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "stages" && *k != "variables" && *k != "default")
+            .collect()
     }
 
     fn parse(yaml: &str) -> serde_json::Value {
@@ -1166,8 +1399,9 @@ clusters:
     /// environment are now waited for through gates.
     #[test]
     fn more_rolls_than_needs_allow_are_waited_for_through_gates() {
-        let mut src =
-            String::from("templates: [t]\nenvironments:\n  a: {}\n  b: {needs: [a]}\nclusters:\n");
+        let mut src = String::from(
+            "templates: [t]\napply: update-roll\nenvironments:\n  a: {}\n  b: {needs: [a]}\nclusters:\n",
+        );
         for i in 0..GITLAB_MAX_NEEDS {
             src.push_str(&format!("  - {{name: a{i}.example.com, environment: a}}\n"));
         }
@@ -1382,9 +1616,458 @@ clusters:
             "out dir/d1.example.com/gitlab-terraform-report.json"
         );
         assert!(dry.get("environment").is_none());
+        // Formerly `./bin/kopsci roll d1.example.com --yes`: the roll's
+        // report (its validation) is now kept as an artifact.
         assert_eq!(
             doc["roll:d1.example.com"]["script"][0],
-            "./bin/kopsci roll d1.example.com --yes"
+            "./bin/kopsci roll d1.example.com --report-dir 'out dir/' --yes"
+        );
+        assert_eq!(
+            doc["roll:d1.example.com"]["artifacts"]["paths"],
+            json!(["out dir/d1.example.com/"])
+        );
+    }
+
+    const RECONCILE: &str = "\
+templates: [t]
+environments:
+  prod: {needs: [staging]}
+  staging: {needs: [dev]}
+  dev: {}
+clusters:
+  - {name: p.example.com, environment: prod}
+  - {name: d1.example.com, environment: dev}
+  - {name: s.example.com, environment: staging}
+  - {name: d2.example.com, environment: dev}
+";
+
+    #[test]
+    fn reconcile_clusters_get_one_manual_apply_job_with_the_fleets_timeout() {
+        let fleet = fleet(&RECONCILE.replace(
+            "  - {name: d2.example.com, environment: dev}",
+            "  - {name: d2.example.com, environment: dev, apply: {timeout: 1h30m}}",
+        ));
+        let doc = default_branch(
+            &fleet,
+            &["p.example.com", "d1.example.com", "d2.example.com"],
+        );
+        assert_eq!(doc["stages"], json!(["dryrun", "apply-dev", "apply-prod"]));
+        assert_eq!(
+            job_names(&doc),
+            [
+                "dryrun:d1.example.com",
+                "dryrun:d2.example.com",
+                "dryrun:p.example.com",
+                "apply:d1.example.com",
+                "apply:d2.example.com",
+                "apply:p.example.com",
+            ]
+        );
+        let apply = &doc["apply:d1.example.com"];
+        assert_eq!(
+            apply,
+            &json!({
+                "stage": "apply-dev",
+                "needs": [{"job": "dryrun:d1.example.com", "artifacts": true}],
+                "when": "manual",
+                "allow_failure": false,
+                "interruptible": false,
+                "timeout": "3h",
+                "script": ["kopsci apply d1.example.com --report-dir .kopsci/reports"],
+                "resource_group": "kops-d1.example.com",
+                "environment": {"name": "dev/d1.example.com", "action": "start"},
+                "variables": {"GIT_DEPTH": "1"},
+                "artifacts": {
+                    "when": "always",
+                    "expire_in": "1 week",
+                    "access": "developer",
+                    "paths": [".kopsci/reports/d1.example.com/"],
+                },
+            })
+        );
+        assert_eq!(doc["apply:d2.example.com"]["timeout"], "1h 30m");
+        // prod (staging unaffected, looked through) waits for dev's applies.
+        assert_eq!(
+            doc["apply:p.example.com"]["needs"],
+            json!([
+                {"job": "dryrun:p.example.com", "artifacts": true},
+                {"job": "apply:d1.example.com", "artifacts": false},
+                {"job": "apply:d2.example.com", "artifacts": false},
+            ])
+        );
+        // No flag that could contradict the fleet's prune setting: the
+        // stage reads the fleet.
+        for name in job_names(&doc) {
+            let script = doc[name]["script"][0].as_str().unwrap();
+            assert!(!script.contains("prune"), "{name}: {script}");
+        }
+    }
+
+    /// Promotion waits for each cluster's last job, whatever its strategy:
+    /// the apply of a reconcile cluster, the roll of an update-roll one.
+    #[test]
+    fn promotion_holds_across_a_fleet_mixing_strategies() {
+        let src = "\
+templates: [t]
+environments:
+  dev: {apply: update-roll}
+  staging: {needs: [dev]}
+  prod: {needs: [staging], apply: update-roll}
+clusters:
+  - {name: d1.example.com, environment: dev}
+  - {name: d2.example.com, environment: dev, apply: reconcile}
+  - {name: s1.example.com, environment: staging}
+  - {name: s2.example.com, environment: staging, apply: {strategy: update-roll, timeout: 5h}}
+  - {name: p.example.com, environment: prod}
+";
+        let fleet = fleet(src);
+        let all = fleet.cluster_names();
+        let doc = default_branch(&fleet, &all);
+        assert_eq!(
+            doc["stages"],
+            json!([
+                "dryrun",
+                "apply-dev",
+                "update-dev",
+                "roll-dev",
+                "apply-staging",
+                "update-staging",
+                "roll-staging",
+                "update-prod",
+                "roll-prod"
+            ])
+        );
+        let needs = |job: &str| -> Vec<String> {
+            doc[job]["needs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["job"].as_str().unwrap().to_string())
+                .collect()
+        };
+        for first in ["apply:s1.example.com", "update:s2.example.com"] {
+            assert_eq!(
+                needs(first)[1..],
+                ["roll:d1.example.com", "apply:d2.example.com"],
+                "{first}"
+            );
+        }
+        assert_eq!(
+            needs("update:p.example.com"),
+            [
+                "dryrun:p.example.com",
+                "apply:s1.example.com",
+                "roll:s2.example.com"
+            ]
+        );
+        assert_eq!(needs("roll:s2.example.com"), ["update:s2.example.com"]);
+        // The roll gets the fleet's timeout; the update does not need one.
+        assert_eq!(doc["roll:s2.example.com"]["timeout"], "5h");
+        assert_eq!(doc["roll:p.example.com"]["timeout"], "3h");
+        assert!(doc["update:p.example.com"].get("timeout").is_none());
+        for job in [
+            "apply:d2.example.com",
+            "update:d1.example.com",
+            "roll:d1.example.com",
+        ] {
+            assert_eq!(doc[job]["when"], "manual", "{job}");
+            assert_eq!(doc[job]["interruptible"], false, "{job}");
+        }
+        assert!(doc.get("apply:d1.example.com").is_none());
+        assert!(doc.get("update:d2.example.com").is_none());
+    }
+
+    #[test]
+    fn absent_clusters_get_one_manual_delete_job_outside_promotion() {
+        let src = "\
+templates: [t]
+environments:
+  dev: {auto_apply: true}
+  prod: {needs: [dev]}
+clusters:
+  - {name: old.example.com, environment: dev, absent: true}
+  - {name: d.example.com, environment: dev}
+  - {name: p.example.com, environment: prod}
+  - {name: gone.example.com, environment: prod, absent: true, apply: {timeout: 2h}}
+";
+        let fleet = fleet(src);
+        let doc = default_branch(
+            &fleet,
+            &["old.example.com", "p.example.com", "gone.example.com"],
+        );
+        assert_eq!(
+            doc["stages"],
+            json!(["dryrun", "delete-dev", "apply-prod", "delete-prod"])
+        );
+        assert_eq!(
+            job_names(&doc),
+            [
+                "dryrun:old.example.com",
+                "dryrun:p.example.com",
+                "dryrun:gone.example.com",
+                "delete:old.example.com",
+                "apply:p.example.com",
+                "delete:gone.example.com",
+            ]
+        );
+        let delete = &doc["delete:old.example.com"];
+        // Never automatic, even in an auto_apply environment.
+        assert_eq!(delete["when"], "manual");
+        assert_eq!(delete["allow_failure"], false);
+        assert_eq!(delete["interruptible"], false);
+        assert_eq!(delete["resource_group"], "kops-old.example.com");
+        assert_eq!(
+            delete["environment"],
+            json!({"name": "dev/old.example.com", "action": "stop"})
+        );
+        assert_eq!(
+            delete["needs"],
+            json!([{"job": "dryrun:old.example.com", "artifacts": false}])
+        );
+        assert_eq!(
+            delete["script"],
+            json!(["kopsci delete old.example.com --report-dir .kopsci/reports --yes"])
+        );
+        assert_eq!(delete["timeout"], "3h");
+        assert_eq!(doc["delete:gone.example.com"]["timeout"], "2h");
+        // A deletion is nothing to promote: prod waits for no dev job.
+        assert_eq!(
+            doc["apply:p.example.com"]["needs"],
+            json!([{"job": "dryrun:p.example.com", "artifacts": true}])
+        );
+        // With a dev cluster to promote, prod waits for it, not the deletion.
+        let doc = default_branch(
+            &fleet,
+            &["old.example.com", "d.example.com", "p.example.com"],
+        );
+        assert_eq!(
+            doc["apply:p.example.com"]["needs"][1],
+            json!({"job": "apply:d.example.com", "artifacts": false})
+        );
+        assert_eq!(
+            doc["apply:p.example.com"]["needs"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        // Merge requests dry-run it (the preview of the deletion), nothing else.
+        let sel = selection(&fleet, &["old.example.com"]);
+        let mr = parse(
+            &generate(
+                &fleet,
+                &sel,
+                &PipelineOptions::new(PipelineKind::MergeRequest),
+            )
+            .unwrap(),
+        );
+        assert_eq!(job_names(&mr), ["dryrun:old.example.com"]);
+    }
+
+    #[test]
+    fn auto_apply_runs_the_first_job_without_a_click_and_the_roll_waits_for_auto_roll() {
+        let src = "\
+templates: [t]
+environments:
+  dev: {auto_apply: true}
+  staging: {needs: [dev], apply: update-roll, auto_apply: true}
+  qa: {needs: [dev], apply: update-roll, auto_apply: true, auto_roll: true}
+  prod: {needs: [staging, qa]}
+clusters:
+  - {name: d.example.com, environment: dev}
+  - {name: s.example.com, environment: staging}
+  - {name: q.example.com, environment: qa}
+  - {name: p.example.com, environment: prod}
+";
+        let fleet = fleet(src);
+        let all = fleet.cluster_names();
+        let doc = default_branch(&fleet, &all);
+        for job in [
+            "apply:d.example.com",
+            "update:s.example.com",
+            "update:q.example.com",
+            "roll:q.example.com",
+        ] {
+            assert!(
+                doc[job].get("when").is_none(),
+                "{job} is manual: {}",
+                doc[job]
+            );
+        }
+        for job in ["roll:s.example.com", "apply:p.example.com"] {
+            assert_eq!(doc[job]["when"], "manual", "{job}");
+        }
+        // Automatic, yet still guarded like the manual ones.
+        for job in [
+            "apply:d.example.com",
+            "update:s.example.com",
+            "roll:q.example.com",
+        ] {
+            assert_eq!(doc[job]["interruptible"], false, "{job}");
+            assert_eq!(doc[job]["allow_failure"], false, "{job}");
+            assert!(
+                doc[job]["resource_group"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("kops-")
+            );
+            assert_eq!(doc[job]["environment"]["action"], "start", "{job}");
+        }
+        // The automatic update still checks the dry run's plan.
+        assert_eq!(
+            doc["update:s.example.com"]["needs"],
+            json!([
+                {"job": "dryrun:s.example.com", "artifacts": true},
+                {"job": "apply:d.example.com", "artifacts": false},
+            ])
+        );
+        assert_eq!(
+            doc["apply:p.example.com"]["needs"],
+            json!([
+                {"job": "dryrun:p.example.com", "artifacts": true},
+                {"job": "roll:s.example.com", "artifacts": false},
+                {"job": "roll:q.example.com", "artifacts": false},
+            ])
+        );
+    }
+
+    #[test]
+    fn the_note_lists_clusters_that_left_the_fleet_quoted() {
+        let fleet = fleet(FLEET);
+        let mut sel = selection(&fleet, &["d1.example.com"]);
+        for name in ["gone.example.com", "a b; rm -rf ~"] {
+            sel.left.push(crate::gitlab::affected::LeftCluster {
+                cluster: name.to_string(),
+                environment: "dev".to_string(),
+                was_absent: false,
+            });
+        }
+        let mut options = PipelineOptions::new(PipelineKind::MergeRequest);
+        options.mr_note = true;
+        let yaml = generate(&fleet, &sel, &options).unwrap();
+        let doc = parse(&yaml);
+        let script = doc[NOTE_JOB]["script"][0].as_str().unwrap();
+        assert_eq!(
+            script,
+            "kopsci note --report-dir .kopsci/reports --left-the-fleet gone.example.com --left-the-fleet 'a b; rm -rf ~' d1.example.com"
+        );
+        assert_eq!(
+            shlex::split(script).unwrap()[7],
+            "a b; rm -rf ~",
+            "one shell word"
+        );
+        assert!(
+            yaml.contains("#   gone.example.com: left the fleet"),
+            "{yaml}"
+        );
+        // Nothing else affected: the note still runs with them.
+        let mut none = selection(&fleet, &[]);
+        none.left = sel.left.clone();
+        let doc = parse(&generate(&fleet, &none, &options).unwrap());
+        assert_eq!(
+            doc[NOTE_JOB]["script"][0],
+            "kopsci note --report-dir .kopsci/reports --left-the-fleet gone.example.com --left-the-fleet 'a b; rm -rf ~'"
+        );
+    }
+
+    #[test]
+    fn split_pipelines_follow_each_clusters_strategy() {
+        let src = RECONCILE.replace("  dev: {}", "  dev: {apply: update-roll}");
+        let fleet = fleet(&src);
+        let all = fleet.cluster_names();
+        let sel = selection(&fleet, &all);
+        let mut options = PipelineOptions::new(PipelineKind::DefaultBranch);
+        options.split_by_environment = true;
+        let files = generate_files(&fleet, &sel, &options).unwrap();
+        let names: Vec<Vec<String>> = files
+            .children
+            .iter()
+            .map(|(_, yaml)| {
+                job_names(&parse(yaml))
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                vec![
+                    "dryrun:d1.example.com",
+                    "dryrun:d2.example.com",
+                    "update:d1.example.com",
+                    "update:d2.example.com",
+                    "roll:d1.example.com",
+                    "roll:d2.example.com"
+                ],
+                vec!["dryrun:s.example.com", "apply:s.example.com"],
+                vec!["dryrun:p.example.com", "apply:p.example.com"],
+            ]
+        );
+    }
+
+    const DOWNSTREAM: &str = "\
+workloads:p:
+  needs: [\"apply:p.example.com\"]
+  script: [kopsci kubeconfig p.example.com --out \"$CI_PROJECT_DIR/.kube/config\"]
+workloads:s:
+  needs: [\"apply:s.example.com\"]
+  script: [helm list]
+";
+
+    #[test]
+    fn downstream_jobs_follow_the_cluster_jobs_they_need() {
+        let fleet = fleet(RECONCILE);
+        let sel = selection(&fleet, &["p.example.com", "d1.example.com"]);
+        let mut options = PipelineOptions::new(PipelineKind::DefaultBranch);
+        options.downstream =
+            Some(DownstreamJobs::parse(DOWNSTREAM, ".gitlab/after-apply.yml").unwrap());
+        let yaml = generate(&fleet, &sel, &options).unwrap();
+        let doc = parse(&yaml);
+        assert_eq!(
+            doc["workloads:p"],
+            json!({
+                "stage": "downstream",
+                "needs": ["apply:p.example.com"],
+                "script": ["kopsci kubeconfig p.example.com --out \"$CI_PROJECT_DIR/.kube/config\""],
+            })
+        );
+        assert!(doc.get("workloads:s").is_none());
+        assert_eq!(
+            doc["stages"].as_array().unwrap().last().unwrap(),
+            "downstream"
+        );
+        assert!(
+            yaml.contains("# downstream job `workloads:s` left out: it needs `apply:s.example.com`, not in this pipeline\n"),
+            "{yaml}"
+        );
+        // Merge requests and drift never get them.
+        for kind in [PipelineKind::MergeRequest, PipelineKind::Drift] {
+            options.kind = kind;
+            let doc = parse(&generate(&fleet, &sel, &options).unwrap());
+            assert!(doc.get("workloads:p").is_none(), "{kind:?}");
+        }
+        // Split: in the environment pipeline holding the cluster's apply.
+        options.kind = PipelineKind::DefaultBranch;
+        options.split_by_environment = true;
+        let files = generate_files(&fleet, &sel, &options).unwrap();
+        let with: Vec<bool> = files
+            .children
+            .iter()
+            .map(|(_, y)| parse(y).get("workloads:p").is_some())
+            .collect();
+        assert_eq!(with, [false, true], "dev, prod");
+        assert!(
+            files
+                .main
+                .contains("# downstream job `workloads:s` left out: no environment pipeline holds"),
+            "{}",
+            files.main
+        );
+        assert!(
+            !files.main.contains("`workloads:p` left out"),
+            "{}",
+            files.main
         );
     }
 }

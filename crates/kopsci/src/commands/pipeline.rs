@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, ValueEnum};
 use kopsci_core::gitlab::pipeline::ci::AccessLevel;
+use kopsci_core::gitlab::pipeline::downstream::DownstreamJobs;
 use kopsci_core::gitlab::pipeline::{
     self, ArtifactsAccess, GITLAB_MAX_DEPLOYMENTS, KOPS_DOWNLOAD_URL, Limits, PipelineOptions,
     Request,
@@ -16,24 +17,30 @@ use crate::cli::GlobalArgs;
 use crate::exit::Exit;
 
 /// Emit a GitLab child pipeline: dry-run jobs for the clusters whose inputs
-/// changed, on the default branch manual update → roll jobs per cluster in
-/// environment order, and in scheduled pipelines a drift check of every
-/// cluster.
+/// changed; on the default branch per cluster, in environment order, a
+/// manual apply job (`apply: reconcile`, the default) or update → roll jobs
+/// (`apply: update-roll`), and a manual delete job for clusters marked
+/// `absent: true`; in scheduled pipelines a drift check of every cluster.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   kopsci pipeline --out child-pipeline.yml     In CI: base and pipeline kind from GitLab's variables
   kopsci pipeline --changed-since origin/main --explain
                                                Which clusters a branch affects, and why
-  kopsci pipeline --for default-branch --all   Update and roll jobs for every cluster
+  kopsci pipeline --for default-branch --all   Apply (or update and roll) jobs for every cluster
   kopsci pipeline --for drift                  Dry runs of every cluster that fail on drift
   kopsci pipeline --for default-branch --all --split-by-environment --out .kopsci/child-pipeline.yml
                                                One child pipeline per environment (in .kopsci/children/)
+  kopsci pipeline --downstream-jobs .gitlab/after-apply.yml
+                                               Your jobs (`needs: [apply:CLUSTER]`) after the cluster jobs
 
 Changes are counted from --changed-since, else CI_MERGE_REQUEST_DIFF_BASE_SHA
 (CI_MERGE_REQUEST_TARGET_BRANCH_SHA in merged-results pipelines), else
 CI_COMMIT_BEFORE_SHA; without any, every cluster is selected. Only committed
-changes count (`git diff BASE...HEAD`). Scheduled pipelines
-(CI_PIPELINE_SOURCE=schedule) check every cluster for drift.
+changes count (`git diff BASE...HEAD`). A change to the fleet file affects
+only the clusters whose resolved entry changed (the file at the merge base
+is compared with HEAD's); paths matching its `ignore:` globs affect none.
+Scheduled pipelines (CI_PIPELINE_SOURCE=schedule) check every cluster for
+drift.
 
 GitLab limits: 50 `needs` per job (promotion beyond that goes through gate
 jobs), 500 deployment jobs per pipeline by default (--max-deployments),
@@ -137,8 +144,14 @@ pub struct PipelineArgs {
     #[arg(long, value_name = "URL", default_value = KOPS_DOWNLOAD_URL)]
     pub kops_download_url: String,
 
+    /// Default-branch pipelines: jobs of the fleet repository (a YAML file
+    /// of jobs) added after the cluster jobs they `needs:`, such as a
+    /// workload deploy after `apply:CLUSTER`; empty: none.
+    #[arg(long, value_name = "FILE")]
+    pub downstream_jobs: Option<String>,
+
     /// Authenticate the cluster jobs to AWS with a GitLab ID token for this
-    /// audience: dry runs assume $KOPSCI_DRYRUN_ROLE_ARN, update and roll
+    /// audience: dry runs assume $KOPSCI_DRYRUN_ROLE_ARN, apply, update, roll and delete
     /// $KOPSCI_UPDATE_ROLE_ARN (empty: the runner's own credentials).
     #[arg(long, value_name = "AUDIENCE")]
     pub aws_oidc_audience: Option<String>,
@@ -148,7 +161,7 @@ pub struct PipelineArgs {
 pub enum KindArg {
     /// Dry runs (and the merge-request note) only.
     MergeRequest,
-    /// Dry runs, then manual update and roll jobs.
+    /// Dry runs, then apply (or update and roll) and delete jobs.
     DefaultBranch,
     /// Dry runs of every cluster with --detailed-exitcode; nothing applied.
     Drift,
@@ -209,6 +222,11 @@ pub fn run(global: &GlobalArgs, args: PipelineArgs) -> anyhow::Result<Exit> {
     options.kops_version = args.kops_version.filter(|v| !v.trim().is_empty());
     options.kops_download_url = args.kops_download_url;
     options.aws_oidc_audience = args.aws_oidc_audience.filter(|a| !a.trim().is_empty());
+    options.downstream = args
+        .downstream_jobs
+        .filter(|f| !f.trim().is_empty())
+        .map(|f| DownstreamJobs::load(std::path::Path::new(&f)))
+        .transpose()?;
     let request = Request {
         changed_since: args.changed_since,
         all: args.all,

@@ -342,6 +342,32 @@ impl World {
         self.git(&["rev-parse", "HEAD"])
     }
 
+    /// Replaces the fleet file with `FLEET` edited by `edit` and commits;
+    /// returns the commit.
+    fn edit_fleet(&self, edit: impl Fn(&str) -> String) -> String {
+        let text = edit(FLEET);
+        assert_ne!(text, FLEET, "the edit changed nothing");
+        std::fs::write(self.repo().join("kopsci.yaml"), text).expect("write the fleet");
+        self.commit("change kopsci.yaml")
+    }
+
+    /// Validates the child pipeline `kopsci:pipeline` generated against
+    /// GitLab's schema.
+    fn validate_child_pipeline(&self) {
+        crate::pipeline::validate_gitlab_ci(&[
+            self.artifact("kopsci:pipeline", ".kopsci/child-pipeline.yml")
+        ]);
+    }
+
+    /// The stand-in's invocations made inside gitlab-ci-local's jobs.
+    fn job_kops_calls(&self) -> Vec<String> {
+        self.kops_calls()
+            .into_iter()
+            .filter(|(_, cwd)| cwd.contains(".gitlab-ci-local"))
+            .map(|(argv, _)| argv)
+            .collect()
+    }
+
     /// Appends to a file of the repository and commits; returns the commit.
     fn change(&self, rel: &str, text: &str) -> String {
         let path = self.repo().join(rel);
@@ -827,11 +853,127 @@ fn merge_request_dry_runs_only_the_changed_cluster_and_never_writes_the_store() 
 }
 
 /// (2) The change merged: the default branch's pipeline dry-runs it and
-/// stops at the manual jobs; played (`--manual`), update applies the
-/// reviewed plan to the live store and roll replaces the instances.
+/// stops at the manual `apply` job (`apply: reconcile`, the default);
+/// played (`--manual`), apply checks the reviewed plan, puts it in the
+/// live store and runs `kops reconcile cluster --yes`, then validates.
+#[test]
+fn default_branch_applies_the_change_through_a_manual_apply() {
+    let world = World::new();
+    let before_sha = world.git(&["rev-parse", "HEAD"]);
+    world.change("values/clusters/minimal-aws.yaml", NEW_MACHINE_TYPE);
+    let before = world.bucket();
+    let apply = format!("apply:{PROD_CLUSTER}");
+
+    // Nobody plays the manual job: dry run only, nothing written.
+    let run = world.default_branch_pipeline(&before_sha, &[]);
+    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_passed(&[
+        "kopsci:pipeline",
+        "kopsci:deploy",
+        &format!("[kopsci:deploy] -> {}", dryrun_job(PROD_CLUSTER)),
+    ]);
+    assert_eq!(
+        world.child_jobs(),
+        [apply.clone(), dryrun_job(PROD_CLUSTER)]
+    );
+    world.validate_child_pipeline();
+    assert_eq!(world.bucket(), before, "a manual job ran unplayed");
+    assert!(
+        world.job_kops_calls().iter().all(|c| !c.contains("--yes")),
+        "{:#?}",
+        world.job_kops_calls()
+    );
+
+    // Played: dry run → apply (with the dry run's plan).
+    let run = world.default_branch_pipeline(&before_sha, &[&apply]);
+    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_passed(&[
+        "kopsci:pipeline",
+        "kopsci:deploy",
+        &format!("[kopsci:deploy] -> {}", dryrun_job(PROD_CLUSTER)),
+        &format!("[kopsci:deploy] -> {apply}"),
+    ]);
+    assert!(
+        run.log
+            .contains("is current: same manifest, live store unchanged"),
+        "apply did not check the dry run's plan:\n{}",
+        run.log
+    );
+    let after = world.bucket();
+    let nodes = format!("{PROD_CLUSTER}/instancegroup/nodes");
+    assert!(
+        String::from_utf8_lossy(&after[&nodes]).contains("machineType: t3.large"),
+        "the apply did not reach the live store"
+    );
+    for (key, body) in &before {
+        if key.starts_with(&format!("{TEST_CLUSTER}/")) {
+            assert_eq!(
+                after.get(key),
+                Some(body),
+                "{key} of the unchanged cluster changed"
+            );
+        }
+    }
+    let calls = world.job_kops_calls();
+    let reconcile = format!("reconcile cluster --name {PROD_CLUSTER} --state {STATE} --yes");
+    assert!(
+        calls.contains(&reconcile),
+        "no `kops {reconcile}` in {calls:#?}"
+    );
+    assert!(
+        calls.iter().any(|c| c.starts_with(&format!(
+            "validate cluster --name {PROD_CLUSTER} --state {STATE} --wait"
+        ))),
+        "no validation in {calls:#?}"
+    );
+    // Reconcile, never the update-then-roll sequence, changed the cluster.
+    for forbidden in ["update cluster", "rolling-update cluster"] {
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with(forbidden) && c.contains("--yes")),
+            "`kops {forbidden} --yes` ran: {calls:#?}"
+        );
+    }
+    assert!(
+        !calls.iter().any(|c| c.contains(TEST_CLUSTER)),
+        "kops ran for the unaffected cluster: {calls:#?}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&world.read_artifact(
+        &apply,
+        &format!(".kopsci/reports/{PROD_CLUSTER}/apply/report.json"),
+    ))
+    .unwrap();
+    assert!(report["failed"].is_null(), "{report}");
+    let preview = world.kops(&[
+        "rolling-update",
+        "cluster",
+        "--name",
+        PROD_CLUSTER,
+        "--state",
+        STATE,
+    ]);
+    assert!(preview.contains("No rolling-update required."), "{preview}");
+    assert!(
+        world.kopsci_debris().is_empty(),
+        "{:?}",
+        world.kopsci_debris()
+    );
+}
+
+/// (2b) The same change with `apply: update-roll` on the environment: the
+/// default branch stops at the manual update, then the manual roll;
+/// played, update applies the reviewed plan to the live store and roll
+/// replaces the instances.
 #[test]
 fn default_branch_applies_the_change_through_manual_update_and_roll() {
     let world = World::new();
+    world.edit_fleet(|fleet| {
+        fleet.replace(
+            "    values: [values/env/prod.yaml]\n",
+            "    values: [values/env/prod.yaml]\n    apply: update-roll\n",
+        )
+    });
     let before_sha = world.git(&["rev-parse", "HEAD"]);
     world.change("values/clusters/minimal-aws.yaml", NEW_MACHINE_TYPE);
     let before = world.bucket();
@@ -850,6 +992,7 @@ fn default_branch_applies_the_change_through_manual_update_and_roll() {
         world.child_jobs(),
         [dryrun_job(PROD_CLUSTER), roll.clone(), update.clone()]
     );
+    world.validate_child_pipeline();
     assert_eq!(world.bucket(), before, "a manual job ran unplayed");
 
     // Played: dry run → update (with the dry run's plan) → roll.
@@ -918,6 +1061,173 @@ fn default_branch_applies_the_change_through_manual_update_and_roll() {
         world.kopsci_debris().is_empty(),
         "{:?}",
         world.kopsci_debris()
+    );
+}
+
+/// A downstream job of the fleet repository (docs/gitlab.md, "Cluster
+/// credentials for downstream jobs"): after the prod cluster's apply, a
+/// short-lived kubeconfig made in its own script, private, never an
+/// artifact.
+const DOWNSTREAM_JOBS: &str = "\
+workloads:minimal-aws:
+  needs: [\"apply:minimal-aws.example.com\"]
+  variables:
+    KUBECONFIG: $CI_PROJECT_DIR/.kube/config
+  script:
+    - kopsci kubeconfig minimal-aws.example.com --out \"$CI_PROJECT_DIR/.kube/config\" --admin 30m
+    - test \"$(stat -c %a \"$KUBECONFIG\")\" = 600
+    - grep -q https://api.minimal-aws.example.com \"$KUBECONFIG\"
+    - echo \"kubeconfig ready for minimal-aws.example.com\"
+  after_script:
+    - rm -f \"$CI_PROJECT_DIR/.kube/config\"
+workloads:ha:
+  needs: [\"apply:ha.example.com\"]
+  script: [\"false\"]
+";
+
+/// (2c) An environment with `auto_apply: true` applies without anyone
+/// playing a job, and the fleet repository's downstream job that needs
+/// that apply runs after it; a cluster marked `absent: true` in the same
+/// change waits for its manual delete job (and the downstream job that
+/// needs its apply is left out). Only the two clusters whose fleet entries
+/// changed run.
+#[test]
+fn auto_apply_runs_without_a_click_and_a_retired_cluster_waits_for_its_delete() {
+    let world = World::new();
+    std::fs::create_dir_all(world.repo().join(".gitlab")).expect("mkdir");
+    std::fs::write(
+        world.repo().join(".gitlab/after-apply.yml"),
+        DOWNSTREAM_JOBS,
+    )
+    .expect("write downstream jobs");
+    std::fs::write(
+        world.repo().join(".gitlab-ci.yml"),
+        format!("{GITLAB_CI}      downstream_jobs: .gitlab/after-apply.yml\n"),
+    )
+    .expect("write .gitlab-ci.yml");
+    world.commit("downstream jobs");
+    let before_sha = world.git(&["rev-parse", "HEAD"]);
+    world.edit_fleet(|fleet| {
+        fleet
+            .replace(
+                "    values: [values/env/prod.yaml]\n",
+                "    values: [values/env/prod.yaml]\n    auto_apply: true\n",
+            )
+            .replace(
+                "    values: [values/profiles/ha-dns.yaml, values/clusters/ha.yaml]\n",
+                "    values: [values/profiles/ha-dns.yaml, values/clusters/ha.yaml]\n    absent: true\n",
+            )
+    });
+    world.change("values/clusters/minimal-aws.yaml", NEW_MACHINE_TYPE);
+    let apply = format!("apply:{PROD_CLUSTER}");
+    let delete = format!("delete:{TEST_CLUSTER}");
+
+    // Nobody plays anything: prod is applied, the retired cluster stays.
+    let run = world.default_branch_pipeline(&before_sha, &[]);
+    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_passed(&[
+        "kopsci:pipeline",
+        "kopsci:deploy",
+        &format!("[kopsci:deploy] -> {}", dryrun_job(TEST_CLUSTER)),
+        &format!("[kopsci:deploy] -> {}", dryrun_job(PROD_CLUSTER)),
+        &format!("[kopsci:deploy] -> {apply}"),
+        "[kopsci:deploy] -> workloads:minimal-aws",
+    ]);
+    assert!(
+        run.log
+            .contains("kubeconfig ready for minimal-aws.example.com"),
+        "{}",
+        run.log
+    );
+    let calls = world.job_kops_calls();
+    assert!(
+        calls.iter().any(|c| c.starts_with(&format!(
+            "export kubeconfig --name {PROD_CLUSTER} --state {STATE} --kubeconfig "
+        )) && c.ends_with("--admin=30m")),
+        "{calls:#?}"
+    );
+    assert!(
+        !world.artifact("workloads:minimal-aws", ".kube").exists(),
+        "the kubeconfig became an artifact"
+    );
+    assert!(
+        world
+            .read_artifact("kopsci:pipeline", ".kopsci/child-pipeline.yml")
+            .contains("# downstream job `workloads:ha` left out: it needs `apply:ha.example.com`, not in this pipeline\n"),
+        "{}",
+        run.log
+    );
+    assert!(
+        run.log
+            .contains("kopsci.yaml: now `absent: true`: a reviewed deletion"),
+        "{}",
+        run.log
+    );
+    assert!(
+        run.log
+            .contains("kopsci.yaml: `auto_apply` changed (false → true)"),
+        "{}",
+        run.log
+    );
+    assert_eq!(
+        world.child_jobs(),
+        [
+            apply.clone(),
+            delete.clone(),
+            dryrun_job(TEST_CLUSTER),
+            dryrun_job(PROD_CLUSTER),
+            "workloads:minimal-aws".to_string(),
+        ]
+    );
+    world.validate_child_pipeline();
+    let after = world.bucket();
+    let nodes = format!("{PROD_CLUSTER}/instancegroup/nodes");
+    assert!(
+        String::from_utf8_lossy(&after[&nodes]).contains("machineType: t3.large"),
+        "the automatic apply did not reach the live store"
+    );
+    assert!(
+        after
+            .keys()
+            .any(|k| k.starts_with(&format!("{TEST_CLUSTER}/"))),
+        "the retired cluster was deleted without a click"
+    );
+    // The deletion was previewed against the snapshot, never run.
+    let calls = world.job_kops_calls();
+    assert!(
+        calls.iter().any(|c| c.starts_with(&format!(
+            "delete cluster --name {TEST_CLUSTER} --state file://"
+        ))),
+        "{calls:#?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("delete cluster") && c.contains("--yes")),
+        "{calls:#?}"
+    );
+
+    // Played: the retired cluster's state is gone.
+    let run = world.default_branch_pipeline(&before_sha, &[&delete]);
+    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    assert!(
+        run.passed()
+            .contains(&format!("[kopsci:deploy] -> {delete}")),
+        "{}",
+        run.log
+    );
+    let calls = world.job_kops_calls();
+    let deletion = format!("delete cluster --name {TEST_CLUSTER} --state {STATE} --yes");
+    assert!(
+        calls.contains(&deletion),
+        "no `kops {deletion}` in {calls:#?}"
+    );
+    assert!(
+        !world
+            .bucket()
+            .keys()
+            .any(|k| k.starts_with(&format!("{TEST_CLUSTER}/"))),
+        "the retired cluster's state remains"
     );
 }
 

@@ -269,15 +269,17 @@ fn a_shared_template_change_selects_every_cluster_in_promotion_order() {
         .stdout();
     assert_eq!(dry_runs(&yaml), ALL);
     let jobs = jobs(&yaml);
+    // `apply: reconcile` (the default): one apply job per cluster.
     assert_eq!(
-        jobs["update:prod-a.k8s.example.com"]["needs"],
+        jobs["apply:prod-a.k8s.example.com"]["needs"],
         serde_json::json!([
             {"job": "dryrun:prod-a.k8s.example.com", "artifacts": true},
-            {"job": "roll:dev-a.k8s.example.com", "artifacts": false},
-            {"job": "roll:dev-b.k8s.example.com", "artifacts": false},
+            {"job": "apply:dev-a.k8s.example.com", "artifacts": false},
+            {"job": "apply:dev-b.k8s.example.com", "artifacts": false},
         ])
     );
-    assert_eq!(jobs["roll:dev-a.k8s.example.com"]["interruptible"], false);
+    assert_eq!(jobs["apply:dev-a.k8s.example.com"]["interruptible"], false);
+    assert_eq!(jobs["apply:dev-a.k8s.example.com"]["timeout"], "3h");
     validate_text(&repo.sb, "main.yml", &yaml);
     insta::assert_snapshot!("pipeline_default_branch_template_change", yaml);
 }
@@ -315,6 +317,7 @@ fn a_snippet_only_one_cluster_renders_selects_only_it() {
     assert_eq!(repo.dry_runs(&[]), ALL);
 }
 
+/// A fleet-wide setting every cluster resolves: every cluster.
 #[test]
 fn a_fleet_file_change_selects_every_cluster() {
     let repo = Repo::new("");
@@ -323,6 +326,327 @@ fn a_fleet_file_change_selects_every_cluster() {
         &FLEET.replace("kops-state-example", "kops-state-other"),
     );
     assert_eq!(repo.dry_runs(&[]), ALL);
+}
+
+#[test]
+fn a_fleet_file_change_selects_only_the_clusters_whose_entry_changed() {
+    let repo = Repo::new("");
+    // A comment and a reordered key: no cluster's entry changed.
+    repo.change(
+        "kopsci.yaml",
+        &format!("# Our clusters.\n{FLEET}").replace(
+            "    environment: dev\n    values: [values/clusters/dev-a.yaml]",
+            "    values: [values/clusters/dev-a.yaml]\n    environment: dev",
+        ),
+    );
+    assert!(repo.dry_runs(&[]).is_empty());
+    // One cluster's settings.
+    repo.change(
+        "kopsci.yaml",
+        &FLEET.replace(
+            "values: [values/clusters/dev-b.yaml]",
+            "values: [values/clusters/dev-b.yaml]\n    apply: update-roll",
+        ),
+    );
+    assert_eq!(repo.dry_runs(&[]), ["dev-b.k8s.example.com"]);
+    let explain = repo.pipeline(&["--explain"]).success().stdout();
+    assert!(
+        explain.contains(
+            "  dev-b.k8s.example.com (dev)\n    - kopsci.yaml: `apply` changed (reconcile → update-roll)\n"
+        ),
+        "{explain}"
+    );
+    // An environment's setting: its clusters.
+    repo.change(
+        "kopsci.yaml",
+        &FLEET.replace(
+            "    values: [values/env/prod.yaml]\n",
+            "    values: [values/env/prod.yaml]\n    auto_apply: true\n",
+        ),
+    );
+    assert_eq!(repo.dry_runs(&[]), ["prod-a.k8s.example.com"]);
+    // A new cluster: only it.
+    repo.change(
+        "kopsci.yaml",
+        &format!("{FLEET}  - name: dev-c.k8s.example.com\n    environment: dev\n"),
+    );
+    assert_eq!(repo.dry_runs(&[]), ["dev-c.k8s.example.com"]);
+}
+
+/// A cluster removed from the fleet file is never selected (nothing may
+/// delete it); `--explain` and the note say it left the fleet.
+#[test]
+fn a_cluster_that_left_the_fleet_is_reported_not_deleted() {
+    let repo = Repo::new("");
+    repo.change(
+        "kopsci.yaml",
+        &FLEET.replace(
+            "  - name: prod-a.k8s.example.com\n    environment: prod\n    values: [values/clusters/prod-a.yaml]\n",
+            "",
+        ),
+    );
+    let explain = repo.pipeline(&["--explain"]).success().stdout();
+    assert!(explain.contains("affected: 0 of 2 clusters\n"), "{explain}");
+    assert!(
+        explain.contains("left the fleet: 1 (")
+            && explain.contains("  prod-a.k8s.example.com (prod): its cloud resources remain\n"),
+        "{explain}"
+    );
+    let yaml = repo.pipeline(&["--mr-note"]).success().stdout();
+    assert_eq!(
+        jobs(&yaml)["kopsci:note"]["script"],
+        serde_json::json!([
+            "kopsci note --report-dir .kopsci/reports --left-the-fleet prod-a.k8s.example.com"
+        ])
+    );
+    assert!(
+        yaml.contains("#   prod-a.k8s.example.com: left the fleet"),
+        "{yaml}"
+    );
+    validate_text(&repo.sb, "left.yml", &yaml);
+    // The default branch deletes nothing.
+    let yaml = repo
+        .pipeline(&["--for", "default-branch"])
+        .success()
+        .stdout();
+    assert!(!yaml.contains("delete:"), "{yaml}");
+    assert!(jobs(&yaml).contains_key("kopsci:nothing-to-do"), "{yaml}");
+}
+
+#[test]
+fn a_fleet_file_that_did_not_parse_at_the_base_selects_every_cluster() {
+    let repo = Repo::new("");
+    // The base itself holds a fleet file today's kopsci refuses.
+    repo.change("kopsci.yaml", &format!("{FLEET}colour: blue\n"));
+    let broken = repo.git(&["rev-parse", "HEAD"]);
+    repo.change("kopsci.yaml", FLEET);
+    let explain = repo
+        .kopsci()
+        .args(["pipeline", "--changed-since", &broken, "--explain"])
+        .run()
+        .success()
+        .stdout();
+    assert!(explain.contains("affected: 3 of 3 clusters"), "{explain}");
+    assert!(
+        explain.contains(
+            "    - kopsci.yaml changed and its version at the base cannot be compared, so every cluster is affected: it does not parse at "
+        ),
+        "{explain}"
+    );
+}
+
+/// The fleet file at the merge base is what counts, as for `git diff
+/// BASE...HEAD`: a fleet change made on the target branch since the
+/// branch started affects nothing here.
+#[test]
+fn the_fleet_file_is_compared_at_the_merge_base() {
+    let repo = Repo::new("");
+    repo.git(&["checkout", "-q", "-b", "topic"]);
+    repo.change(
+        "kopsci.yaml",
+        &FLEET.replace(
+            "values: [values/clusters/dev-a.yaml]",
+            "values: [values/clusters/dev-a.yaml, values/env/prod.yaml]",
+        ),
+    );
+    repo.git(&["checkout", "-q", "main"]);
+    repo.change(
+        "kopsci.yaml",
+        &FLEET.replace("kops-state-example", "kops-state-moved"),
+    );
+    let main = repo.git(&["rev-parse", "HEAD"]);
+    repo.git(&["checkout", "-q", "topic"]);
+    let yaml = repo
+        .kopsci()
+        .args(["pipeline", "--changed-since", &main])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(dry_runs(&yaml), ["dev-a.k8s.example.com"]);
+}
+
+#[test]
+fn ignored_paths_affect_no_cluster() {
+    let repo = Repo::new("infra/");
+    repo.change(
+        "kopsci.yaml",
+        &format!("ignore: [\"infra/docs/**\", \"**/*.md\", \"infra/values/clusters/dev-a.yaml\"]\n{FLEET}"),
+    );
+    let base = repo.git(&["rev-parse", "HEAD"]);
+    repo.change("docs/runbook.md", "# Runbook\n");
+    repo.change(
+        "templates/snippets/NOTES.md",
+        "Why the snippets are as they are.\n",
+    );
+    // A declared input matched by a glob is ignored too, with a warning.
+    repo.change("values/clusters/dev-a.yaml", "nodes: 9\n");
+    let run = repo
+        .kopsci()
+        .args([
+            "pipeline",
+            "--changed-since",
+            &base,
+            "--explain",
+            "--out",
+            "p.yml",
+        ])
+        .run()
+        .success();
+    let explain = run.stdout();
+    assert!(explain.contains("affected: 0 of 3 clusters"), "{explain}");
+    assert!(
+        explain.contains("; 3 ignored (`ignore:`)\n")
+            && explain.contains(
+                "ignored: 3 files (matching the fleet's `ignore:` globs)\n  infra/docs/runbook.md\n  infra/templates/snippets/NOTES.md\n  infra/values/clusters/dev-a.yaml\n"
+            ),
+        "{explain}"
+    );
+    assert!(
+        run.stderr().contains(
+            "infra/values/clusters/dev-a.yaml matches an `ignore:` glob of infra/kopsci.yaml but is (or is under) the declared input infra/values/clusters/dev-a.yaml"
+        ),
+        "{}",
+        run.stderr()
+    );
+    assert!(dry_runs(&repo.sb.read("p.yml")).is_empty());
+    // Globs are relative to the repository's top level, not the fleet's
+    // directory: a path as the fleet file writes it does not match.
+    repo.change(
+        "kopsci.yaml",
+        &format!("ignore: [\"values/clusters/dev-b.yaml\"]\n{FLEET}"),
+    );
+    let base = repo.git(&["rev-parse", "HEAD"]);
+    repo.change("values/clusters/dev-b.yaml", "spot: false\n");
+    let yaml = repo
+        .kopsci()
+        .args(["pipeline", "--changed-since", &base])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(dry_runs(&yaml), ["dev-b.k8s.example.com"]);
+}
+
+/// `--downstream-jobs`: the fleet repository's jobs join the default
+/// branch's child pipeline after the cluster jobs they need.
+#[test]
+fn downstream_jobs_join_the_default_branch_after_their_clusters() {
+    let repo = Repo::new("");
+    repo.change_top(
+        ".gitlab/after-apply.yml",
+        "\
+workloads:dev-a:
+  needs: [\"apply:dev-a.k8s.example.com\"]
+  resource_group: kops-dev-a.k8s.example.com
+  script:
+    - kopsci kubeconfig dev-a.k8s.example.com --out \"$CI_PROJECT_DIR/.kube/config\"
+    - helm upgrade --install app charts/app
+workloads:prod-a:
+  needs: [\"apply:prod-a.k8s.example.com\"]
+  script: [helm list]
+",
+    );
+    let base = repo.git(&["rev-parse", "HEAD"]);
+    repo.change("values/clusters/dev-a.yaml", "nodes: 2\n");
+    let run = |kind: &str| {
+        repo.kopsci()
+            .args([
+                "pipeline",
+                "--changed-since",
+                &base,
+                "--for",
+                kind,
+                "--downstream-jobs",
+                ".gitlab/after-apply.yml",
+            ])
+            .run()
+    };
+    let yaml = run("default-branch").success().stdout();
+    validate_text(&repo.sb, "downstream.yml", &yaml);
+    let jobs = jobs(&yaml);
+    assert_eq!(jobs["workloads:dev-a"]["stage"], "downstream");
+    assert_eq!(
+        jobs["workloads:dev-a"]["needs"],
+        serde_json::json!(["apply:dev-a.k8s.example.com"])
+    );
+    assert!(!jobs.contains_key("workloads:prod-a"), "{yaml}");
+    assert!(
+        yaml.contains("# downstream job `workloads:prod-a` left out: it needs `apply:prod-a.k8s.example.com`, not in this pipeline\n"),
+        "{yaml}"
+    );
+    // Merge requests: only dry runs.
+    assert!(
+        !run("merge-request")
+            .success()
+            .stdout()
+            .contains("workloads:")
+    );
+    // An empty value (the component's default) is none; a bad file is a
+    // usage error naming it.
+    repo.kopsci()
+        .args([
+            "pipeline",
+            "--changed-since",
+            &base,
+            "--downstream-jobs",
+            "",
+        ])
+        .run()
+        .success();
+    repo.change_top(
+        ".gitlab/after-apply.yml",
+        "workloads:x:\n  stage: deploy\n  needs: [a]\n",
+    );
+    repo.kopsci()
+        .args(["pipeline", "--downstream-jobs", ".gitlab/after-apply.yml"])
+        .run()
+        .fails_with(
+            64,
+            &[".gitlab/after-apply.yml: job `workloads:x`: leave out `stage:`"],
+        );
+}
+
+/// The default branch follows each cluster's `apply:`, `auto_apply` and
+/// `absent`, in one pipeline mixing all of them.
+#[test]
+fn the_default_branch_follows_each_clusters_strategy() {
+    let repo = Repo::new("");
+    let fleet = FLEET
+        .replace(
+            "    values: [values/env/dev.yaml]\n",
+            "    values: [values/env/dev.yaml]\n    apply: update-roll\n    auto_apply: true\n",
+        )
+        .replace(
+            "    values: [values/env/prod.yaml]\n",
+            "    values: [values/env/prod.yaml]\n    apply: {timeout: 6h}\n",
+        );
+    repo.change(
+        "kopsci.yaml",
+        &format!("{fleet}  - name: old.k8s.example.com\n    environment: prod\n    absent: true\n"),
+    );
+    let yaml = repo
+        .kopsci()
+        .args([
+            "pipeline",
+            "--for",
+            "default-branch",
+            "--all",
+            "--image",
+            "registry.example.com/kopsci:1",
+        ])
+        .run()
+        .success()
+        .stdout();
+    validate_text(&repo.sb, "mixed.yml", &yaml);
+    let jobs = jobs(&yaml);
+    assert!(jobs["update:dev-a.k8s.example.com"].get("when").is_none());
+    assert_eq!(jobs["roll:dev-a.k8s.example.com"]["when"], "manual");
+    assert_eq!(jobs["apply:prod-a.k8s.example.com"]["when"], "manual");
+    assert_eq!(jobs["apply:prod-a.k8s.example.com"]["timeout"], "6h");
+    assert_eq!(
+        jobs["delete:old.k8s.example.com"]["environment"]["action"],
+        "stop"
+    );
+    insta::assert_snapshot!("pipeline_default_branch_mixed_strategies", yaml);
 }
 
 #[test]
@@ -599,7 +923,7 @@ fn every_option_reaches_a_valid_pipeline() {
     // The runner tag reaches the jobs that reach AWS (it was `default:
     // tags:`, which gave it to every job).
     assert!(!jobs.contains_key("default"), "{yaml}");
-    for job in ["dryrun", "update", "roll"] {
+    for job in ["dryrun", "apply"] {
         assert_eq!(
             jobs[&format!("{job}:dev-a.k8s.example.com")]["tags"],
             serde_json::json!(["aws"]),
@@ -613,12 +937,16 @@ fn every_option_reaches_a_valid_pipeline() {
             .is_none()
     );
     assert_eq!(
-        jobs["roll:dev-a.k8s.example.com"]["id_tokens"]["KOPSCI_ID_TOKEN"]["aud"],
+        jobs["apply:dev-a.k8s.example.com"]["id_tokens"]["KOPSCI_ID_TOKEN"]["aud"],
         "sts.amazonaws.com"
     );
     assert_eq!(
-        jobs["update:dev-a.k8s.example.com"]["script"][0],
-        "./kopsci update dev-a.k8s.example.com --report-dir out/reports"
+        jobs["apply:dev-a.k8s.example.com"]["variables"]["AWS_ROLE_ARN"],
+        "$KOPSCI_UPDATE_ROLE_ARN"
+    );
+    assert_eq!(
+        jobs["apply:dev-a.k8s.example.com"]["script"][0],
+        "./kopsci apply dev-a.k8s.example.com --report-dir out/reports"
     );
     validate_text(&repo.sb, "options.yml", &yaml);
 }
@@ -725,9 +1053,10 @@ fn scheduled_pipelines_check_every_cluster_for_drift() {
     assert_eq!(dry_runs(&yaml), ALL);
     // Nothing that applies.
     assert!(
-        !jobs
-            .keys()
-            .any(|k| k.starts_with("update:") || k.starts_with("roll:")),
+        !jobs.keys().any(|k| k.starts_with("update:")
+            || k.starts_with("roll:")
+            || k.starts_with("apply:")
+            || k.starts_with("delete:")),
         "{yaml}"
     );
     assert_eq!(jobs["stages"], serde_json::json!(["dryrun", "report"]));
@@ -774,7 +1103,7 @@ fn scheduled_pipelines_check_every_cluster_for_drift() {
         .run()
         .success()
         .stdout();
-    assert!(jobs_of(&yaml).contains_key("update:prod-a.k8s.example.com"));
+    assert!(jobs_of(&yaml).contains_key("apply:prod-a.k8s.example.com"));
     // --for drift anywhere; a base makes no sense for it.
     let yaml = repo
         .kopsci()
@@ -804,7 +1133,7 @@ fn artifacts_are_for_developers_and_cluster_jobs_fetch_one_commit() {
         assert_eq!(job["artifacts"]["access"], "developer", "{name}");
         with_artifacts += 1;
     }
-    assert_eq!(with_artifacts, 6, "dry runs and updates: {yaml}");
+    assert_eq!(with_artifacts, 6, "dry runs and applies: {yaml}");
     for (name, job) in jobs.iter().filter(|(n, _)| n.contains(':')) {
         // Only kopsci:pipeline, in the parent, needs history.
         assert_eq!(job["variables"]["GIT_DEPTH"], "1", "{name}");
@@ -852,11 +1181,12 @@ fn jobs_of(yaml: &str) -> serde_json::Map<String, serde_json::Value> {
 const BIG: [(&str, usize); 3] = [("test", 100), ("staging", 300), ("prod", 600)];
 
 /// A git repository holding a fleet of 1000 clusters in three environments
-/// (`test` → `staging` → `prod`).
+/// (`test` → `staging` → `prod`), `staging` with `apply: update-roll`, the
+/// others with the default `reconcile`.
 fn big_fleet() -> Sandbox {
     let mut fleet = String::from("templates: [templates/cluster.yaml.j2]\nenvironments:\n");
     fleet.push_str(
-        "  test: {}\n  staging: {needs: [test]}\n  prod: {needs: [staging]}\nclusters:\n",
+        "  test: {}\n  staging: {needs: [test], apply: update-roll}\n  prod: {needs: [staging]}\nclusters:\n",
     );
     for (env, n) in BIG {
         for i in 0..n {
@@ -917,15 +1247,16 @@ fn transitive_needs(
 #[test]
 fn a_thousand_clusters_keep_promotion_order_within_fifty_needs() {
     let sb = big_fleet();
-    // One pipeline: 3000 deployment jobs, beyond GitLab's default 500,
-    // which kopsci refuses unless told the instance allows them.
+    // One pipeline: 2300 deployment jobs (test and prod apply, staging
+    // updates and rolls), beyond GitLab's default 500, which kopsci
+    // refuses unless told the instance allows them.
     kopsci_outside_ci(sb.path())
         .args(["pipeline", "--for", "default-branch", "--all"])
         .run()
         .fails_with(
             1,
             &[
-                "3000 deployment jobs",
+                "2300 deployment jobs",
                 "more than the 500 allowed",
                 "--split-by-environment",
             ],
@@ -954,63 +1285,67 @@ fn a_thousand_clusters_keep_promotion_order_within_fifty_needs() {
             );
         }
     }
-    let rolls = |env: &str, n: usize| -> Vec<String> {
+    let last = |kind: &str, env: &str, n: usize| -> Vec<String> {
         (0..n)
-            .map(|i| format!("roll:{}", big_cluster(env, i)))
+            .map(|i| format!("{kind}:{}", big_cluster(env, i)))
             .collect()
     };
     let [(test, n_test), (staging, n_staging), (prod, n_prod)] = BIG;
     // test waits for nothing of the later environments.
     for i in 0..n_test {
         let cluster = big_cluster(test, i);
-        let before = transitive_needs(&graph, &format!("update:{cluster}"));
+        let before = transitive_needs(&graph, &format!("apply:{cluster}"));
         assert_eq!(
             before,
             [format!("dryrun:{cluster}")].into_iter().collect(),
             "{cluster}"
         );
     }
-    // staging: every test roll; prod: every staging and test roll.
-    for (env, n, waits) in [
-        (staging, n_staging, rolls(test, n_test)),
+    // staging (update, roll): every test apply; prod (apply): every
+    // staging roll and test apply.
+    for (env, first, n, waits) in [
+        (staging, "update", n_staging, last("apply", test, n_test)),
         (
             prod,
+            "apply",
             n_prod,
-            [rolls(staging, n_staging), rolls(test, n_test)].concat(),
+            [
+                last("roll", staging, n_staging),
+                last("apply", test, n_test),
+            ]
+            .concat(),
         ),
     ] {
         for i in 0..n {
             let cluster = big_cluster(env, i);
-            let before = transitive_needs(&graph, &format!("update:{cluster}"));
+            let before = transitive_needs(&graph, &format!("{first}:{cluster}"));
             assert!(before.contains(&format!("dryrun:{cluster}")), "{cluster}");
-            for roll in &waits {
+            for job in &waits {
                 assert!(
-                    before.contains(roll),
-                    "update:{cluster} does not wait for {roll}"
+                    before.contains(job),
+                    "{first}:{cluster} does not wait for {job}"
                 );
             }
             // Its own roll comes after it, never before.
             assert!(!before.contains(&format!("roll:{cluster}")), "{cluster}");
         }
-        // A roll waits for its own update.
-        let cluster = big_cluster(env, 0);
-        assert_eq!(
-            graph[&format!("roll:{cluster}")],
-            [format!("update:{cluster}")]
-        );
     }
+    // A roll waits for its own update.
+    let cluster = big_cluster(staging, 0);
+    assert_eq!(
+        graph[&format!("roll:{cluster}")],
+        [format!("update:{cluster}")]
+    );
     assert_eq!(
         jobs["stages"],
         serde_json::json!([
             "dryrun",
-            "update-test",
-            "roll-test",
+            "apply-test",
             "gate-staging",
             "update-staging",
             "roll-staging",
             "gate-prod",
-            "update-prod",
-            "roll-prod"
+            "apply-prod"
         ])
     );
 }
@@ -1033,24 +1368,20 @@ fn a_thousand_clusters_split_into_environment_pipelines_within_the_limits() {
         .run()
         .success();
     assert!(
-        run.stderr().contains("(and its 7 environment pipelines)"),
+        run.stderr().contains("(and its 6 environment pipelines)"),
         "{}",
         run.stderr()
     );
     let main = sb.read(".kopsci/child-pipeline.yml");
     let jobs = jobs(&main);
-    // 500 deployments, 3 a cluster: 166 clusters at most in a part.
+    // 500 deployments: 3 a cluster with update-roll (staging), 166 clusters
+    // at most in a part; 2 with reconcile (prod), 250.
     let parts: Vec<(&str, Vec<&str>)> = vec![
         ("test", vec!["deploy:test"]),
         ("staging", vec!["deploy:staging:1", "deploy:staging:2"]),
         (
             "prod",
-            vec![
-                "deploy:prod:1",
-                "deploy:prod:2",
-                "deploy:prod:3",
-                "deploy:prod:4",
-            ],
+            vec!["deploy:prod:1", "deploy:prod:2", "deploy:prod:3"],
         ),
     ];
     let relay = &jobs["kopsci:children"];
@@ -1148,19 +1479,22 @@ fn a_merge_request_in_a_thousand_cluster_fleet_dry_runs_its_cluster() {
     let base2 = git_in(sb.path(), &["rev-parse", "HEAD"]);
     git_in(sb.path(), &["add", "-A"]);
     git_in(sb.path(), &["commit", "-q", "-m", "c007 values"]);
-    // The fleet file changed: everything (3 × the deployments limit)…
+    // The fleet file changed, in one cluster's entry: that cluster only
+    // (formerly every cluster, over the deployments limit).
+    let yaml = kopsci_outside_ci(sb.path())
+        .args(["pipeline", "--changed-since", &base, "--mr-note"])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(dry_runs(&yaml), ["c007.prod.k8s.example.com"]);
+    // Every cluster (`--all`) is 1000 deployments: over GitLab's default…
     kopsci_outside_ci(sb.path())
-        .args(["pipeline", "--changed-since", &base])
+        .args(["pipeline", "--all"])
         .run()
         .fails_with(1, &["1000 deployment jobs", "--dryrun-environment=false"]);
     // … and without environments for dry runs it fits.
     let yaml = kopsci_outside_ci(sb.path())
-        .args([
-            "pipeline",
-            "--changed-since",
-            &base,
-            "--dryrun-environment=false",
-        ])
+        .args(["pipeline", "--all", "--dryrun-environment=false"])
         .run()
         .success()
         .stdout();

@@ -64,6 +64,9 @@ pub enum Job {
     Message(MessageJob),
     Relay(RelayJob),
     Trigger(TriggerJob),
+    /// A job of the fleet repository's own (`--downstream-jobs`), as
+    /// written there, with its `stage:` set.
+    Custom(serde_json::Map<String, serde_json::Value>),
 }
 
 impl Job {
@@ -74,7 +77,8 @@ impl Job {
             Job::Gate(j) => &j.needs,
             Job::Relay(j) => &j.needs,
             Job::Trigger(j) => &j.needs,
-            Job::DryRun(_) | Job::Report(_) | Job::Message(_) => &[],
+            // Its `needs` were checked when its file was read.
+            Job::DryRun(_) | Job::Report(_) | Job::Message(_) | Job::Custom(_) => &[],
         }
     }
 
@@ -84,6 +88,7 @@ impl Job {
         match self {
             Job::DryRun(j) => j.environment.is_some(),
             Job::Deploy(_) => true,
+            Job::Custom(j) => j.contains_key("environment"),
             _ => false,
         }
     }
@@ -105,14 +110,20 @@ pub struct DryRunJob {
     pub artifacts: Artifacts,
 }
 
-/// A manual job that changes a cluster: update, roll.
+/// A job that changes a cluster: apply, update, roll, delete. Manual
+/// unless the fleet automates it (`when` unset: it runs once its `needs`
+/// succeeded).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeployJob {
     pub stage: String,
     pub needs: Vec<Need>,
-    pub when: When,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<When>,
     pub allow_failure: bool,
     pub interruptible: bool,
+    /// GitLab notation (`3h 30m`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
     pub script: Vec<String>,
     pub resource_group: String,
     pub environment: Environment,
@@ -254,6 +265,8 @@ pub enum EnvironmentAction {
     Prepare,
     /// The job changes what runs in the environment.
     Start,
+    /// The job removes what runs in the environment (a deletion).
+    Stop,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -19,7 +19,8 @@
 //!   played.
 //!
 //! Each environment's pipeline is the ordinary default-branch pipeline of
-//! its clusters: dry runs, then manual update and roll jobs. Parent →
+//! its clusters: dry runs, then their apply (or update and roll) and
+//! delete jobs. Parent →
 //! orchestrator → environment is the two levels of child pipelines GitLab
 //! allows.
 
@@ -29,8 +30,8 @@ use super::ci::{
     IncludeArtifact, Job, JobVariables, Need, RelayJob, Strategy, Trigger, TriggerJob,
 };
 use super::{
-    Advice, Builder, Files, GITLAB_MAX_NEEDS, PipelineOptions, artifacts, deploy, header,
-    predecessor_environments,
+    Advice, Builder, Files, GITLAB_MAX_NEEDS, PipelineOptions, Rollout, Target, artifacts, deploy,
+    header, predecessor_environments,
 };
 use crate::errors::Result;
 use crate::fleet::Fleet;
@@ -44,40 +45,37 @@ pub const RELAY_JOB: &str = "kopsci:children";
 /// preview): the trigger job must then set it.
 pub const PARENT_PIPELINE_VARIABLE: &str = "$KOPSCI_PARENT_PIPELINE_ID";
 
-/// Jobs per cluster in an environment's pipeline: dry run, update, roll.
-const JOBS_PER_CLUSTER: usize = 3;
-
 /// Advice when an environment's part still passes a limit: one cluster's
 /// jobs do not fit.
 const PART_ADVICE: Advice = Advice {
     jobs: RAISE,
     deployments: RAISE,
 };
-const RAISE: &str =
-    "the limits leave no room for even one cluster's dry run, update and roll; raise them";
+const RAISE: &str = "the limits leave no room for even one cluster's dry run and apply (or update and roll); raise them";
 
 pub(super) fn generate(
     fleet: &Fleet,
     selection: &Selection,
-    affected: &[(&str, &str)],
+    affected: &[Target],
     order: &[String],
     options: &PipelineOptions,
 ) -> Result<Files> {
-    let per_part = clusters_per_part(options);
     let mut b = Builder::new();
     b.stage("prepare");
     b.job(RELAY_JOB.to_string(), relay_job(options));
     let mut children = Vec::new();
     let mut triggers_of: IndexMap<&str, Vec<String>> = IndexMap::new();
+    let mut placed = std::collections::HashSet::new();
     for (seq, env) in order.iter().enumerate() {
-        let clusters: Vec<&str> = affected
+        let clusters: Vec<Target> = affected
             .iter()
-            .filter(|(_, e)| e == env)
-            .map(|(c, _)| *c)
+            .filter(|t| t.env() == env)
+            .copied()
             .collect();
         if clusters.is_empty() {
             continue;
         }
+        let per_part = clusters_per_part(options, &clusters);
         let before = predecessor_environments(fleet, env, affected);
         let waits: Vec<String> = triggers_of
             .iter()
@@ -102,18 +100,33 @@ pub(super) fn generate(
                 options.children_dir.trim_end_matches('/'),
                 part_name.file
             );
-            let own: Vec<(&str, &str)> = part.iter().map(|c| (*c, env.as_str())).collect();
-            let mut sub = deploy(fleet, &own, order, options);
+            let mut sub = deploy(fleet, part, order, options);
+            // A downstream job belongs to the one part holding what it
+            // needs: the others leave it out without a word.
+            sub.downstream(options)?;
+            placed.extend(sub.jobs.keys().cloned());
             super::nothing_to_do(&mut sub);
-            let text = header(selection, options, Some((&part_name.describe, part)));
+            let names: Vec<&str> = part.iter().map(Target::name).collect();
+            let text = header(selection, options, Some((&part_name.describe, &names)));
             children.push((file.clone(), sub.finish(text, options, PART_ADVICE)?));
             b.job(part_name.job.clone(), trigger_job(&stage, &file, &waits));
             triggers.push(part_name.job);
         }
         triggers_of.insert(env.as_str(), triggers);
     }
+    let notes: Vec<String> = options
+        .downstream
+        .iter()
+        .flat_map(|d| d.job_names())
+        .filter(|name| !placed.contains(*name))
+        .map(|name| {
+            format!(
+                "downstream job `{name}` left out: no environment pipeline holds every job it needs (one cluster's jobs, or jobs of one environment part)"
+            )
+        })
+        .collect();
     let main = b.finish(
-        header(selection, options, None),
+        super::with_notes(header(selection, options, None), &notes),
         options,
         Advice {
             jobs: "pass higher limits, if your GitLab allows them",
@@ -123,17 +136,25 @@ pub(super) fn generate(
     Ok(Files { main, children })
 }
 
-/// How many clusters an environment's pipeline may hold within the limits
-/// (at least one: a pipeline that still passes them is refused with the
+/// How many of an environment's `clusters` one pipeline may hold within
+/// the limits, counting each as the costliest of them (parts stay even; at
+/// least one: a pipeline that still passes them is refused with the
 /// reason).
-fn clusters_per_part(options: &PipelineOptions) -> usize {
-    let deployments_per_cluster = 2 + usize::from(options.dryrun_environment);
+fn clusters_per_part(options: &PipelineOptions, clusters: &[Target]) -> usize {
+    let jobs_per_cluster = clusters
+        .iter()
+        .map(|t| t.rollout().jobs())
+        .max()
+        .unwrap_or(Rollout::UpdateRoll.jobs());
+    // Every job but the dry run has an environment; the dry run has one
+    // unless turned off.
+    let deployments_per_cluster = jobs_per_cluster - 1 + usize::from(options.dryrun_environment);
     let mut most = usize::MAX;
     if options.limits.max_jobs > 0 {
-        most = most.min(options.limits.max_jobs / JOBS_PER_CLUSTER);
+        most = most.min(options.limits.max_jobs / jobs_per_cluster);
     }
     if options.limits.max_deployments > 0 {
-        most = most.min(options.limits.max_deployments / deployments_per_cluster);
+        most = most.min(options.limits.max_deployments / deployments_per_cluster.max(1));
     }
     most.max(1)
 }
@@ -242,20 +263,57 @@ mod tests {
         assert_eq!(split_evenly(&items, 0).len(), 10);
     }
 
+    fn fleet(strategy: &str) -> crate::fleet::Fleet {
+        crate::fleet::Fleet::parse(
+            &format!(
+                "templates: [t]\napply: {strategy}\nenvironments: {{e: {{}}}}\nclusters:\n  - {{name: a.example.com, environment: e}}\n  - {{name: b.example.com, environment: e, apply: reconcile}}\n  - {{name: c.example.com, environment: e, absent: true}}\n"
+            ),
+            std::path::Path::new("kopsci.yaml"),
+            std::path::Path::new("/fleet"),
+        )
+        .unwrap()
+    }
+
+    fn targets(fleet: &crate::fleet::Fleet) -> Vec<Target<'_>> {
+        fleet
+            .clusters()
+            .iter()
+            .map(|cluster| Target { cluster })
+            .collect()
+    }
+
     #[test]
     fn part_size_follows_the_tightest_limit() {
+        let update_roll = fleet("update-roll");
+        let mixed = targets(&update_roll);
         let mut options = PipelineOptions::new(crate::gitlab::PipelineKind::DefaultBranch);
-        // 500 deployments, 3 per cluster with dry-run environments.
-        assert_eq!(clusters_per_part(&options), 166);
+        // 500 deployments, 3 per update-roll cluster with dry-run environments.
+        assert_eq!(clusters_per_part(&options, &mixed), 166);
         options.dryrun_environment = false;
-        assert_eq!(clusters_per_part(&options), 250);
+        assert_eq!(clusters_per_part(&options, &mixed), 250);
         options.limits.max_jobs = 500;
-        assert_eq!(clusters_per_part(&options), 166);
+        assert_eq!(clusters_per_part(&options, &mixed), 166);
         options.limits.max_jobs = 0;
         options.limits.max_deployments = 0;
-        assert_eq!(clusters_per_part(&options), usize::MAX);
+        assert_eq!(clusters_per_part(&options, &mixed), usize::MAX);
         options.limits.max_jobs = 2;
-        assert_eq!(clusters_per_part(&options), 1);
+        assert_eq!(clusters_per_part(&options, &mixed), 1);
+        // Reconcile and deletions: a dry run and one more job each.
+        let reconcile = fleet("reconcile");
+        let [a, b, c] = targets(&reconcile)[..] else {
+            panic!("three clusters")
+        };
+        assert_eq!(
+            [a, b, c].map(|t| t.rollout()),
+            [Rollout::Apply, Rollout::Apply, Rollout::Delete]
+        );
+        let mut options = PipelineOptions::new(crate::gitlab::PipelineKind::DefaultBranch);
+        assert_eq!(clusters_per_part(&options, &[a, b, c]), 250);
+        options.limits.max_jobs = 500;
+        assert_eq!(clusters_per_part(&options, &[a, b, c]), 250);
+        options.dryrun_environment = false;
+        options.limits.max_deployments = 100;
+        assert_eq!(clusters_per_part(&options, &[a, b, c]), 100);
     }
 
     #[test]
