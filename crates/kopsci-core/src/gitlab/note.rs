@@ -354,24 +354,11 @@ fn stage_title(stage: &str) -> &'static str {
     }
 }
 
-/// Checks that `name` is a kOps cluster name: a DNS name (lowercase
-/// letters, digits, `-` and `.`), so it can never be read as a path.
-pub fn check_cluster_name(name: &str) -> Result<()> {
-    let label_ok = |label: &str| {
-        !label.is_empty()
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    };
-    if !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok) {
-        return Ok(());
-    }
-    Err(Error::Usage(format!(
-        "invalid cluster name `{}`: expected a kOps cluster name (a DNS name of lowercase letters, digits, `-` and `.`, e.g. `dev.k8s.example.com`), not a path",
-        name.escape_debug()
-    )))
+/// A report directory or `--left-the-fleet` name must be a cluster name
+/// (never a path): the one check the fleet file and the command line use.
+fn check_cluster_name(name: &str) -> Result<()> {
+    crate::names::ClusterName::parse(name)?;
+    Ok(())
 }
 
 /// One cluster's summary and its Markdown details, as loaded.
@@ -1649,7 +1636,7 @@ mod tests {
             "@all",
         ] {
             let err = check_cluster_name(bad).unwrap_err().to_string();
-            assert!(err.contains("not a path"), "{bad:?}: {err}");
+            assert!(err.contains("invalid cluster name"), "{bad:?}: {err}");
             assert!(
                 !err.contains('\u{7}'),
                 "control characters are escaped: {err}"

@@ -129,18 +129,6 @@ fn gitlab_ci_local() -> &'static Path {
     })
 }
 
-/// The kops stand-in, built beside kopsci by `cargo test --workspace`.
-fn standin() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_kopsci")).with_file_name("kops");
-    assert!(
-        path.is_file(),
-        "the kops stand-in is not built at {}: run the tests with `cargo test --workspace` \
-         (scripts/test does), or `cargo build -p kops-standin` first",
-        path.display()
-    );
-    path
-}
-
 /// The directory gitlab-ci-local keeps a job's artifacts in: the job name
 /// with every run of characters other than `[A-Za-z0-9_-]` replaced by its
 /// unpadded URL-safe base64 (gitlab-ci-local's `safeDockerString`).
@@ -315,7 +303,7 @@ impl World {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         for (key, path) in [
-            ("KOPSCI_KOPS", standin()),
+            ("KOPSCI_KOPS", support::standin()),
             ("KOPS_STANDIN_CLOUD_DIR", self.sb.join("cloud")),
             ("KOPS_STANDIN_LOG", self.sb.join("kops-calls.jsonl")),
         ] {
@@ -380,7 +368,7 @@ impl World {
     /// Runs the stand-in directly (set-up and checks), with the store and
     /// cloud the jobs use.
     fn kops(&self, args: &[&str]) -> String {
-        let out = Command::new(standin())
+        let out = Command::new(support::standin())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(self.server.env())

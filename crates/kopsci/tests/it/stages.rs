@@ -21,18 +21,6 @@ pub(crate) const BUCKET: &str = "kops-state";
 pub(crate) const STATE: &str = "s3://kops-state";
 pub(crate) const CLUSTER: &str = "minimal-aws.example.com";
 
-/// The kops stand-in, built beside kopsci by `cargo test --workspace`.
-fn standin() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_kopsci")).with_file_name("kops");
-    assert!(
-        path.is_file(),
-        "the kops stand-in is not built at {}: run the tests with `cargo test --workspace` \
-         (scripts/test does), or `cargo build -p kops-standin` first",
-        path.display()
-    );
-    path
-}
-
 fn copy_tree(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.expect("walk");
@@ -107,7 +95,7 @@ impl World {
             .sb
             .kopsci()
             .isolated()
-            .env("KOPSCI_KOPS", standin())
+            .env("KOPSCI_KOPS", support::standin())
             .env("KOPS_STANDIN_LOG", self.sb.join("kops-calls.jsonl"))
             .env("KOPS_STANDIN_CLOUD_DIR", self.sb.join("cloud"))
             .env("TMPDIR", &self.tmp);
@@ -159,7 +147,7 @@ impl World {
 
     /// Runs the stand-in directly (test set-up), as kopsci would.
     fn kops(&self, args: &[&str]) {
-        let mut cmd = std::process::Command::new(standin());
+        let mut cmd = std::process::Command::new(support::standin());
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();
             if key.starts_with("AWS_") || key.starts_with("S3_") || key.starts_with("KOPS") {
@@ -451,7 +439,7 @@ fn a_kops_version_outside_the_fleet_requirement_is_refused() {
     let sb = fleet_sandbox();
     sb.kopsci()
         .isolated()
-        .env("KOPSCI_KOPS", standin())
+        .env("KOPSCI_KOPS", support::standin())
         .env("KOPS_STANDIN_VERSION", "1.33.2")
         .args(["dryrun", CLUSTER, "--state", "file:///nonexistent"])
         .run()

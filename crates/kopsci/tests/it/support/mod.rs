@@ -19,6 +19,18 @@ pub use s3::S3Server;
 
 pub use crate::harness::repo_root;
 
+/// The kops stand-in, built beside kopsci by `cargo test --workspace`.
+pub fn standin() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_kopsci")).with_file_name("kops");
+    assert!(
+        path.is_file(),
+        "the kops stand-in is not built at {}: run the tests with `cargo test --workspace` \
+         (scripts/test does), or `cargo build -p kops-standin` first",
+        path.display()
+    );
+    path
+}
+
 /// `examples/state/`: the state-store objects kOps writes for 10 clusters,
 /// vendored from kOps' integration tests (see tests/fixtures/README.md).
 pub fn kops_state_fixtures() -> PathBuf {
