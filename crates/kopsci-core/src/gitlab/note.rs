@@ -873,6 +873,48 @@ struct NoteView<'a> {
     browse: Option<String>,
 }
 
+/// Per-environment counts and names, in the reports' order, with the
+/// totals of changed and failed clusters.
+fn by_environment<'a: 'r, 'r>(
+    summaries: impl Iterator<Item = (&'a ClusterSummary, &'r Row<'a>)>,
+) -> (Vec<EnvironmentSummary<'a>>, usize, usize) {
+    let mut environments: IndexMap<Option<&str>, EnvironmentSummary> = IndexMap::new();
+    let (mut changed, mut failed) = (0, 0);
+    for (s, row) in summaries {
+        let env = row.environment;
+        let e = environments
+            .entry(env)
+            .or_insert_with(|| EnvironmentSummary {
+                name: env,
+                ..EnvironmentSummary::default()
+            });
+        e.total += 1;
+        if s.failed.is_some() {
+            failed += 1;
+            e.failed += 1;
+            e.failed_names.push(&s.cluster);
+        } else if s.has_changes() {
+            changed += 1;
+            e.changed += 1;
+            e.changed_names.push(&s.cluster);
+        } else {
+            e.unchanged += 1;
+            e.unchanged_names.push(&s.cluster);
+        }
+    }
+    (environments.into_values().collect(), changed, failed)
+}
+
+/// "dry run", the one stage all reports come from, or "results".
+fn note_title(reports: &[ClusterReport]) -> &'static str {
+    let mut stages = reports.iter().filter_map(|r| r.summary.stage.as_deref());
+    match stages.next() {
+        None => "dry run",
+        Some(first) if stages.all(|s| s == first) => stage_title(first),
+        Some(_) => "results",
+    }
+}
+
 impl<'a> NoteView<'a> {
     fn new(reports: &'a [ClusterReport], ctx: &'a NoteContext) -> NoteView<'a> {
         let fleet = ctx.fleet.as_ref();
@@ -881,41 +923,13 @@ impl<'a> NoteView<'a> {
             .iter()
             .map(|r| Row::new(&r.summary, entry(&r.summary)))
             .collect();
-        let mut environments: IndexMap<Option<&str>, EnvironmentSummary> = IndexMap::new();
-        let (mut changed, mut failed) = (0, 0);
-        for (s, row) in reports.iter().map(|r| &r.summary).zip(&clusters) {
-            let env = row.environment;
-            let e = environments
-                .entry(env)
-                .or_insert_with(|| EnvironmentSummary {
-                    name: env,
-                    ..EnvironmentSummary::default()
-                });
-            e.total += 1;
-            if s.failed.is_some() {
-                failed += 1;
-                e.failed += 1;
-                e.failed_names.push(&s.cluster);
-            } else if s.has_changes() {
-                changed += 1;
-                e.changed += 1;
-                e.changed_names.push(&s.cluster);
-            } else {
-                e.unchanged += 1;
-                e.unchanged_names.push(&s.cluster);
-            }
-        }
-        let destructive = reports
-            .iter()
-            .map(|r| &r.summary)
-            .zip(&clusters)
+        let summaries = || reports.iter().map(|r| &r.summary).zip(&clusters);
+        let (environments, changed, failed) = by_environment(summaries());
+        let destructive = summaries()
             .filter(|(_, row)| row.destructive)
             .map(|(s, row)| DestructiveView::new(row, s, entry(s)))
             .collect();
-        let validation_failed = reports
-            .iter()
-            .map(|r| &r.summary)
-            .zip(&clusters)
+        let validation_failed = summaries()
             .filter_map(|(s, row)| {
                 let v = s.validation.as_ref().filter(|v| !v.passed)?;
                 Some(ValidationView {
@@ -926,12 +940,7 @@ impl<'a> NoteView<'a> {
                 })
             })
             .collect();
-        let mut stages = reports.iter().filter_map(|r| r.summary.stage.as_deref());
-        let title = match stages.next() {
-            None => "dry run",
-            Some(first) if stages.all(|s| s == first) => stage_title(first),
-            Some(_) => "results",
-        };
+        let title = note_title(reports);
         NoteView {
             marker: &ctx.marker,
             summary_from: SUMMARY_FROM,
@@ -939,7 +948,7 @@ impl<'a> NoteView<'a> {
             total: reports.len(),
             changed,
             failed,
-            environments: environments.into_values().collect(),
+            environments,
             destructive,
             validation_failed,
             left: left_the_fleet(&ctx.left_the_fleet, fleet),
