@@ -659,134 +659,172 @@ pub fn select(fleet: &Fleet, scope: &Scope, repo: &RepoPaths) -> Selection {
     if !ignored.is_empty() {
         basis.push_str(&format!("; {} ignored (`ignore:`)", ignored.len()));
     }
-
-    let declared = |paths: &[PathBuf], role: InputRole| -> Vec<Input> {
-        paths
-            .iter()
-            .filter_map(|p| repo.in_repo(p))
-            .map(|path| Input {
-                path,
-                role: role.clone(),
-            })
-            .collect()
-    };
-    let mut shared = declared(fleet.templates(), InputRole::Template);
-    shared.extend(declared(
-        &paths_of(fleet.base_values()),
-        InputRole::BaseValues,
-    ));
-
-    let snippet_roots: Vec<PathBuf> = fleet
-        .snippets()
-        .iter()
-        .filter_map(|p| repo.in_repo(p))
-        .collect();
-    let snippets_changed = files
-        .iter()
-        .any(|f| snippet_roots.iter().any(|root| f.starts_with(root)));
-    let snippet_use = snippets_changed.then(|| SnippetUse::find(fleet, repo));
-    let at_base = FleetDiff::new(fleet, changes, fleet_file.as_deref());
     warn_ignored_inputs(fleet, repo, &ignored);
-
-    let clusters = fleet
-        .clusters()
-        .iter()
-        .map(|cluster| {
-            let mut reasons = Vec::new();
-            match &at_base {
-                FleetDiff::Unchanged => {}
-                FleetDiff::Unreadable { file, error } => {
-                    reasons.push(Reason::FleetUnreadableAtBase {
-                        file: file.clone(),
-                        error: error.clone(),
-                    });
-                }
-                FleetDiff::New { file } => reasons.push(Reason::Fleet {
-                    file: file.clone(),
-                    change: FleetChange::NewFleetFile,
-                }),
-                FleetDiff::Compared { file, base } => {
-                    reasons.extend(
-                        fleet_changes(base, fleet, cluster)
-                            .into_iter()
-                            .filter(|c| !cluster.absent || c.matters_when_absent())
-                            .map(|change| Reason::Fleet {
-                                file: file.clone(),
-                                change,
-                            }),
-                    );
-                }
-            }
-            // An absent cluster is never rendered: no file it would
-            // render from can affect it.
-            if cluster.absent {
-                return ClusterChoice {
-                    cluster: cluster.name.clone(),
-                    environment: cluster.environment.clone(),
-                    reasons,
-                };
-            }
-            let mut inputs: Vec<&Input> = shared.iter().collect();
-            let env_inputs = fleet
-                .environment(&cluster.environment)
-                .map(|e| {
-                    declared(
-                        &paths_of(&e.values),
-                        InputRole::EnvironmentValues(e.name.clone()),
-                    )
-                })
-                .unwrap_or_default();
-            let own = declared(&paths_of(&cluster.values), InputRole::ClusterValues);
-            inputs.extend(env_inputs.iter());
-            inputs.extend(own.iter());
-
-            for file in &files {
-                if let Some(input) = inputs.iter().find(|i| file.starts_with(&i.path)) {
-                    reasons.push(describe_match(file, input));
-                }
-            }
-            if let Some(uses) = &snippet_use {
-                match uses.for_cluster(cluster) {
-                    Ok(used) => {
-                        for file in &files {
-                            if used.contains(*file)
-                                && !reasons.iter().any(|r| r.file() == Some(file.as_path()))
-                            {
-                                reasons.push(Reason::Snippet {
-                                    file: (*file).clone(),
-                                });
-                            }
-                        }
-                    }
-                    Err(why) => reasons.push(why),
-                }
-            }
-            ClusterChoice {
-                cluster: cluster.name.clone(),
-                environment: cluster.environment.clone(),
-                reasons,
-            }
-        })
-        .collect();
-    let left = match &at_base {
-        FleetDiff::Compared { base, .. } => base
+    let selector = Selector::new(fleet, repo, changes, files, fleet_file.as_deref());
+    Selection {
+        basis,
+        clusters: fleet
             .clusters()
             .iter()
-            .filter(|old| fleet.clusters().iter().all(|c| c.name != old.name))
+            .map(|cluster| selector.choose(cluster))
+            .collect(),
+        left: selector.left_the_fleet(),
+        ignored: ignored.into_iter().cloned().collect(),
+    }
+}
+
+/// What [`select`] knows once per change set: the changed files (ignored
+/// ones left out), the inputs every cluster shares, snippet use and the
+/// fleet file at the base.
+struct Selector<'a> {
+    fleet: &'a Fleet,
+    repo: &'a RepoPaths,
+    files: Vec<&'a PathBuf>,
+    shared: Vec<Input>,
+    snippet_use: Option<SnippetUse<'a>>,
+    at_base: FleetDiff,
+}
+
+impl<'a> Selector<'a> {
+    fn new(
+        fleet: &'a Fleet,
+        repo: &'a RepoPaths,
+        changes: &Changes,
+        files: Vec<&'a PathBuf>,
+        fleet_file: Option<&Path>,
+    ) -> Selector<'a> {
+        let mut shared = declared(repo, fleet.templates(), InputRole::Template);
+        shared.extend(declared(
+            repo,
+            &paths_of(fleet.base_values()),
+            InputRole::BaseValues,
+        ));
+        let snippet_roots: Vec<PathBuf> = fleet
+            .snippets()
+            .iter()
+            .filter_map(|p| repo.in_repo(p))
+            .collect();
+        let snippets_changed = files
+            .iter()
+            .any(|f| snippet_roots.iter().any(|root| f.starts_with(root)));
+        Selector {
+            fleet,
+            repo,
+            shared,
+            snippet_use: snippets_changed.then(|| SnippetUse::find(fleet, repo)),
+            at_base: FleetDiff::new(fleet, changes, fleet_file),
+            files,
+        }
+    }
+
+    fn choose(&self, cluster: &Cluster) -> ClusterChoice {
+        let mut reasons = self.fleet_reasons(cluster);
+        // An absent cluster is never rendered: no file it would render
+        // from can affect it.
+        if !cluster.absent {
+            self.file_reasons(cluster, &mut reasons);
+        }
+        ClusterChoice {
+            cluster: cluster.name.clone(),
+            environment: cluster.environment.clone(),
+            reasons,
+        }
+    }
+
+    /// How the cluster's entry in the fleet file changed since the base.
+    fn fleet_reasons(&self, cluster: &Cluster) -> Vec<Reason> {
+        match &self.at_base {
+            FleetDiff::Unchanged => Vec::new(),
+            FleetDiff::Unreadable { file, error } => vec![Reason::FleetUnreadableAtBase {
+                file: file.clone(),
+                error: error.clone(),
+            }],
+            FleetDiff::New { file } => vec![Reason::Fleet {
+                file: file.clone(),
+                change: FleetChange::NewFleetFile,
+            }],
+            FleetDiff::Compared { file, base } => fleet_changes(base, self.fleet, cluster)
+                .into_iter()
+                .filter(|c| !cluster.absent || c.matters_when_absent())
+                .map(|change| Reason::Fleet {
+                    file: file.clone(),
+                    change,
+                })
+                .collect(),
+        }
+    }
+
+    /// The changed files the cluster renders from: declared inputs, then
+    /// the snippets its templates include.
+    fn file_reasons(&self, cluster: &Cluster, reasons: &mut Vec<Reason>) {
+        let env_inputs = self
+            .fleet
+            .environment(&cluster.environment)
+            .map(|e| {
+                declared(
+                    self.repo,
+                    &paths_of(&e.values),
+                    InputRole::EnvironmentValues(e.name.clone()),
+                )
+            })
+            .unwrap_or_default();
+        let own = declared(
+            self.repo,
+            &paths_of(&cluster.values),
+            InputRole::ClusterValues,
+        );
+        let inputs: Vec<&Input> = self.shared.iter().chain(&env_inputs).chain(&own).collect();
+        for file in &self.files {
+            if let Some(input) = inputs.iter().find(|i| file.starts_with(&i.path)) {
+                reasons.push(describe_match(file, input));
+            }
+        }
+        let Some(uses) = &self.snippet_use else {
+            return;
+        };
+        match uses.for_cluster(cluster) {
+            Ok(used) => {
+                for file in &self.files {
+                    if used.contains(*file)
+                        && !reasons.iter().any(|r| r.file() == Some(file.as_path()))
+                    {
+                        reasons.push(Reason::Snippet {
+                            file: (*file).clone(),
+                        });
+                    }
+                }
+            }
+            Err(why) => reasons.push(why),
+        }
+    }
+
+    /// Clusters of the fleet file at the base that `HEAD` no longer has.
+    fn left_the_fleet(&self) -> Vec<LeftCluster> {
+        let FleetDiff::Compared { base, .. } = &self.at_base else {
+            return Vec::new();
+        };
+        base.clusters()
+            .iter()
+            .filter(|old| self.fleet.clusters().iter().all(|c| c.name != old.name))
             .map(|old| LeftCluster {
                 cluster: old.name.clone(),
                 environment: old.environment.clone(),
                 was_absent: old.absent,
             })
-            .collect(),
-        _ => Vec::new(),
-    };
-    Selection {
-        basis,
-        clusters,
-        left,
-        ignored: ignored.into_iter().cloned().collect(),
+            .collect()
     }
+}
+
+/// The fleet file's `paths` that lie in the repository, as inputs of `role`.
+fn declared(repo: &RepoPaths, paths: &[PathBuf], role: InputRole) -> Vec<Input> {
+    paths
+        .iter()
+        .filter_map(|p| repo.in_repo(p))
+        .map(|path| Input {
+            path,
+            role: role.clone(),
+        })
+        .collect()
 }
 
 /// An `ignore:` glob wins over a declared input; say so in the job log, as
