@@ -1024,37 +1024,58 @@ pub fn render_note(
     let footer = pieces.call("footer", &[])?;
     let notice = pieces.call("notice", &[])?;
     let reserved = chars(&footer) + chars(&notice);
+    let head = match summary_head(&mut pieces, reserved, max_chars)? {
+        Head::Fits(head) => head,
+        Head::TooLong(names_only) => {
+            // Even names only do not fit: cut and say so. The marker
+            // survives whatever the limit: it is how the note is found
+            // again.
+            let room = max_chars.saturating_sub(reserved + 2);
+            let keep = room.max(chars(&ctx.marker) + 1);
+            let cut: String = names_only.chars().take(keep).collect();
+            return Ok(fit(format!("{cut}…\n{notice}{footer}"), max_chars));
+        }
+    };
+    let budget = max_chars - chars(&head) - chars(&footer);
+    let body = details_within(&mut pieces, reports, &view, ctx, &notice, budget)?;
+    Ok(format!("{head}{body}{footer}"))
+}
 
-    // The most detailed summary that leaves half the budget for details;
-    // else the most detailed that fits at all; else names only, cut.
+enum Head {
+    Fits(String),
+    /// The least detailed summary, still over the budget.
+    TooLong(String),
+}
+
+/// The most detailed summary that leaves half the budget for details; else
+/// the most detailed that fits at all.
+fn summary_head(pieces: &mut Pieces, reserved: usize, max_chars: usize) -> Result<Head> {
     let mut heads = Vec::new();
-    let mut chosen = None;
     for level in 1..=3 {
         let head = pieces.call("head", &[Value::from(level)])?;
         if chars(&head) + reserved <= max_chars / 2 {
-            chosen = Some(head);
-            break;
+            return Ok(Head::Fits(head));
         }
         heads.push(head);
     }
-    let head = match chosen {
-        Some(head) => head,
-        None => match heads.iter().position(|h| chars(h) + reserved <= max_chars) {
-            Some(at) => heads.swap_remove(at),
-            None => {
-                // Even names only do not fit: cut and say so. The marker
-                // survives whatever the limit: it is how the note is found
-                // again.
-                let room = max_chars.saturating_sub(reserved + 2);
-                let keep = room.max(chars(&ctx.marker) + 1);
-                let head = heads.pop().unwrap_or_default();
-                let cut: String = head.chars().take(keep).collect();
-                return Ok(fit(format!("{cut}…\n{notice}{footer}"), max_chars));
-            }
+    Ok(
+        match heads.iter().position(|h| chars(h) + reserved <= max_chars) {
+            Some(at) => Head::Fits(heads.swap_remove(at)),
+            None => Head::TooLong(heads.pop().unwrap_or_default()),
         },
-    };
+    )
+}
 
-    let mut budget = max_chars - chars(&head) - chars(&footer);
+/// The details of the noteworthy clusters, destructive ones first, within
+/// `budget` characters; those left out are linked, and the notice says so.
+fn details_within(
+    pieces: &mut Pieces,
+    reports: &[ClusterReport],
+    view: &NoteView,
+    ctx: &NoteContext,
+    notice: &str,
+    mut budget: usize,
+) -> Result<String> {
     let mut body = String::new();
     let mut truncated = false;
     // Destructive clusters' details come first: what a change deletes must
@@ -1081,7 +1102,7 @@ pub fn render_note(
         };
         // Room for the truncation notice stays reserved until the end.
         if let Some(block) = block
-            && chars(&block) + chars(&notice) <= budget
+            && chars(&block) + chars(notice) <= budget
         {
             budget -= chars(&block);
             body.push_str(&block);
@@ -1093,15 +1114,15 @@ pub fn render_note(
             _ => Value::from(()),
         };
         let line = pieces.call("left_out", &[markdown::value(row), link])?;
-        if chars(&line) + chars(&notice) <= budget {
+        if chars(&line) + chars(notice) <= budget {
             budget -= chars(&line);
             body.push_str(&line);
         }
     }
     if truncated {
-        body.push_str(&notice);
+        body.push_str(notice);
     }
-    Ok(format!("{head}{body}{footer}"))
+    Ok(body)
 }
 
 /// A last guard for absurdly small limits: the text cut to `max` characters.
