@@ -22,6 +22,23 @@ const WRAPPERS: [&str; 9] = [
     "request has timed out",
 ];
 
+/// One line for any failed SDK request: the service's `Code: message`
+/// when the server sent one, else [`describe`].
+pub(crate) fn message<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + StdError + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match err.as_service_error() {
+        Some(service) => match (service.code(), service.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_string(),
+            _ => describe(err),
+        },
+        None => describe(err),
+    }
+}
+
 /// One line for a failed SDK request (that is not a service error with a
 /// code: callers print `Code: message` for those).
 pub(crate) fn describe<E, R>(err: &SdkError<E, R>) -> String

@@ -15,7 +15,6 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sts::config::Region;
-use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 
 use crate::aws::identity::{AwsCredentials, AwsIdentity, Secret};
@@ -168,17 +167,7 @@ async fn assume_role(
         .set_duration_seconds(settings.duration_seconds.map(|d| d as i32))
         .send()
         .await
-        .map_err(|err| {
-            let message = match err.as_service_error() {
-                Some(service) => match (service.code(), service.message()) {
-                    (Some(code), Some(message)) => format!("{code}: {message}"),
-                    (Some(code), None) => code.to_string(),
-                    _ => crate::sdk_error::describe(&err),
-                },
-                None => crate::sdk_error::describe(&err),
-            };
-            fail(message)
-        })?;
+        .map_err(|err| fail(crate::sdk_error::message(&err)))?;
     let Some(creds) = out.credentials() else {
         return Err(fail("STS answered without credentials".into()));
     };

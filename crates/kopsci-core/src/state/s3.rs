@@ -406,14 +406,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: fmt::Debug + 'static,
 {
-    let message = match err.as_service_error() {
-        Some(service) => match (service.code(), service.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => code.to_string(),
-            _ => crate::sdk_error::describe(&err),
-        },
-        None => crate::sdk_error::describe(&err),
-    };
+    let message = crate::sdk_error::message(&err);
     // The server's words are untrusted: they never reach the terminal raw.
     Error::S3 {
         context,
