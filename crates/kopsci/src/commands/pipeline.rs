@@ -77,8 +77,8 @@ pub struct PipelineArgs {
     pub drift_on_schedule: bool,
 
     /// Drift pipelines: a drifted cluster's job warns (`allow_failure:
-    /// exit_codes: [2]`) instead of failing. Exit code 2 is also kopsci's
-    /// usage error, which then warns too.
+    /// exit_codes: [2]`) instead of failing. Only pending changes exit 2
+    /// (usage errors exit 64), so a broken job still fails.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
     pub drift_allow_failure: bool,

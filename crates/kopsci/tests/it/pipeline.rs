@@ -1017,6 +1017,83 @@ fn the_ci_component_is_valid_and_uses_every_input() {
     }
 }
 
+/// docs/gitlab.md's inputs table is the component's inputs with their
+/// defaults, and its list of `kopsci pipeline` flags is `--help`'s.
+#[test]
+fn the_gitlab_guide_lists_the_components_inputs_and_the_pipeline_flags() {
+    let root = repo_root();
+    let component = std::fs::read_to_string(root.join("templates/kopsci.yml")).expect("component");
+    let (header, _) = component.split_once("\n---\n").expect("a spec header");
+    let spec: serde_json::Value = serde_saphyr::from_str(header).expect("header YAML");
+    let declared: std::collections::BTreeMap<String, String> = spec["spec"]["inputs"]
+        .as_object()
+        .expect("inputs")
+        .iter()
+        .map(|(name, input)| {
+            let default = match &input["default"] {
+                serde_json::Value::String(s) if s.is_empty() => "\"\"".to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (name.clone(), default)
+        })
+        .collect();
+    let guide = std::fs::read_to_string(root.join("docs/gitlab.md")).expect("docs/gitlab.md");
+    let section = guide
+        .split("\n## The component and its inputs\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the inputs section");
+    let documented: std::collections::BTreeMap<String, String> = section
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.strip_prefix("| `")?.splitn(3, " | ").collect();
+            let name = cells.first()?.strip_suffix('`')?;
+            let default = cells.get(1)?.trim_matches('`');
+            Some((name.to_string(), default.to_string()))
+        })
+        .collect();
+    assert_eq!(documented, declared, "docs/gitlab.md's inputs table");
+
+    let listed: std::collections::BTreeSet<&str> = section
+        .split("Everything `kopsci pipeline` can do is a flag")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the list of flags")
+        .split('`')
+        .filter(|w| w.starts_with("--"))
+        .collect();
+    let help = Kopsci::new()
+        .args(["pipeline", "--help"])
+        .run()
+        .success()
+        .stdout();
+    let flags: std::collections::BTreeSet<&str> = help
+        .lines()
+        // Option lines only: `  -v, --verbose...`, `      --out <FILE>`.
+        .filter(|line| line.starts_with("  -") || line.starts_with("      --"))
+        .filter_map(|line| {
+            line.split([' ', '[', '=', ',', '.'])
+                .find(|w| w.starts_with("--"))
+        })
+        .filter(|f| !["--help", "--version", "--verbose", "--quiet", "--color"].contains(f))
+        .collect();
+    for flag in &listed {
+        assert!(
+            flags.contains(flag),
+            "docs/gitlab.md lists {flag}, which `kopsci pipeline` lacks"
+        );
+    }
+    for flag in &flags {
+        assert!(
+            listed.contains(flag)
+                || guide.contains(&format!("`{flag}"))
+                || guide.contains(&format!(" {flag} ")),
+            "`kopsci pipeline {flag}` is not in docs/gitlab.md"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------
 // Drift, artifacts, fetch depth
 // ---------------------------------------------------------------------
