@@ -18,10 +18,11 @@
 //! A cluster marked `absent: true` is never rendered: only changes to what
 //! its deletion uses (becoming absent, its state store, its `aws:`
 //! settings, `kops.version`) affect it. Changed paths matching the fleet's
-//! `ignore:` globs (relative to the repository's top level) are left out
-//! first; the fleet file itself never is. Clusters in the fleet file at the
-//! base and gone at `HEAD` have *left the fleet*: they are listed, never
-//! selected, as nothing may delete them.
+//! `ignore:` globs (relative to the repository's top level) at `HEAD` and
+//! at the base alike are left out first, so a glob never hides the change
+//! that adds it; the fleet file itself never is. Clusters in the fleet
+//! file at the base and gone at `HEAD` have *left the fleet*: they are
+//! listed, never selected, as nothing may delete them.
 //!
 //! Renders happen only when a changed file is under a declared snippet
 //! path, so a change elsewhere costs one `git diff`. A cluster whose render
@@ -646,9 +647,19 @@ pub fn select(fleet: &Fleet, scope: &Scope, repo: &RepoPaths) -> Selection {
         Scope::Changes(changes) => changes,
     };
     let fleet_file = repo.in_repo(fleet.path());
-    // The fleet file is never ignored: it declares everything else.
+    let at_base = FleetDiff::new(fleet, changes, fleet_file.as_deref());
+    // The fleet file is never ignored: it declares everything else. A glob
+    // the change itself adds does not hide that change's own files: a path
+    // is ignored only when the base's globs ignored it too.
     let (ignored, files): (Vec<&PathBuf>, Vec<&PathBuf>) = changes.files.iter().partition(|f| {
-        Some(f.as_path()) != fleet_file.as_deref() && fleet.is_ignored(&slash_path(f))
+        let path = slash_path(f);
+        Some(f.as_path()) != fleet_file.as_deref()
+            && fleet.is_ignored(&path)
+            && match &at_base {
+                FleetDiff::Unchanged => true,
+                FleetDiff::Compared { base, .. } => base.is_ignored(&path),
+                FleetDiff::New { .. } | FleetDiff::Unreadable { .. } => false,
+            }
     });
     let mut basis = format!(
         "{} changed in {}...HEAD (base from {})",
@@ -660,7 +671,7 @@ pub fn select(fleet: &Fleet, scope: &Scope, repo: &RepoPaths) -> Selection {
         basis.push_str(&format!("; {} ignored (`ignore:`)", ignored.len()));
     }
     warn_ignored_inputs(fleet, repo, &ignored);
-    let selector = Selector::new(fleet, repo, changes, files, fleet_file.as_deref());
+    let selector = Selector::new(fleet, repo, at_base, files);
     Selection {
         basis,
         clusters: fleet
@@ -689,9 +700,8 @@ impl<'a> Selector<'a> {
     fn new(
         fleet: &'a Fleet,
         repo: &'a RepoPaths,
-        changes: &Changes,
+        at_base: FleetDiff,
         files: Vec<&'a PathBuf>,
-        fleet_file: Option<&Path>,
     ) -> Selector<'a> {
         let mut shared = declared(repo, fleet.templates(), InputRole::Template);
         shared.extend(declared(
@@ -712,7 +722,7 @@ impl<'a> Selector<'a> {
             repo,
             shared,
             snippet_use: snippets_changed.then(|| SnippetUse::find(fleet, repo)),
-            at_base: FleetDiff::new(fleet, changes, fleet_file),
+            at_base,
             files,
         }
     }
@@ -1583,6 +1593,51 @@ clusters:
             text.ends_with("ignored: 2 files (matching the fleet's `ignore:` globs)\n  docs/setup.md\n  infra/values/dev/README.md\n"),
             "{text}"
         );
+    }
+
+    /// A glob a change adds cannot hide that change's own files: only the
+    /// globs the base already had ignore paths.
+    #[test]
+    fn a_glob_added_by_the_change_does_not_hide_its_own_files() {
+        let fx = Fx::new();
+        let head = format!("ignore: [\"infra/values/**\", \"**/*.md\"]\n{FLEET}");
+        fx.file("infra/kopsci.yaml", &head);
+        let changed = ["infra/kopsci.yaml", "infra/values/a.yaml", "docs/x.md"];
+        let added = fx.selection(
+            &changed,
+            FleetAtBase::Text {
+                commit: "0".into(),
+                text: FLEET.to_string(),
+            },
+        );
+        assert!(added.ignored.is_empty(), "{:?}", added.ignored);
+        assert_eq!(affected(&verdicts(&added)), ["a.example.com"]);
+        // Once the base has the globs, they ignore.
+        let had = fx.selection(
+            &changed,
+            FleetAtBase::Text {
+                commit: "0".into(),
+                text: format!("ignore: [\"**/*.md\", \"infra/values/**\"]\n{FLEET}\n# old\n"),
+            },
+        );
+        assert_eq!(
+            had.ignored,
+            [
+                PathBuf::from("infra/values/a.yaml"),
+                PathBuf::from("docs/x.md")
+            ]
+        );
+        assert!(affected(&verdicts(&had)).is_empty());
+        // Only the globs both have ignore.
+        let narrower = fx.selection(
+            &changed,
+            FleetAtBase::Text {
+                commit: "0".into(),
+                text: format!("ignore: [\"**/*.md\"]\n{FLEET}"),
+            },
+        );
+        assert_eq!(narrower.ignored, [PathBuf::from("docs/x.md")]);
+        assert_eq!(affected(&verdicts(&narrower)), ["a.example.com"]);
     }
 
     #[test]
