@@ -593,7 +593,7 @@ pub fn generate_files(
                 b.job(DRIFT_REPORT_JOB.to_string(), drift_report_job(options));
             }
             nothing_to_do(&mut b);
-            b.finish(header, options, DRY_RUN_ADVICE)?
+            b.finish(header, options, DRIFT_ADVICE)?
         }
         PipelineKind::DefaultBranch if options.split_by_environment && !affected.is_empty() => {
             return split::generate(fleet, selection, &affected, &order, options);
@@ -620,8 +620,14 @@ struct Advice {
 }
 
 const DRY_RUN_ADVICE: Advice = Advice {
-    jobs: "merge-request and drift pipelines are not split (their note and report read every dry run): change fewer clusters at once",
+    jobs: "merge-request pipelines are not split (their note reads every dry run): change fewer clusters at once",
     deployments: "give dry runs no environment (--dryrun-environment=false, the component's input dryrun_environment: false; dry runs then count as no deployment), or change fewer clusters at once",
+};
+// A drift pipeline checks every cluster: there is no change to make
+// smaller.
+const DRIFT_ADVICE: Advice = Advice {
+    jobs: "a drift pipeline dry-runs every cluster of the fleet in one child pipeline and is not split: raise --max-jobs (input max_jobs) to what the instance allows, or turn scheduled drift detection off (--drift-on-schedule=false, input drift: false)",
+    deployments: "give dry runs no environment (--dryrun-environment=false, the component's input dryrun_environment: false; dry runs then count as no deployment)",
 };
 const SPLIT: &str = "pass --split-by-environment (the component's input split_by_environment: true): one child pipeline per environment, or per part of one, started in promotion order";
 const SPLIT_ADVICE: Advice = Advice {
@@ -1526,6 +1532,20 @@ clusters:
         options.limits.max_jobs = 4;
         let err = generate(&fleet, &sel, &options).unwrap_err().to_string();
         assert!(err.contains("change fewer clusters"), "{err}");
+        // Drift checks every cluster: no change to make smaller.
+        let mut options = PipelineOptions::new(PipelineKind::Drift);
+        options.limits.max_deployments = 4;
+        let err = generate(&fleet, &sel, &options).unwrap_err().to_string();
+        assert!(err.contains("--dryrun-environment=false"), "{err}");
+        assert!(!err.contains("fewer clusters"), "{err}");
+        options.limits.max_deployments = 0;
+        options.limits.max_jobs = 5;
+        let err = generate(&fleet, &sel, &options).unwrap_err().to_string();
+        assert!(
+            err.contains("6 jobs") && err.contains("drift: false"),
+            "{err}"
+        );
+        assert!(!err.contains("fewer clusters"), "{err}");
         // 0: not checked.
         let mut options = PipelineOptions::new(PipelineKind::DefaultBranch);
         options.limits = Limits {
