@@ -148,8 +148,23 @@ fn apply_upgrades_kubernetes_with_reconcile_and_nothing_else_writes_the_store() 
     );
     assert!(!report["validation"]["nodes"].as_array().unwrap().is_empty());
     assert_eq!(report["kops_commands"].as_array().unwrap().len(), 4);
+    // The rolling-update table kOps printed in the node roll, parsed: the
+    // control plane was rolled before, the nodes then.
+    let rows = report["roll_plan"]["rows"].as_array().unwrap();
+    let status = |group: &str| {
+        rows.iter()
+            .find(|r| r["name"] == group)
+            .map(|r| r["status"].clone())
+            .unwrap_or_else(|| panic!("no {group} in {}", report["roll_plan"]))
+    };
+    assert_eq!(status("master-us-test-1a"), "Ready");
+    assert_eq!(status("nodes"), "NeedsUpdate");
     let md = stage_file(&world, "apply", "report.md");
     assert!(md.contains("Performing rolling-update for nodes"), "{md}");
+    assert!(
+        md.contains("| `nodes` | NeedsUpdate |"),
+        "no rolling-update table in:\n{md}"
+    );
     let kops_apply = stage_file(&world, "apply", "kops-apply.txt");
     assert!(
         kops_apply.contains("Pruning old resources that are no longer used"),
