@@ -485,6 +485,44 @@ mod tests {
         assert!(update.markdown().contains("**Pruned instance groups**"));
     }
 
+    /// The roll headline is kOps' conclusion, whatever the rows say: a
+    /// table kopsci cannot read still needs a rolling update when kOps
+    /// asks for `--yes`, and the unread row is in the report with the raw
+    /// table.
+    #[test]
+    fn the_roll_headline_is_what_kops_concluded_not_a_row_count() {
+        let roll = |text: &str| {
+            let mut r = Report::new(StageKind::Roll, "c", "t".into());
+            r.roll_plan = Some(crate::kops::parse_rolling_update_output(text).unwrap());
+            r
+        };
+        let unreadable = roll(
+            "NAME\tSTATUS\tNEEDUPDATE\tREADY\tMIN\tTARGET\tMAX\tNODES\n\
+             nodes\tNeedsUpdate\tmany\t0\t2\t2\t2\t2\n\
+             \nMust specify --yes to rolling-update.\n",
+        );
+        assert!(unreadable.roll_plan.as_ref().unwrap().rows.is_empty());
+        assert_eq!(unreadable.line(), "c: a rolling update is required");
+        let md = unreadable.markdown();
+        assert!(
+            md.starts_with("#### `c` — a rolling update is required\n"),
+            "{md}"
+        );
+        assert!(md.contains("could not read"), "{md}");
+        assert!(md.contains("nodes\tNeedsUpdate\tmany"), "{md}");
+
+        // Older kOps: no TARGET column; kOps says nothing is due.
+        let old = roll(
+            "NAME\tSTATUS\tNEEDUPDATE\tREADY\tMIN\tMAX\tNODES\n\
+             nodes\tReady\t0\t2\t2\t2\t2\n\
+             \nNo rolling-update required.\n",
+        );
+        let plan = old.roll_plan.as_ref().unwrap();
+        assert_eq!(plan.rows.len(), 1);
+        assert_eq!(plan.rows[0].target, None);
+        assert_eq!(old.line(), "c: no rolling update required");
+    }
+
     #[test]
     fn a_failed_report_says_where_and_why() {
         let mut r = Report::new(StageKind::Dryrun, "c", "t".into());

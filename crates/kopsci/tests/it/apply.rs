@@ -148,8 +148,23 @@ fn apply_upgrades_kubernetes_with_reconcile_and_nothing_else_writes_the_store() 
     );
     assert!(!report["validation"]["nodes"].as_array().unwrap().is_empty());
     assert_eq!(report["kops_commands"].as_array().unwrap().len(), 4);
+    // The rolling-update table kOps printed in the node roll, parsed: the
+    // control plane was rolled before, the nodes then.
+    let rows = report["roll_plan"]["rows"].as_array().unwrap();
+    let status = |group: &str| {
+        rows.iter()
+            .find(|r| r["name"] == group)
+            .map(|r| r["status"].clone())
+            .unwrap_or_else(|| panic!("no {group} in {}", report["roll_plan"]))
+    };
+    assert_eq!(status("master-us-test-1a"), "Ready");
+    assert_eq!(status("nodes"), "NeedsUpdate");
     let md = stage_file(&world, "apply", "report.md");
     assert!(md.contains("Performing rolling-update for nodes"), "{md}");
+    assert!(
+        md.contains("| `nodes` | NeedsUpdate |"),
+        "no rolling-update table in:\n{md}"
+    );
     let kops_apply = stage_file(&world, "apply", "kops-apply.txt");
     assert!(
         kops_apply.contains("Pruning old resources that are no longer used"),
@@ -1419,4 +1434,186 @@ fn a_retried_apply_that_pruned_a_group_resumes() {
         1,
         &["refusing a stale plan", "removed instancegroup/nodes-old"],
     );
+}
+
+// ---------------------------------------------------------------------
+// 12. The fleet's timeouts, API server and session length reach kops
+// ---------------------------------------------------------------------
+
+/// `drain_timeout` and `validation_timeout` become the flags kOps documents
+/// for them, only on the commands that document them; `kops.api_server`
+/// becomes `--api-server` on exactly the commands whose docs list it; and
+/// an assumed-role session shorter than the job's timeout is warned about.
+#[test]
+fn the_fleets_timeouts_and_api_server_reach_the_documented_kops_flags() {
+    const API: &str = "https://api.internal.example.com";
+    let world = World::new();
+    world.apply_fixture(CLUSTER);
+    let (sts, _requests) = mock_sts();
+    append(
+        &world.sb,
+        "values/clusters/minimal-aws.yaml",
+        NEW_MACHINE_TYPE,
+    );
+    append(
+        &world.sb,
+        "kopsci.yaml",
+        "drain_timeout: 5m\nvalidation_timeout: 90s\naws:\n  role_arn: arn:aws:iam::123456789012:role/kops\n  duration_seconds: 3600\n  region: eu-west-1\n",
+    );
+    edit(
+        &world,
+        "kopsci.yaml",
+        "  prod:\n    values: [values/env/prod.yaml]\n",
+        &format!(
+            "  prod:\n    values: [values/env/prod.yaml]\n    kops: {{api_server: \"{API}\"}}\n"
+        ),
+    );
+    let as_role = |args: &[&str]| {
+        world
+            .kopsci()
+            .env("AWS_ACCESS_KEY_ID", "AKIACALLERKEY")
+            .env("AWS_SECRET_ACCESS_KEY", "caller-secret-value")
+            .env("AWS_ENDPOINT_URL_STS", &sts)
+            .arg(args[0])
+            .args(["--state", STATE])
+            .args(&args[1..])
+            .run()
+    };
+    let api = format!("--api-server {API}");
+    let cluster = format!("--name {CLUSTER} --state {STATE}");
+
+    let from = world.calls().len();
+    as_role(&["dryrun", CLUSTER]).success();
+    let dry = calls_since(&world, from);
+    assert!(
+        dry.iter()
+            .any(|c| c.starts_with("update cluster") && c.ends_with(&api)),
+        "{dry:?}"
+    );
+
+    // apply: the preview, reconcile and validate get --api-server;
+    // reconcile documents no drain or validation timeout, so it gets
+    // neither, and the gate waits the fleet's validation_timeout.
+    let from = world.calls().len();
+    let run = as_role(&["apply", CLUSTER]).success();
+    let warning = "the assumed-role session lasts 3600 s (`aws.duration_seconds`), less than the job's timeout of 3h (`apply.timeout`)";
+    assert!(run.stderr().contains(warning), "{}", run.stderr());
+    assert!(
+        stage_report(&world, "apply")["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().starts_with(warning)),
+        "{}",
+        stage_report(&world, "apply")
+    );
+    assert_eq!(
+        calls_since(&world, from),
+        [
+            "version".to_string(),
+            format!("replace -f <manifest> --state {STATE} --force"),
+            format!("update cluster {cluster} {api}"),
+            format!("reconcile cluster {cluster} --yes {api}"),
+            format!("validate cluster {cluster} --wait 1m30s -o json {api}"),
+        ],
+        "{}",
+        run.stderr()
+    );
+
+    // roll --yes: the timeouts as rolling-update flags; the user's own
+    // flag wins over the fleet's.
+    let from = world.calls().len();
+    as_role(&["roll", CLUSTER, "--yes", "--", "--drain-timeout=20m"]).success();
+    assert_eq!(
+        calls_since(&world, from)[1..],
+        [
+            format!(
+                "rolling-update cluster {cluster} --yes {api} --drain-timeout=20m --validation-timeout=1m30s"
+            ),
+            format!("validate cluster {cluster} --wait 1m30s -o json {api}"),
+        ]
+    );
+    // A preview neither waits nor warns about a session it does not need.
+    let from = world.calls().len();
+    let run = as_role(&["roll", CLUSTER]).success();
+    assert_eq!(
+        calls_since(&world, from)[1..],
+        [format!("rolling-update cluster {cluster} {api}")]
+    );
+    assert!(!run.stderr().contains("assumed-role session"));
+
+    // A job timeout within the session: no warning.
+    append(&world.sb, "kopsci.yaml", "apply: {timeout: 30m}\n");
+    let run = as_role(&["roll", CLUSTER, "--yes"]).success();
+    assert!(
+        !run.stderr().contains("assumed-role session"),
+        "{}",
+        run.stderr()
+    );
+}
+
+// ---------------------------------------------------------------------
+// 13. What kOps will delete is destructive in report.md, pruned or not
+// ---------------------------------------------------------------------
+
+/// Narrowing `sshAccess` makes kOps delete the old rule, but only with
+/// `--prune`: the dry run's report.md puts it in the destructive section
+/// all the same, and `apply` (whose reconcile prunes last) deletes it.
+#[test]
+fn resources_kops_deletes_only_on_prune_are_destructive_in_the_report() {
+    let world = World::new();
+    world.apply_fixture(CLUSTER);
+    append(
+        &world.sb,
+        "values/clusters/minimal-aws.yaml",
+        "sshAccess: [10.0.0.0/8]\n",
+    );
+    world.run(&["dryrun", CLUSTER]).success();
+    let report = world.report(CLUSTER);
+    let pruned = report["update_plan"]["delete_on_prune"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(!pruned.is_empty(), "{}", report["update_plan"]);
+    assert!(report["delete"].as_u64().unwrap() >= 1, "{report}");
+    let md = world
+        .sb
+        .read(&format!(".kopsci/reports/{CLUSTER}/report.md"));
+    let (_, destructive) = md
+        .split_once("### :warning: Destructive changes\n")
+        .unwrap_or_else(|| panic!("no destructive section:\n{md}"));
+    assert!(destructive.contains("kOps resources to delete:"), "{md}");
+    for item in &pruned {
+        let name = format!(
+            "{}/{}",
+            item["kind"].as_str().unwrap(),
+            item["name"].as_str().unwrap()
+        );
+        assert!(
+            destructive.contains(&format!("`{name}`")),
+            "{name} not in:\n{md}"
+        );
+    }
+    // Before the folded details: a reviewer sees it without opening them.
+    let section = md.find("### :warning: Destructive changes").unwrap();
+    assert!(
+        md.find("<details>").is_none_or(|details| section < details),
+        "{md}"
+    );
+
+    let from = world.calls().len();
+    world.run(&["apply", CLUSTER]).success();
+    assert!(
+        calls_since(&world, from)
+            .iter()
+            .any(|c| c.starts_with("reconcile cluster")),
+    );
+    let apply_md = stage_file(&world, "apply", "report.md");
+    assert!(
+        apply_md.contains("### :warning: Destructive changes"),
+        "{apply_md}"
+    );
+    world
+        .run(&["dryrun", CLUSTER, "--detailed-exitcode"])
+        .success();
 }

@@ -726,8 +726,9 @@ fn a_stale_or_missing_plan_is_refused() {
         &["the rendered manifest differs from the one the dry run reviewed"],
     );
 
-    // --allow-stale applies anyway, and says so.
-    world.run(&["update", CLUSTER, "--allow-stale"]).success();
+    // --allow-stale applies anyway, and says so. The counts it reports are
+    // the ones kops printed for this change, never the stale plan's.
+    let run = world.run(&["update", CLUSTER, "--allow-stale"]).success();
     assert!(
         world
             .bucket()
@@ -746,6 +747,15 @@ fn a_stale_or_missing_plan_is_refused() {
             .starts_with("--allow-stale: applied although the rendered manifest differs"),
         "{update}"
     );
+    assert_eq!(update["counts_source"], "kops", "{update}");
+    let created = update["update_plan"]["create"].as_array().unwrap().len();
+    assert!(created > 0, "{update}");
+    assert_eq!(update["create"], created);
+    let line = format!(
+        "{CLUSTER}: applied: {created} to create, {} to modify, {} to delete",
+        update["update"], update["delete"]
+    );
+    assert!(run.stdout().starts_with(&line), "{}", run.stdout());
 }
 
 #[test]
