@@ -48,7 +48,16 @@ fn main() -> ExitCode {
         Ok(exit) => exit.into(),
         Err(err) => {
             let exit = Exit::for_error(&err);
-            print_error(&format!("{err:#}"));
+            match err.downcast_ref::<kopsci_core::Error>() {
+                // One `file:line:col: …` per line: escaping the whole text
+                // would fold the list into one line of literal `\n`s. Each
+                // problem is still escaped on its own.
+                Some(kopsci_core::Error::Migrate { problems }) if !problems.is_empty() => {
+                    print_error(&problems[0]);
+                    print_lines(problems[1..].iter().map(String::as_str));
+                }
+                _ => print_error(&format!("{err:#}")),
+            }
             exit.into()
         }
     }
@@ -73,10 +82,7 @@ fn clap_exit(err: &clap::Error) -> Exit {
     let text = text.strip_prefix("error: ").unwrap_or(&text);
     let mut lines = text.trim_end().lines();
     print_error(lines.next().unwrap_or_default());
-    let mut stderr = anstream::stderr().lock();
-    for line in lines {
-        let _ = writeln!(stderr, "{}", logging::sanitize(line));
-    }
+    print_lines(lines);
     Exit::Usage
 }
 
@@ -89,6 +95,14 @@ fn print_error(message: &str) {
         "{style}error:{style:#} {}",
         logging::sanitize(message)
     );
+}
+
+/// The lines after an `error:` line, each sanitised.
+fn print_lines<'a>(lines: impl Iterator<Item = &'a str>) {
+    let mut stderr = anstream::stderr().lock();
+    for line in lines {
+        let _ = writeln!(stderr, "{}", logging::sanitize(line));
+    }
 }
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set to anything

@@ -658,6 +658,22 @@ fn every_unsupported_construct_of_a_file_is_listed() {
             ],
         );
     assert!(run.stderr().contains("use substr"), "{}", run.stderr());
+    // One problem per line, not one line of escaped `\n`s.
+    let stderr = run.stderr();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines[0].starts_with("error: t.yaml:1:7: unsupported: now ("),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("t.yaml:2:7: unsupported: slice ("),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].starts_with("t.yaml:3:7: unsupported: env ("),
+        "{lines:?}"
+    );
+    assert!(!stderr.contains("\\n"), "{stderr}");
 }
 
 #[test]
