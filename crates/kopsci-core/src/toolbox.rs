@@ -63,8 +63,10 @@ pub fn config_value<'a>(context: &'a Context, key: &str) -> Result<Option<&'a Va
     Ok(values::lookup(&context.values, key))
 }
 
-/// Renders the request's templates with an already built context.
+/// Renders the request's templates with an already built context; an
+/// error never quotes a sensitive value.
 pub fn render(request: &Request, context: &Context) -> Result<String> {
     TemplateSet::load(&request.templates, &request.snippets)?
         .render(&context.values, &request.options)
+        .map_err(|e| context.sensitive.scrub(&context.values, e))
 }

@@ -260,6 +260,75 @@ impl Sensitive {
             }
         }
     }
+
+    /// An error of rendering with `values`, with every sensitive string in
+    /// its message replaced by [`SENSITIVE_PLACEHOLDER`]: a template can put
+    /// any value into an error (`sprig_fail(x)`, `required(x)`'s message,
+    /// a YAML error), and render errors go to CI logs. Strings shorter than
+    /// four characters are left alone (replacing them would garble the
+    /// message and they hide nothing).
+    pub fn scrub(&self, values: &Map, err: Error) -> Error {
+        let mut secrets = Vec::new();
+        for key in &self.keys {
+            if let Some(value) = values.get(key) {
+                collect_strings(value, &mut secrets);
+            }
+        }
+        if secrets.is_empty() {
+            return err;
+        }
+        // Longest first, so a secret containing another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        scrub_error(err, &secrets)
+    }
+}
+
+fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) if s.chars().count() >= 4 => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k.chars().count() >= 4 {
+                    out.push(k);
+                }
+                collect_strings(v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn scrub_error(err: Error, secrets: &[&str]) -> Error {
+    let scrub = |text: String| {
+        secrets.iter().fold(text, |text, secret| {
+            text.replace(secret, SENSITIVE_PLACEHOLDER)
+        })
+    };
+    match err {
+        Error::Template { location, message } => Error::Template {
+            location,
+            message: scrub(message),
+        },
+        Error::RenderedYaml {
+            template,
+            index,
+            line,
+            column,
+            message,
+        } => Error::RenderedYaml {
+            template,
+            index,
+            line,
+            column,
+            message: scrub(message),
+        },
+        Error::Cluster { cluster, cause } => Error::Cluster {
+            cluster,
+            cause: Box::new(scrub_error(*cause, secrets)),
+        },
+        other => other,
+    }
 }
 
 /// A `terraform output -json` file read as a values layer.

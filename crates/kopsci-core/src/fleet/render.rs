@@ -126,7 +126,11 @@ impl Fleet {
         let results = crate::pool::bounded(clusters, crate::pool::cpus(), |cluster| {
             Some(
                 self.context_cached(cluster, overrides, &cache)
-                    .and_then(|context| templates.render(&context, options))
+                    .and_then(|context| {
+                        templates
+                            .render(&context, options)
+                            .map_err(|e| cache.sensitive().scrub(&context, e))
+                    })
                     .map(|text| RenderedManifest {
                         cluster: cluster.name.clone(),
                         text,

@@ -342,4 +342,15 @@ fn terraform_outputs_are_a_fleet_values_layer_and_sensitive_ones_are_never_print
         .fails_with(1, &["sensitive Terraform output"]);
     assert!(!run.stdout().contains("s3cr3t-canary"));
     assert!(!run.stderr().contains("s3cr3t-canary"));
+    // A template that makes the value its error message does not print it.
+    let sb = sb.file(
+        "templates/cluster.yaml.j2",
+        "{{ sprig_fail(vpc_secret) }}\n",
+    );
+    let run = sb
+        .kopsci()
+        .args(["render", "dev-a.k8s.example.com"])
+        .run()
+        .fails_with(1, &["cluster.yaml.j2:1:", "(sensitive)"]);
+    assert!(!run.stderr().contains("s3cr3t-canary"), "{}", run.stderr());
 }

@@ -841,6 +841,29 @@ fn sensitive_terraform_outputs_are_never_printed() {
         .fails_with(1, &["bad.j2:2:", "nope"]);
     assert!(!run.stdout().contains(TF_SECRET), "{}", run.stdout());
     assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
+    // Nor does a template that makes the value its error message.
+    for (i, template) in [
+        "a: {{ sprig_fail(oidc_client_secret) }}\n",
+        "a: {{ nope | required(\"x\" ~ oidc_client_secret) }}\n",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("fail{i}.j2");
+        let sb = terraform_sandbox().file(&name, template);
+        let run = sb
+            .kopsci()
+            .args([
+                "render",
+                "--values-terraform",
+                "tf.json",
+                "--template",
+                &name,
+            ])
+            .run()
+            .fails_with(1, &[&format!("{name}:1:"), "(sensitive)"]);
+        assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
+    }
 }
 
 #[test]
