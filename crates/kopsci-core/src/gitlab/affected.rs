@@ -1209,6 +1209,25 @@ clusters:
     }
 
     #[test]
+    fn a_changed_terraform_output_selects_the_clusters_that_use_it() {
+        let fx = Fx::new();
+        fx.file(
+            "infra/kopsci.yaml",
+            &FLEET.replace(
+                "values: [values/b.yaml]",
+                "values: [values/b.yaml, {terraform_output: tf/b.json}]",
+            ),
+        );
+        fx.file(
+            "infra/tf/b.json",
+            r#"{"vpc": {"value": "vpc-1", "sensitive": true}}"#,
+        );
+        let result = fx.select(&["infra/tf/b.json"]);
+        assert_eq!(affected(&result), ["b.example.com"]);
+        assert_eq!(result[1].1, ["infra/tf/b.json changed (cluster values)"]);
+    }
+
+    #[test]
     fn reasons_name_the_file_and_its_role() {
         let fx = Fx::new();
         let result = fx.select(&["infra/values/a.yaml", "infra/values/dev/x.yaml"]);
