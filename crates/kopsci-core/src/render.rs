@@ -428,8 +428,9 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Splits one template's output into documents the way kOps does: on
-/// `---\n`, dropping pieces that are blank once trimmed.
+/// Splits one template's output into documents on `---\n`, as kOps does,
+/// dropping pieces that are blank once trimmed (kOps drops them only with
+/// `--format-yaml`; docs/migrate.md lists the difference).
 fn split_documents(rendered: &str) -> impl Iterator<Item = &str> {
     rendered
         .split("---\n")

@@ -42,8 +42,12 @@ pub fn context(request: &Request) -> Result<Context> {
     for expr in &request.set_string {
         values::apply_set(expr, false, &mut context)?;
     }
-    // kOps assigns `context["clusterName"] = options.clusterName` after the
-    // values and `--set`s, so the flag wins. Without `--name` kOps would
+    // Old kOps assigned `context["clusterName"] = options.clusterName` after
+    // the values and `--set`s, so the flag won; current kOps keeps a string
+    // `clusterName` from the values and uses the flag only without one.
+    // kopsci follows the old rule (issue 14): the name on the command line
+    // is the one rendered. `migrate command` refuses the disagreement
+    // instead, as a fleet has one name. Without `--name` kOps would
     // take the name from its kubeconfig; kopsci keeps what the values say,
     // and leaves `clusterName` undefined when they say nothing, so strict
     // rendering names it instead of rendering an empty string.
