@@ -52,6 +52,17 @@ pub fn context(request: &Request) -> Result<Context> {
     // and leaves `clusterName` undefined when they say nothing, so strict
     // rendering names it instead of rendering an empty string.
     if let Some(name) = &request.cluster_name {
+        // Said, not refused: a kops release that lets the values win would
+        // render the other name from the same command line.
+        if let Some(Value::String(from_values)) = context.get("clusterName")
+            && from_values != name
+        {
+            tracing::warn!(
+                "--name {} overrides clusterName `{}` from the values (older kops toolbox template does the same; newer releases keep the values' name)",
+                crate::text::escape_controls(name),
+                crate::text::escape_controls(from_values)
+            );
+        }
         context.insert("clusterName".to_string(), Value::String(name.clone()));
     }
     Ok(Context {

@@ -182,6 +182,27 @@ fn name_flag_wins_over_clustername_from_values_as_in_kops() {
         render(&["--name", "flag.example.com"], None),
         "name: flag.example.com\n"
     );
+    // kops releases disagree on which name wins: the override is said.
+    let run = sb
+        .kopsci()
+        .args(["render", "--values", "v.yaml", "--template", "t.j2"])
+        .args(["--name", "flag.example.com"])
+        .run()
+        .success();
+    assert!(
+        run.stderr().contains(
+            "--name flag.example.com overrides clusterName `from-values.example.com` from the values"
+        ),
+        "{}",
+        run.stderr()
+    );
+    let same = sb
+        .kopsci()
+        .args(["render", "--values", "v.yaml", "--template", "t.j2"])
+        .args(["--name", "from-values.example.com"])
+        .run()
+        .success();
+    assert!(!same.stderr().contains("overrides"), "{}", same.stderr());
     assert_eq!(
         render(&[], Some("env.example.com")),
         "name: env.example.com\n"
