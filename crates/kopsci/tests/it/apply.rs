@@ -1381,6 +1381,63 @@ fn kubeconfig_is_private_whole_and_exported_as_the_resolved_identity() {
     assert_eq!(world.sb.read("kube/config"), before);
 }
 
+#[test]
+fn a_kubeconfig_written_into_the_report_dir_is_refused() {
+    let world = World::new();
+    world.apply_fixture(CLUSTER);
+    std::fs::create_dir_all(world.sb.join("custom/reports")).unwrap();
+    std::os::unix::fs::symlink(world.sb.join("custom/reports"), world.sb.join("kube")).unwrap();
+    let from = world.calls().len();
+    for (out, report_dir) in [
+        // The default report directory, which cluster jobs keep as artifacts.
+        (format!(".kopsci/reports/{CLUSTER}/kubeconfig"), None),
+        (".kopsci/reports/kubeconfig".to_string(), None),
+        // Another one, and a symlinked directory leading into it.
+        (
+            "custom/reports/kubeconfig".to_string(),
+            Some("custom/reports"),
+        ),
+        ("kube/config".to_string(), Some("custom/reports")),
+    ] {
+        let mut k = world
+            .kopsci()
+            .args(["kubeconfig", CLUSTER, "--state", STATE, "--out", &out]);
+        if let Some(dir) = report_dir {
+            k = k.args(["--report-dir", dir]);
+        }
+        k.run().fails_with(
+            64,
+            &[
+                "refusing to write the admin kubeconfig",
+                "inside the report directory",
+            ],
+        );
+        assert!(!world.sb.join(&out).exists(), "{out} written");
+    }
+    // kops was never asked for a credential.
+    assert!(
+        !calls_since(&world, from)
+            .iter()
+            .any(|c| c.starts_with("export ")),
+        "{:?}",
+        calls_since(&world, from)
+    );
+    // Beside the reports is fine.
+    world
+        .kopsci()
+        .args([
+            "kubeconfig",
+            CLUSTER,
+            "--state",
+            STATE,
+            "--out",
+            ".kube/config",
+        ])
+        .run()
+        .success();
+    assert!(world.sb.join(".kube/config").is_file());
+}
+
 fn support_entries(world: &World, rel: &str) -> Vec<String> {
     crate::support::entries(&world.sb.join(rel))
 }
