@@ -115,6 +115,17 @@ impl Runner {
     /// callers then unwind, dropping their temporary directories, and the
     /// binary exits 128+n.
     pub fn run_unchecked(&self, inv: &Invocation) -> Result<Outcome> {
+        match self.run_to_end(inv)? {
+            (_, Some(interruption)) => Err(interruption),
+            (outcome, None) => Ok(outcome),
+        }
+    }
+
+    /// As [`Runner::run_unchecked`], but an interruption while kops ran
+    /// comes back beside what kops printed before it stopped, so a caller
+    /// can say how far it got (the phases of a reconcile, the instances a
+    /// roll replaced) before unwinding.
+    pub fn run_to_end(&self, inv: &Invocation) -> Result<(Outcome, Option<Error>)> {
         tracing::info!("running {inv}");
         let pipe_err = |e: io::Error| Error::KopsSpawn {
             program: inv.program.clone(),
@@ -194,16 +205,16 @@ impl Runner {
                 inv.label(),
                 describe(status)
             );
-            return Err(interruption.into());
         }
         let (code, signal) = exit_code(status);
-        Ok(Outcome {
+        let outcome = Outcome {
             code,
             signal,
             stdout: stdout.text(),
             stderr: stderr.text(),
             duration,
-        })
+        };
+        Ok((outcome, interrupted.map(Into::into)))
     }
 }
 

@@ -85,7 +85,7 @@ fn reconcile(run: &mut ClusterRun) -> Result<()> {
     let state = run.live_state_arg();
     let inv = run.kops()?.reconcile(name, &state, true);
     let header = format!("{name}: kops reconcile cluster --yes");
-    let outcome = run.run_kops_unchecked(Step::KopsReconcile, &header, &inv, false)?;
+    let (outcome, interrupted) = run.run_kops_to_end(Step::KopsReconcile, &header, &inv, false)?;
     run.write(
         KOPS_APPLY_FILE,
         &format!("$ {}\n{}", inv.command_line(), outcome.stdout),
@@ -101,6 +101,10 @@ fn reconcile(run: &mut ClusterRun) -> Result<()> {
         }
     }
     run.report.kops_output = outcome.stdout.clone();
+    // Stopped by a signal: the phases above say where.
+    if let Some(interruption) = interrupted {
+        return Err(interruption);
+    }
     if outcome.success() {
         return Ok(());
     }

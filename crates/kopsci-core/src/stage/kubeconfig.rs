@@ -6,7 +6,7 @@
 //! never make it an artifact.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet, Timeout};
@@ -22,6 +22,9 @@ pub const DEFAULT_ADMIN: Timeout = Timeout::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct KubeconfigOptions {
     pub out: PathBuf,
+    /// The reports directory, which jobs keep as artifacts: `out` may not
+    /// be inside it.
+    pub report_dir: PathBuf,
     /// Lifetime of the admin credential.
     pub admin: Timeout,
     pub kops: Option<PathBuf>,
@@ -36,6 +39,7 @@ pub fn kubeconfig(fleet: &Fleet, cluster: &Cluster, opts: &KubeconfigOptions) ->
             cluster.name
         )));
     }
+    refuse_report_dir(&opts.out, &opts.report_dir)?;
     let setup = KopsSetup::locate(opts.kops.as_deref(), fleet)?;
     let store = fleet.store_for(cluster, opts.settings.state.as_ref())?;
     let identity = crate::aws::resolve_identity(&cluster.aws, &opts.settings.sts)?;
@@ -78,4 +82,85 @@ pub fn kubeconfig(fleet: &Fleet, cluster: &Cluster, opts: &KubeconfigOptions) ->
         opts.out.display()
     ));
     Ok(())
+}
+
+/// The report directory is what every cluster job keeps as artifacts: an
+/// admin credential written there would be downloadable for the artifacts'
+/// whole lifetime. Compared as the filesystem resolves both (symlinked
+/// directories followed); `out` itself is replaced, never followed.
+fn refuse_report_dir(out: &Path, report_dir: &Path) -> Result<()> {
+    let Some(name) = out.file_name() else {
+        return Err(Error::Usage(format!(
+            "--out {}: name a file, not a directory",
+            out.display()
+        )));
+    };
+    let parent = out.parent().unwrap_or(Path::new(""));
+    let target = resolved(parent).join(name);
+    let reports = resolved(report_dir);
+    if target.starts_with(&reports) {
+        return Err(Error::Usage(format!(
+            "refusing to write the admin kubeconfig to {}: it is inside the report directory {}, which jobs keep as artifacts; write it elsewhere (such as .kube/config)",
+            out.display(),
+            report_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `path` made absolute, with its longest existing ancestor resolved
+/// (symlinks followed) and the rest appended as written.
+fn resolved(path: &Path) -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let absolute = crate::gitlab::git::lexical_absolute(&cwd, path);
+    let mut base = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = base.canonicalize() {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (base.parent(), base.file_name()) {
+            (Some(parent), Some(part)) => {
+                rest.push(part);
+                base = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kubeconfig_inside_the_report_dir_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reports = tmp.path().join("reports");
+        std::fs::create_dir_all(reports.join("c")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("kube")).unwrap();
+        // A symlinked directory leading into the reports.
+        std::os::unix::fs::symlink(reports.join("c"), tmp.path().join("sneaky")).unwrap();
+        for out in [
+            reports.join("c/kubeconfig"),
+            reports.join("new/dir/kubeconfig"),
+            tmp.path().join("kube/../reports/kubeconfig"),
+            tmp.path().join("sneaky/kubeconfig"),
+        ] {
+            let err = refuse_report_dir(&out, &reports).unwrap_err().to_string();
+            assert!(
+                err.contains("inside the report directory"),
+                "{out:?}: {err}"
+            );
+        }
+        for out in [
+            tmp.path().join("kube/config"),
+            tmp.path().join("reports-not/config"),
+        ] {
+            refuse_report_dir(&out, &reports).unwrap();
+        }
+        // A symlink at --out is replaced, not followed.
+        std::os::unix::fs::symlink(reports.join("c/x"), tmp.path().join("kube/link")).unwrap();
+        refuse_report_dir(&tmp.path().join("kube/link"), &reports).unwrap();
+    }
 }

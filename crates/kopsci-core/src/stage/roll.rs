@@ -92,12 +92,16 @@ pub(crate) fn rolling_update(run: &mut ClusterRun, yes: bool, extra: &[OsString]
     };
     // Written before the exit code is looked at: after a failed roll,
     // what kops replaced before it stopped is what the reader needs.
-    let outcome = run.run_kops_unchecked(Step::KopsRollingUpdate, &header, &inv, false)?;
+    let (outcome, interrupted) =
+        run.run_kops_to_end(Step::KopsRollingUpdate, &header, &inv, false)?;
     run.write(
         KOPS_ROLL_FILE,
         &format!("$ {}\n{}", inv.command_line(), outcome.stdout),
     )?;
     run.report.kops_output.push_str(&outcome.stdout);
+    if let Some(interruption) = interrupted {
+        return Err(interruption);
+    }
     let outcome = outcome.checked(&inv)?;
     run.step(Step::ParseRollingUpdate)?;
     match parse_rolling_update_output(&outcome.stdout) {

@@ -512,15 +512,31 @@ impl<'a> ClusterRun<'a> {
         inv: &Invocation,
         collapsed: bool,
     ) -> Result<Outcome> {
+        match self.run_kops_to_end(step, header, inv, collapsed)? {
+            (_, Some(interruption)) => Err(interruption),
+            (outcome, None) => Ok(outcome),
+        }
+    }
+
+    /// As [`ClusterRun::run_kops_unchecked`], with an interruption beside
+    /// what kops printed before it stopped: for the long calls (reconcile,
+    /// rolling update) whose report must say how far they got.
+    pub fn run_kops_to_end(
+        &mut self,
+        step: Step,
+        header: &str,
+        inv: &Invocation,
+        collapsed: bool,
+    ) -> Result<(Outcome, Option<Error>)> {
         self.step(step)?;
         let section = step.as_str().replace(' ', "-");
-        let outcome = {
+        let (outcome, interrupted) = {
             let _s = self.log.section(&section, header, collapsed);
-            Runner::new(self.log.echo()).run_unchecked(inv)?
+            Runner::new(self.log.echo()).run_to_end(inv)?
         };
         self.report.kops_seconds += outcome.duration.as_secs_f64();
         self.report.kops_commands.push(inv.command_line());
-        Ok(outcome)
+        Ok((outcome, interrupted))
     }
 
     /// Writes a file into the report directory.

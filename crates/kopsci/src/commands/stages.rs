@@ -242,7 +242,7 @@ pub struct DeleteArgs {
 /// Write a short-lived admin kubeconfig for a cluster (`kops export
 /// kubeconfig --admin`), as the AWS identity kopsci resolves for it — for
 /// jobs that deploy workloads after an apply. The file is 0600; keep it
-/// out of artifacts.
+/// out of artifacts (a FILE inside the report directory is refused).
 #[derive(Debug, Args)]
 #[command(after_help = format!("Examples:
   kopsci kubeconfig dev-a.k8s.example.com --out \"$CI_PROJECT_DIR/.kube/config\"
@@ -261,6 +261,9 @@ pub struct KubeconfigArgs {
     /// Lifetime of the admin credential (`30m`, `1h`, `2h30m`).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_timeout)]
     pub admin: Timeout,
+
+    #[command(flatten)]
+    pub reports: ReportDirArgs,
 
     #[command(flatten)]
     pub stage: StageArgs,
@@ -418,6 +421,7 @@ pub fn kubeconfig(global: &GlobalArgs, args: KubeconfigArgs) -> anyhow::Result<E
     let cluster = one_cluster(&fleet, &args.cluster)?;
     let opts = KubeconfigOptions {
         out: args.out,
+        report_dir: args.reports.report_dir,
         admin: args.admin,
         kops: args.stage.kops.clone(),
         settings: settings(global, &args.stage),

@@ -516,6 +516,12 @@ fn a_failed_validation_fails_the_apply_with_the_table_in_the_report() {
         md.contains("**Validation failed** (`kops validate cluster`, 3 attempt(s)):"),
         "{md}"
     );
+    // reconcile finished every phase: it is not where the apply stopped.
+    assert!(
+        md.contains("`kops reconcile cluster` phases:\n\n1. Updating control plane"),
+        "{md}"
+    );
+    assert!(!md.contains("stopped in the last one"), "{md}");
     assert!(
         md.contains("| type | name | message |\n| --- | --- | --- |\n"),
         "{md}"
@@ -526,6 +532,103 @@ fn a_failed_validation_fails_the_apply_with_the_table_in_the_report() {
     }
     let raw = stage_file(&world, "apply", "kops-validate.txt");
     assert!(raw.starts_with("$ "), "{raw}");
+}
+
+/// A kops that prints reconcile's first phases, then rolls the control
+/// plane until a signal stops it (as real kops, killed mid-roll); every
+/// other command is the stand-in's.
+fn kops_stopped_mid_reconcile(world: &World) -> std::path::PathBuf {
+    let path = world.sb.join("kops-mid-reconcile");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = reconcile ]; then\n\
+             printf 'Updating control plane configuration\\nWaiting for the kubernetes API to be served\\nPerforming rolling-update for control plane\\n'\n\
+             trap 'exit 143' TERM\n\
+             echo 'rolling the control plane' >&2\n\
+             while :; do sleep 0.1; done\n\
+             fi\n\
+             exec {} \"$@\"\n",
+            crate::support::standin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn sigterm_mid_reconcile_reports_the_phase_it_stopped_in() {
+    use std::io::BufRead;
+    let world = World::new();
+    world.apply_fixture(CLUSTER);
+    append(&world.sb, "values/clusters/minimal-aws.yaml", BIGGER_NODES);
+    world.run(&["dryrun", CLUSTER]).success();
+    let mut child = world
+        .kopsci()
+        .env("KOPSCI_KOPS", kops_stopped_mid_reconcile(&world))
+        .args(["apply", CLUSTER, "--state", STATE])
+        .spawn();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("rolling the control plane") {
+                let _ = tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    if rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+        let _ = child.kill();
+        panic!("reconcile never started:\n{}", reader.join().unwrap());
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("error: interrupted by SIGTERM"), "{stderr}");
+
+    let report = stage_report(&world, "apply");
+    assert_eq!(report["failed"], "interrupted by SIGTERM");
+    assert_eq!(report["failed_step"], "kops reconcile cluster");
+    assert_eq!(
+        report["phases"],
+        json!(["update-control-plane", "wait-for-api", "roll-control-plane"])
+    );
+    let md = stage_file(&world, "apply", "report.md");
+    assert!(
+        md.contains("`kops reconcile cluster` phases (it stopped in the last one):"),
+        "{md}"
+    );
+    assert!(
+        md.contains("3. Performing rolling-update for control plane\n"),
+        "{md}"
+    );
+    let raw = stage_file(&world, "apply", "kops-apply.txt");
+    assert!(
+        raw.starts_with("$ ") && raw.contains(" reconcile cluster --name "),
+        "{raw}"
+    );
+    assert!(
+        raw.contains("Performing rolling-update for control plane"),
+        "{raw}"
+    );
+    // Nothing half-written: no plan of this stage, no private copies.
+    assert!(
+        world.tmp_entries().is_empty(),
+        "debris: {:?}",
+        world.tmp_entries()
+    );
 }
 
 // ---------------------------------------------------------------------
@@ -1276,6 +1379,63 @@ fn kubeconfig_is_private_whole_and_exported_as_the_resolved_identity() {
     let before = world.sb.read("kube/config");
     kubeconfig(&[], &[]).fails_with(64, &["is `absent: true` in the fleet"]);
     assert_eq!(world.sb.read("kube/config"), before);
+}
+
+#[test]
+fn a_kubeconfig_written_into_the_report_dir_is_refused() {
+    let world = World::new();
+    world.apply_fixture(CLUSTER);
+    std::fs::create_dir_all(world.sb.join("custom/reports")).unwrap();
+    std::os::unix::fs::symlink(world.sb.join("custom/reports"), world.sb.join("kube")).unwrap();
+    let from = world.calls().len();
+    for (out, report_dir) in [
+        // The default report directory, which cluster jobs keep as artifacts.
+        (format!(".kopsci/reports/{CLUSTER}/kubeconfig"), None),
+        (".kopsci/reports/kubeconfig".to_string(), None),
+        // Another one, and a symlinked directory leading into it.
+        (
+            "custom/reports/kubeconfig".to_string(),
+            Some("custom/reports"),
+        ),
+        ("kube/config".to_string(), Some("custom/reports")),
+    ] {
+        let mut k = world
+            .kopsci()
+            .args(["kubeconfig", CLUSTER, "--state", STATE, "--out", &out]);
+        if let Some(dir) = report_dir {
+            k = k.args(["--report-dir", dir]);
+        }
+        k.run().fails_with(
+            64,
+            &[
+                "refusing to write the admin kubeconfig",
+                "inside the report directory",
+            ],
+        );
+        assert!(!world.sb.join(&out).exists(), "{out} written");
+    }
+    // kops was never asked for a credential.
+    assert!(
+        !calls_since(&world, from)
+            .iter()
+            .any(|c| c.starts_with("export ")),
+        "{:?}",
+        calls_since(&world, from)
+    );
+    // Beside the reports is fine.
+    world
+        .kopsci()
+        .args([
+            "kubeconfig",
+            CLUSTER,
+            "--state",
+            STATE,
+            "--out",
+            ".kube/config",
+        ])
+        .run()
+        .success();
+    assert!(world.sb.join(".kube/config").is_file());
 }
 
 fn support_entries(world: &World, rel: &str) -> Vec<String> {
