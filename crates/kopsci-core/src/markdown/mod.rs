@@ -273,7 +273,8 @@ pub fn text(text: &str) -> String {
 /// A fenced code block whose fence is longer than any backtick run inside,
 /// so content can never close it early. Lines that start with `/` get a
 /// word joiner in front: GitLab's quick-action parser does not understand
-/// every fence.
+/// every fence. Control characters are escaped as everywhere else: the
+/// report is read in terminals too (`cat report.md`).
 pub fn fenced(content: &str, lang: &str) -> String {
     let fence = "`".repeat(longest_backticks(content).max(2) + 1);
     let lang = if FENCE_LANGS.contains(&lang) {
@@ -284,6 +285,7 @@ pub fn fenced(content: &str, lang: &str) -> String {
     let body = content.strip_suffix('\n').unwrap_or(content);
     let mut out = format!("{fence}{lang}\n");
     for line in body.split('\n') {
+        let line = &*crate::text::escape_controls(line);
         if line.trim_start_matches([' ', '\t']).starts_with('/') {
             let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
             out.push_str(&line[..indent]);
@@ -620,6 +622,11 @@ mod tests {
             format!("```text\n{JOINER}/approve\n  {JOINER}/merge\nok\n```\n")
         );
         assert_eq!(fenced("a", "mermaid"), "```text\na\n```\n");
+        // A terminal reading the report never gets a raw escape; tabs stay.
+        assert_eq!(
+            fenced("\u{1b}[31mred\tcell\u{7}", "text"),
+            "```text\n\\x1b[31mred\tcell\\x07\n```\n"
+        );
     }
 
     #[test]
