@@ -3,7 +3,7 @@
 //! its hidden marker, never duplicated), closed when the cluster is in sync
 //! again; issues of failed dry runs and of other authors left alone.
 
-use crate::harness::{Kopsci, Sandbox};
+use crate::harness::{Kopsci, Run, Sandbox};
 use crate::pipeline::kopsci_outside_ci;
 use crate::support::gitlab::{FakeGitLab, TOKEN, echo, reply};
 
@@ -74,28 +74,57 @@ fn issue(iid: u64, author: u64, description: &str) -> serde_json::Value {
     })
 }
 
+/// The listing of the bot's open drift issues, answering `issues`.
+fn listing(issues: serde_json::Value) -> crate::support::gitlab::Reply {
+    reply("GET", LISTING, 200, issues)
+}
+
+/// The update of the bot's issue `iid`, echoed back.
+fn edit(iid: u64) -> crate::support::gitlab::Reply {
+    echo("PUT", &format!("{ISSUES}/{iid}"), 200, issue(iid, 7, ""))
+}
+
+/// `kopsci drift` for `pipeline` against a fake GitLab answering the user
+/// look-up and then `replies`; asserts it succeeded and used every reply.
+#[track_caller]
+fn drift_with(
+    sb: &Sandbox,
+    pipeline: u32,
+    replies: Vec<crate::support::gitlab::Reply>,
+) -> (FakeGitLab, Run) {
+    let api = FakeGitLab::start(std::iter::once(user()).chain(replies).collect());
+    let run = drift(sb, &api, pipeline).run().success();
+    api.assert_done();
+    (api, run)
+}
+
+#[track_caller]
+fn assert_stdout_has(run: &Run, text: &str) {
+    assert!(run.stdout().contains(text), "{}", run.stdout());
+}
+
 #[test]
 fn drift_opens_one_issue_updates_it_in_place_and_closes_it_when_in_sync() {
     // 1. dev-a drifted, no issue yet: one is opened. An issue by someone
     //    else that carries the marker is not kopsci's.
     let sb = reports(true);
-    let api = FakeGitLab::start(vec![
-        user(),
-        reply(
-            "GET",
-            LISTING,
-            200,
-            serde_json::json!([issue(3, 99, &format!("{MARKER}\ncopied"))]),
-        ),
-        echo(
-            "POST",
-            ISSUES,
-            201,
-            serde_json::json!({"iid": 12, "state": "opened", "web_url": "https://gitlab.example.com/g/fleet/-/issues/12"}),
-        ),
-    ]);
-    let run = drift(&sb, &api, 500).run().success();
-    api.assert_done();
+    let (api, run) = drift_with(
+        &sb,
+        500,
+        vec![
+            listing(serde_json::json!([issue(
+                3,
+                99,
+                &format!("{MARKER}\ncopied")
+            )])),
+            echo(
+                "POST",
+                ISSUES,
+                201,
+                serde_json::json!({"iid": 12, "state": "opened", "web_url": "https://gitlab.example.com/g/fleet/-/issues/12"}),
+            ),
+        ],
+    );
     let stdout = run.stdout();
     assert!(
         stdout.starts_with(
@@ -144,23 +173,15 @@ fn drift_opens_one_issue_updates_it_in_place_and_closes_it_when_in_sync() {
 
     // 2. Still drifted, a later pipeline: the same issue is updated, no
     //    second one is opened.
-    let api = FakeGitLab::start(vec![
-        user(),
-        reply(
-            "GET",
-            LISTING,
-            200,
-            serde_json::json!([issue(12, 7, &description)]),
-        ),
-        echo("PUT", &format!("{ISSUES}/12"), 200, issue(12, 7, "")),
-    ]);
-    let run = drift(&sb, &api, 501).run().success();
-    api.assert_done();
-    assert!(
-        run.stdout().contains("; issue #12 updated"),
-        "{}",
-        run.stdout()
+    let (api, run) = drift_with(
+        &sb,
+        501,
+        vec![
+            listing(serde_json::json!([issue(12, 7, &description)])),
+            edit(12),
+        ],
     );
+    assert_stdout_has(&run, "; issue #12 updated");
     let updated = api.seen()[2].json();
     let description = updated["description"].as_str().unwrap().to_string();
     assert!(description.starts_with(MARKER), "{description}");
@@ -168,42 +189,26 @@ fn drift_opens_one_issue_updates_it_in_place_and_closes_it_when_in_sync() {
     assert!(updated.get("state_event").is_none(), "{updated}");
 
     // 2b. The same pipeline again: nothing to rewrite.
-    let api = FakeGitLab::start(vec![
-        user(),
-        reply(
-            "GET",
-            LISTING,
-            200,
-            serde_json::json!([issue(12, 7, &description)]),
-        ),
-    ]);
-    let run = drift(&sb, &api, 501).run().success();
-    api.assert_done();
-    assert!(
-        run.stdout().contains("; issue #12 already up to date"),
-        "{}",
-        run.stdout()
+    let (_, run) = drift_with(
+        &sb,
+        501,
+        vec![listing(serde_json::json!([issue(12, 7, &description)]))],
     );
+    assert_stdout_has(&run, "; issue #12 already up to date");
 
     // 3. In sync again: the issue is closed.
     let sb = reports(false);
-    let api = FakeGitLab::start(vec![
-        user(),
-        reply(
-            "GET",
-            LISTING,
-            200,
-            serde_json::json!([issue(12, 7, &description)]),
-        ),
-        echo("PUT", &format!("{ISSUES}/12"), 200, issue(12, 7, "")),
-    ]);
-    let run = drift(&sb, &api, 502).run().success();
-    api.assert_done();
-    assert!(
-        run.stdout()
-            .contains("  dev-a.k8s.example.com (dev): in sync; issue #12 closed"),
-        "{}",
-        run.stdout()
+    let (api, run) = drift_with(
+        &sb,
+        502,
+        vec![
+            listing(serde_json::json!([issue(12, 7, &description)])),
+            edit(12),
+        ],
+    );
+    assert_stdout_has(
+        &run,
+        "  dev-a.k8s.example.com (dev): in sync; issue #12 closed",
     );
     let closed = api.seen()[2].json();
     assert_eq!(closed["state_event"], "close");
@@ -216,22 +221,18 @@ fn drift_opens_one_issue_updates_it_in_place_and_closes_it_when_in_sync() {
 fn a_failed_dry_run_leaves_its_issue_open() {
     let sb = reports(true);
     let marker = "<!-- kopsci-drift fleet=kopsci.yaml cluster=dev-b.k8s.example.com -->";
-    let api = FakeGitLab::start(vec![
-        user(),
-        reply(
-            "GET",
-            LISTING,
-            200,
-            serde_json::json!([
+    let (_, run) = drift_with(
+        &sb,
+        600,
+        vec![
+            listing(serde_json::json!([
                 issue(20, 7, &format!("{marker}\nolder drift")),
                 issue(21, 7, &format!("{MARKER}\nsame")),
-            ]),
-        ),
-        // dev-a: its issue is updated; dev-b: nothing is sent.
-        echo("PUT", &format!("{ISSUES}/21"), 200, issue(21, 7, "")),
-    ]);
-    let run = drift(&sb, &api, 600).run().success();
-    api.assert_done();
+            ])),
+            // dev-a: its issue is updated; dev-b: nothing is sent.
+            edit(21),
+        ],
+    );
     assert!(run.stdout().contains("dev-b.k8s.example.com (dev): unknown, the dry run failed: kops update cluster failed; issue #20 left open"), "{}", run.stdout());
 }
 
@@ -240,7 +241,7 @@ fn an_issue_answer_that_is_not_the_issue_is_an_error() {
     let sb = reports(true);
     let api = FakeGitLab::start(vec![
         user(),
-        reply("GET", LISTING, 200, serde_json::json!([])),
+        listing(serde_json::json!([])),
         reply("POST", ISSUES, 201, serde_json::json!({"iid": 12})),
     ]);
     drift(&sb, &api, 500).run().fails_with(
@@ -259,12 +260,9 @@ fn without_a_token_drift_prints_the_summary_and_manages_no_issues() {
         .run()
         .success();
     assert_eq!(api.connections(), 0);
-    assert!(
-        run.stdout().contains(
-            "  dev-a.k8s.example.com (dev): drift: 0 to create, 1 to modify, 0 to delete\n"
-        ),
-        "{}",
-        run.stdout()
+    assert_stdout_has(
+        &run,
+        "  dev-a.k8s.example.com (dev): drift: 0 to create, 1 to modify, 0 to delete\n",
     );
     assert_eq!(
         run.stderr().trim(),
@@ -283,10 +281,9 @@ fn drift_refuses_foreign_reports_and_needs_some() {
         .args(["drift", "--report-dir", ".kopsci/reports"])
         .run()
         .success();
-    assert!(
-        run.stdout().contains("prod-a.k8s.example.com: unknown, the dry run failed: .kopsci/reports/prod-a.k8s.example.com/report.json: the report is for cluster `dev-a.k8s.example.com`, not `prod-a.k8s.example.com`: refused"),
-        "{}",
-        run.stdout()
+    assert_stdout_has(
+        &run,
+        "prod-a.k8s.example.com: unknown, the dry run failed: .kopsci/reports/prod-a.k8s.example.com/report.json: the report is for cluster `dev-a.k8s.example.com`, not `prod-a.k8s.example.com`: refused",
     );
     let empty = Sandbox::new();
     kopsci_outside_ci(empty.path())

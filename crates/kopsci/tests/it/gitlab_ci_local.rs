@@ -215,6 +215,11 @@ impl Pipeline {
     }
 
     #[track_caller]
+    fn assert_success(&self) {
+        assert!(self.success, "the pipeline failed:\n{}", self.log);
+    }
+
+    #[track_caller]
     fn assert_passed(&self, expected: &[&str]) {
         let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
         expected.sort();
@@ -566,6 +571,34 @@ impl World {
             .unwrap_or_else(|e| panic!("artifact {rel} of {job} ({}): {e}", path.display()))
     }
 
+    /// A JSON file from a job's artifacts.
+    fn json_artifact(&self, job: &str, rel: &str) -> serde_json::Value {
+        serde_json::from_str(&self.read_artifact(job, rel))
+            .unwrap_or_else(|e| panic!("artifact {rel} of {job} is not JSON: {e}"))
+    }
+
+    /// Asserts kopsci left no temporary files in the jobs' TMPDIR.
+    #[track_caller]
+    fn assert_no_debris(&self) {
+        let debris = self.kopsci_debris();
+        assert!(debris.is_empty(), "{debris:?}");
+    }
+
+    /// Asserts the cloud runs what `cluster`'s store holds: nothing is left
+    /// to roll.
+    #[track_caller]
+    fn assert_nothing_to_roll(&self, cluster: &str) {
+        let preview = self.kops(&[
+            "rolling-update",
+            "cluster",
+            "--name",
+            cluster,
+            "--state",
+            STATE,
+        ]);
+        assert!(preview.contains("No rolling-update required."), "{preview}");
+    }
+
     /// The job names of the child pipeline `kopsci:pipeline` generated.
     fn child_jobs(&self) -> Vec<String> {
         let text = self.read_artifact("kopsci:pipeline", ".kopsci/child-pipeline.yml");
@@ -725,6 +758,34 @@ pub(crate) fn run_gitlab_ci_local(
     }
 }
 
+/// Asserts the prod cluster's nodes in `bucket` have [`NEW_MACHINE_TYPE`];
+/// `what` names the job that should have put it there.
+#[track_caller]
+fn assert_new_machine_type(bucket: &BTreeMap<String, Vec<u8>>, what: &str) {
+    let nodes = format!("{PROD_CLUSTER}/instancegroup/nodes");
+    assert!(
+        String::from_utf8_lossy(&bucket[&nodes]).contains("machineType: t3.large"),
+        "{what} did not reach the live store"
+    );
+}
+
+/// Asserts every object of the test cluster is as it was `before`.
+#[track_caller]
+fn assert_test_cluster_unchanged(
+    before: &BTreeMap<String, Vec<u8>>,
+    after: &BTreeMap<String, Vec<u8>>,
+) {
+    for (key, body) in before {
+        if key.starts_with(&format!("{TEST_CLUSTER}/")) {
+            assert_eq!(
+                after.get(key),
+                Some(body),
+                "{key} of the unchanged cluster changed"
+            );
+        }
+    }
+}
+
 fn dryrun_job(cluster: &str) -> String {
     format!("dryrun:{cluster}")
 }
@@ -756,7 +817,7 @@ fn merge_request_dry_runs_only_the_changed_cluster_and_never_writes_the_store() 
     let before = world.bucket();
 
     let run = world.merge_request_pipeline(&base);
-    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_success();
     run.assert_passed(&[
         "kopsci:pipeline",
         "kopsci:dryrun",
@@ -784,14 +845,9 @@ fn merge_request_dry_runs_only_the_changed_cluster_and_never_writes_the_store() 
         REPORT_FILES,
         "the dry-run job's artifacts"
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&world.read_artifact(&job, &format!("{reports}/report.json")))
-            .unwrap();
+    let report = world.json_artifact(&job, &format!("{reports}/report.json"));
     assert_eq!(report["changes_pending"], true, "{report}");
-    let terraform: serde_json::Value = serde_json::from_str(
-        &world.read_artifact(&job, &format!("{reports}/gitlab-terraform-report.json")),
-    )
-    .unwrap();
+    let terraform = world.json_artifact(&job, &format!("{reports}/gitlab-terraform-report.json"));
     assert_eq!(
         terraform,
         serde_json::json!({
@@ -833,11 +889,7 @@ fn merge_request_dry_runs_only_the_changed_cluster_and_never_writes_the_store() 
             "kops ran outside the dry-run job: {cwd}"
         );
     }
-    assert!(
-        world.kopsci_debris().is_empty(),
-        "{:?}",
-        world.kopsci_debris()
-    );
+    world.assert_no_debris();
 }
 
 /// (2) The change merged: the default branch's pipeline dry-runs it and
@@ -854,7 +906,7 @@ fn default_branch_applies_the_change_through_a_manual_apply() {
 
     // Nobody plays the manual job: dry run only, nothing written.
     let run = world.default_branch_pipeline(&before_sha, &[]);
-    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_success();
     run.assert_passed(&[
         "kopsci:pipeline",
         "kopsci:deploy",
@@ -874,7 +926,7 @@ fn default_branch_applies_the_change_through_a_manual_apply() {
 
     // Played: dry run → apply (with the dry run's plan).
     let run = world.default_branch_pipeline(&before_sha, &[&apply]);
-    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_success();
     run.assert_passed(&[
         "kopsci:pipeline",
         "kopsci:deploy",
@@ -888,20 +940,8 @@ fn default_branch_applies_the_change_through_a_manual_apply() {
         run.log
     );
     let after = world.bucket();
-    let nodes = format!("{PROD_CLUSTER}/instancegroup/nodes");
-    assert!(
-        String::from_utf8_lossy(&after[&nodes]).contains("machineType: t3.large"),
-        "the apply did not reach the live store"
-    );
-    for (key, body) in &before {
-        if key.starts_with(&format!("{TEST_CLUSTER}/")) {
-            assert_eq!(
-                after.get(key),
-                Some(body),
-                "{key} of the unchanged cluster changed"
-            );
-        }
-    }
+    assert_new_machine_type(&after, "the apply");
+    assert_test_cluster_unchanged(&before, &after);
     let calls = world.job_kops_calls();
     let reconcile = format!("reconcile cluster --name {PROD_CLUSTER} --state {STATE} --yes");
     assert!(
@@ -927,26 +967,13 @@ fn default_branch_applies_the_change_through_a_manual_apply() {
         !calls.iter().any(|c| c.contains(TEST_CLUSTER)),
         "kops ran for the unaffected cluster: {calls:#?}"
     );
-    let report: serde_json::Value = serde_json::from_str(&world.read_artifact(
+    let report = world.json_artifact(
         &apply,
         &format!(".kopsci/reports/{PROD_CLUSTER}/apply/report.json"),
-    ))
-    .unwrap();
-    assert!(report["failed"].is_null(), "{report}");
-    let preview = world.kops(&[
-        "rolling-update",
-        "cluster",
-        "--name",
-        PROD_CLUSTER,
-        "--state",
-        STATE,
-    ]);
-    assert!(preview.contains("No rolling-update required."), "{preview}");
-    assert!(
-        world.kopsci_debris().is_empty(),
-        "{:?}",
-        world.kopsci_debris()
     );
+    assert!(report["failed"].is_null(), "{report}");
+    world.assert_nothing_to_roll(PROD_CLUSTER);
+    world.assert_no_debris();
 }
 
 /// (2b) The same change with `apply: update-roll` on the environment: the
@@ -970,7 +997,7 @@ fn default_branch_applies_the_change_through_manual_update_and_roll() {
 
     // Nobody plays the manual jobs: dry run only, nothing written.
     let run = world.default_branch_pipeline(&before_sha, &[]);
-    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_success();
     run.assert_passed(&[
         "kopsci:pipeline",
         "kopsci:deploy",
@@ -985,7 +1012,7 @@ fn default_branch_applies_the_change_through_manual_update_and_roll() {
 
     // Played: dry run → update (with the dry run's plan) → roll.
     let run = world.default_branch_pipeline(&before_sha, &[&update, &roll]);
-    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_success();
     run.assert_passed(&[
         "kopsci:pipeline",
         "kopsci:deploy",
@@ -1001,20 +1028,8 @@ fn default_branch_applies_the_change_through_manual_update_and_roll() {
     );
 
     let after = world.bucket();
-    let nodes = format!("{PROD_CLUSTER}/instancegroup/nodes");
-    assert!(
-        String::from_utf8_lossy(&after[&nodes]).contains("machineType: t3.large"),
-        "the update did not reach the live store"
-    );
-    for (key, body) in &before {
-        if key.starts_with(&format!("{TEST_CLUSTER}/")) {
-            assert_eq!(
-                after.get(key),
-                Some(body),
-                "{key} of the unchanged cluster changed"
-            );
-        }
-    }
+    assert_new_machine_type(&after, "the update");
+    assert_test_cluster_unchanged(&before, &after);
     let calls: Vec<String> = world.kops_calls().into_iter().map(|(a, _)| a).collect();
     for applied in [
         format!("update cluster --name {PROD_CLUSTER} --state {STATE} --yes"),
@@ -1029,27 +1044,14 @@ fn default_branch_applies_the_change_through_manual_update_and_roll() {
         !calls.iter().any(|c| c.contains(TEST_CLUSTER)),
         "kops ran for the unaffected cluster: {calls:#?}"
     );
-    let update_report: serde_json::Value = serde_json::from_str(&world.read_artifact(
+    let update_report = world.json_artifact(
         &update,
         &format!(".kopsci/reports/{PROD_CLUSTER}/update/report.json"),
-    ))
-    .unwrap();
+    );
     assert!(update_report["failed"].is_null(), "{update_report}");
     // The roll happened: nothing is left to roll.
-    let preview = world.kops(&[
-        "rolling-update",
-        "cluster",
-        "--name",
-        PROD_CLUSTER,
-        "--state",
-        STATE,
-    ]);
-    assert!(preview.contains("No rolling-update required."), "{preview}");
-    assert!(
-        world.kopsci_debris().is_empty(),
-        "{:?}",
-        world.kopsci_debris()
-    );
+    world.assert_nothing_to_roll(PROD_CLUSTER);
+    world.assert_no_debris();
 }
 
 /// A downstream job of the fleet repository (docs/gitlab.md, "Cluster
@@ -1112,7 +1114,7 @@ fn auto_apply_runs_without_a_click_and_a_retired_cluster_waits_for_its_delete() 
 
     // Nobody plays anything: prod is applied, the retired cluster stays.
     let run = world.default_branch_pipeline(&before_sha, &[]);
-    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_success();
     run.assert_passed(&[
         "kopsci:pipeline",
         "kopsci:deploy",
@@ -1169,11 +1171,7 @@ fn auto_apply_runs_without_a_click_and_a_retired_cluster_waits_for_its_delete() 
     );
     world.validate_child_pipeline();
     let after = world.bucket();
-    let nodes = format!("{PROD_CLUSTER}/instancegroup/nodes");
-    assert!(
-        String::from_utf8_lossy(&after[&nodes]).contains("machineType: t3.large"),
-        "the automatic apply did not reach the live store"
-    );
+    assert_new_machine_type(&after, "the automatic apply");
     assert!(
         after
             .keys()
@@ -1197,7 +1195,7 @@ fn auto_apply_runs_without_a_click_and_a_retired_cluster_waits_for_its_delete() 
 
     // Played: the retired cluster's state is gone.
     let run = world.default_branch_pipeline(&before_sha, &[&delete]);
-    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_success();
     assert!(
         run.passed()
             .contains(&format!("[kopsci:deploy] -> {delete}")),
@@ -1231,7 +1229,7 @@ fn a_shared_template_selects_every_cluster_and_a_readme_none() {
     let before = world.bucket();
 
     let run = world.merge_request_pipeline(&base);
-    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_success();
     run.assert_passed(&[
         "kopsci:pipeline",
         "kopsci:dryrun",
@@ -1262,7 +1260,7 @@ fn a_shared_template_selects_every_cluster_and_a_readme_none() {
     let base = world.git(&["rev-parse", "HEAD"]);
     world.change("README.md", "Clusters run by kopsci.\n");
     let run = world.merge_request_pipeline(&base);
-    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_success();
     run.assert_passed(&[
         "kopsci:pipeline",
         "kopsci:dryrun",
@@ -1293,7 +1291,7 @@ fn a_schedule_checks_every_cluster_for_drift_and_drift_turns_it_red() {
     let before = world.bucket();
 
     let run = world.scheduled_pipeline();
-    assert!(run.success, "the pipeline failed:\n{}", run.log);
+    run.assert_success();
     run.assert_passed(&[
         "kopsci:pipeline",
         "kopsci:drift",
@@ -1334,11 +1332,10 @@ fn a_schedule_checks_every_cluster_for_drift_and_drift_turns_it_red() {
             run.log
         );
     }
-    let report: serde_json::Value = serde_json::from_str(&world.read_artifact(
+    let report = world.json_artifact(
         &dryrun_job(PROD_CLUSTER),
         &format!(".kopsci/reports/{PROD_CLUSTER}/report.json"),
-    ))
-    .unwrap();
+    );
     assert_eq!(report["changes_pending"], true, "{report}");
     let calls = std::fs::read_to_string(world.sb.join("drift-calls.txt"))
         .unwrap_or_else(|e| panic!("the drift report job did not run ({e}):\n{}", run.log));

@@ -152,8 +152,13 @@ impl Repo {
 
     /// `kopsci pipeline --changed-since BASE ARGS…`.
     fn pipeline(&self, args: &[&str]) -> Run {
+        self.pipeline_since(&self.base, args)
+    }
+
+    /// `kopsci pipeline --changed-since SINCE ARGS…`.
+    fn pipeline_since(&self, since: &str, args: &[&str]) -> Run {
         self.kopsci()
-            .args(["pipeline", "--changed-since", &self.base])
+            .args(["pipeline", "--changed-since", since])
             .args(args)
             .run()
     }
@@ -421,9 +426,7 @@ fn a_fleet_file_that_did_not_parse_at_the_base_selects_every_cluster() {
     let broken = repo.git(&["rev-parse", "HEAD"]);
     repo.change("kopsci.yaml", FLEET);
     let explain = repo
-        .kopsci()
-        .args(["pipeline", "--changed-since", &broken, "--explain"])
-        .run()
+        .pipeline_since(&broken, &["--explain"])
         .success()
         .stdout();
     assert!(explain.contains("affected: 3 of 3 clusters"), "{explain}");
@@ -456,12 +459,7 @@ fn the_fleet_file_is_compared_at_the_merge_base() {
     );
     let main = repo.git(&["rev-parse", "HEAD"]);
     repo.git(&["checkout", "-q", "topic"]);
-    let yaml = repo
-        .kopsci()
-        .args(["pipeline", "--changed-since", &main])
-        .run()
-        .success()
-        .stdout();
+    let yaml = repo.pipeline_since(&main, &[]).success().stdout();
     assert_eq!(dry_runs(&yaml), ["dev-a.k8s.example.com"]);
 }
 
@@ -481,16 +479,7 @@ fn ignored_paths_affect_no_cluster() {
     // A declared input matched by a glob is ignored too, with a warning.
     repo.change("values/clusters/dev-a.yaml", "nodes: 9\n");
     let run = repo
-        .kopsci()
-        .args([
-            "pipeline",
-            "--changed-since",
-            &base,
-            "--explain",
-            "--out",
-            "p.yml",
-        ])
-        .run()
+        .pipeline_since(&base, &["--explain", "--out", "p.yml"])
         .success();
     let explain = run.stdout();
     assert!(explain.contains("affected: 0 of 3 clusters"), "{explain}");
@@ -517,12 +506,7 @@ fn ignored_paths_affect_no_cluster() {
     );
     let base = repo.git(&["rev-parse", "HEAD"]);
     repo.change("values/clusters/dev-b.yaml", "spot: false\n");
-    let yaml = repo
-        .kopsci()
-        .args(["pipeline", "--changed-since", &base])
-        .run()
-        .success()
-        .stdout();
+    let yaml = repo.pipeline_since(&base, &[]).success().stdout();
     assert_eq!(dry_runs(&yaml), ["dev-b.k8s.example.com"]);
 }
 
@@ -548,17 +532,15 @@ workloads:prod-a:
     let base = repo.git(&["rev-parse", "HEAD"]);
     repo.change("values/clusters/dev-a.yaml", "nodes: 2\n");
     let run = |kind: &str| {
-        repo.kopsci()
-            .args([
-                "pipeline",
-                "--changed-since",
-                &base,
+        repo.pipeline_since(
+            &base,
+            &[
                 "--for",
                 kind,
                 "--downstream-jobs",
                 ".gitlab/after-apply.yml",
-            ])
-            .run()
+            ],
+        )
     };
     let yaml = run("default-branch").success().stdout();
     validate_text(&repo.sb, "downstream.yml", &yaml);
@@ -582,15 +564,7 @@ workloads:prod-a:
     );
     // An empty value (the component's default) is none; a bad file is a
     // usage error naming it.
-    repo.kopsci()
-        .args([
-            "pipeline",
-            "--changed-since",
-            &base,
-            "--downstream-jobs",
-            "",
-        ])
-        .run()
+    repo.pipeline_since(&base, &["--downstream-jobs", ""])
         .success();
     repo.change_top(
         ".gitlab/after-apply.yml",
@@ -769,12 +743,7 @@ fn the_fleet_may_live_in_a_subdirectory() {
     );
     // A README beside the fleet is not an input.
     repo.change("README.md", "# infra\n");
-    let yaml = repo
-        .kopsci()
-        .args(["pipeline", "--changed-since", "HEAD~1"])
-        .run()
-        .success()
-        .stdout();
+    let yaml = repo.pipeline_since("HEAD~1", &[]).success().stdout();
     assert!(dry_runs(&yaml).is_empty(), "{yaml}");
 }
 
@@ -856,9 +825,7 @@ fn a_before_sha_missing_from_the_clone_selects_everything() {
 fn an_unknown_base_is_an_error_with_a_hint() {
     let repo = Repo::new("");
     let run = repo
-        .kopsci()
-        .args(["pipeline", "--changed-since", "no-such-branch"])
-        .run()
+        .pipeline_since("no-such-branch", &[])
         .fails_with(1, &["no commit `no-such-branch`", "GIT_DEPTH: 0"]);
     // The name came from --changed-since: passing it is no advice.
     assert!(

@@ -32,6 +32,44 @@ fn verify(endpoint: &str, dir: &Path) -> Command {
     cmd
 }
 
+/// `kopsci snapshot` of [`CLUSTER`] from `s3://kops-state` into `out`,
+/// run to the end.
+#[track_caller]
+fn snapshot_cluster(endpoint: &str, out: &Path) -> Output {
+    run(&mut snapshot(endpoint, "s3://kops-state", CLUSTER, out))
+}
+
+/// `kopsci snapshot` of [`CLUSTER`] with `args`, started in the background
+/// with its output piped.
+fn spawn_snapshot(endpoint: &str, out: &Path, args: &[&str]) -> std::process::Child {
+    snapshot(endpoint, "s3://kops-state", CLUSTER, out)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kopsci snapshot")
+}
+
+/// `n` small instance-group objects of [`CLUSTER`].
+fn instance_groups(n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("{CLUSTER}/instancegroup/ig-{i:04}"),
+                vec![b'x'; 512],
+            )
+        })
+        .collect()
+}
+
+/// A proxy to `server` that delays every response: a copy through it
+/// takes seconds.
+fn slow_proxy(server: &S3Server) -> Proxy {
+    Proxy::builder()
+        .delay(Duration::from_millis(20))
+        .start(server.addr())
+}
+
 #[track_caller]
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run kopsci")
@@ -236,12 +274,7 @@ fn etcd_backup_data_is_skipped_unless_asked_for() {
     };
 
     let out = work.path().join("default");
-    let result = run(&mut snapshot(
-        &server.endpoint(),
-        "s3://kops-state",
-        CLUSTER,
-        &out,
-    ));
+    let result = snapshot_cluster(&server.endpoint(), &out);
     expect_code(&result, 0);
     assert_eq!(
         backups(&out),
@@ -298,15 +331,7 @@ fn verify_reports_added_removed_and_modified_objects() {
     let server = backup_server();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("snap");
-    expect_code(
-        &run(&mut snapshot(
-            &server.endpoint(),
-            "s3://kops-state",
-            CLUSTER,
-            &out,
-        )),
-        0,
-    );
+    expect_code(&snapshot_cluster(&server.endpoint(), &out), 0);
 
     let result = run(&mut verify(&server.endpoint(), &out));
     expect_code(&result, 0);
@@ -397,12 +422,7 @@ fn keys_that_would_escape_the_snapshot_are_refused() {
         let parent = work.path().join(format!("case{i}"));
         std::fs::create_dir(&parent).unwrap();
         let out = parent.join("deep").join("snap");
-        let result = run(&mut snapshot(
-            &proxy.endpoint(),
-            "s3://kops-state",
-            CLUSTER,
-            &out,
-        ));
+        let result = snapshot_cluster(&proxy.endpoint(), &out);
         expect_code(&result, 1);
         let err = stderr(&result);
         assert!(err.contains("refusing object key"), "{rel}: {err}");
@@ -426,26 +446,15 @@ fn keys_that_would_escape_the_snapshot_are_refused() {
 fn a_server_killed_mid_copy_leaves_no_snapshot_and_no_debris() {
     let mut server = S3Server::start();
     server.create_bucket(BUCKET);
-    let objects = (0..400)
-        .map(|i| {
-            (
-                format!("{CLUSTER}/instancegroup/ig-{i:04}"),
-                vec![b'x'; 512],
-            )
-        })
-        .collect();
-    server.put_many(BUCKET, objects);
-    let proxy = Proxy::builder()
-        .delay(Duration::from_millis(20))
-        .start(server.addr());
+    server.put_many(BUCKET, instance_groups(400));
+    let proxy = slow_proxy(&server);
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("snap");
-    let child = snapshot(&proxy.endpoint(), "s3://kops-state", CLUSTER, &out)
-        .args(["--concurrency", "4", "--max-attempts", "2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_snapshot(
+        &proxy.endpoint(),
+        &out,
+        &["--concurrency", "4", "--max-attempts", "2"],
+    );
     wait_for_partial_copy(work.path());
     server.kill();
     let result = child.wait_with_output().unwrap();
@@ -458,27 +467,12 @@ fn a_server_killed_mid_copy_leaves_no_snapshot_and_no_debris() {
 fn sigint_and_sigterm_stop_cleanly_without_debris() {
     let server = S3Server::start();
     server.create_bucket(BUCKET);
-    let objects = (0..400)
-        .map(|i| {
-            (
-                format!("{CLUSTER}/instancegroup/ig-{i:04}"),
-                vec![b'x'; 512],
-            )
-        })
-        .collect();
-    server.put_many(BUCKET, objects);
-    let proxy = Proxy::builder()
-        .delay(Duration::from_millis(20))
-        .start(server.addr());
+    server.put_many(BUCKET, instance_groups(400));
+    let proxy = slow_proxy(&server);
     for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
         let work = tempfile::tempdir().unwrap();
         let out = work.path().join("snap");
-        let child = snapshot(&proxy.endpoint(), "s3://kops-state", CLUSTER, &out)
-            .args(["--concurrency", "4"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn_snapshot(&proxy.endpoint(), &out, &["--concurrency", "4"]);
         wait_for_partial_copy(work.path());
         let status = Command::new("kill")
             .arg(signal)
@@ -853,15 +847,7 @@ fn logs_never_show_object_contents_or_secrets() {
 /// A fresh snapshot of the fixture cluster in `work/name`.
 fn fixture_snapshot(server: &S3Server, work: &Path, name: &str) -> PathBuf {
     let out = work.join(name);
-    expect_code(
-        &run(&mut snapshot(
-            &server.endpoint(),
-            "s3://kops-state",
-            CLUSTER,
-            &out,
-        )),
-        0,
-    );
+    expect_code(&snapshot_cluster(&server.endpoint(), &out), 0);
     out
 }
 
@@ -1078,12 +1064,7 @@ fn keys_with_control_characters_are_refused_by_name_not_an_xml_error() {
     }
     let work = tempfile::tempdir().unwrap();
     let good = work.path().join("good");
-    let result = run(&mut snapshot(
-        &server.endpoint(),
-        "s3://kops-state",
-        CLUSTER,
-        &good,
-    ));
+    let result = snapshot_cluster(&server.endpoint(), &good);
     expect_code(&result, 0);
     for key in odd {
         assert_eq!(
@@ -1108,12 +1089,7 @@ fn keys_with_control_characters_are_refused_by_name_not_an_xml_error() {
         server.put(BUCKET, &key, b"hostile".to_vec());
         let parent = work.path().join(format!("case{i}"));
         std::fs::create_dir(&parent).unwrap();
-        let result = run(&mut snapshot(
-            &server.endpoint(),
-            "s3://kops-state",
-            CLUSTER,
-            &parent.join("snap"),
-        ));
+        let result = snapshot_cluster(&server.endpoint(), &parent.join("snap"));
         expect_code(&result, 1);
         let err = stderr(&result);
         assert!(
@@ -1156,22 +1132,13 @@ fn work_dirs(parent: &Path) -> Vec<String> {
 fn slow_world() -> (S3Server, Proxy) {
     let server = S3Server::start();
     server.create_bucket(BUCKET);
-    let mut objects: Vec<(String, Vec<u8>)> = (0..400)
-        .map(|i| {
-            (
-                format!("{CLUSTER}/instancegroup/ig-{i:04}"),
-                vec![b'x'; 512],
-            )
-        })
-        .collect();
+    let mut objects = instance_groups(400);
     objects.push((
         format!("{CLUSTER}/pki/private/ca/keyset.yaml"),
         b"private key".to_vec(),
     ));
     server.put_many(BUCKET, objects);
-    let proxy = Proxy::builder()
-        .delay(Duration::from_millis(20))
-        .start(server.addr());
+    let proxy = slow_proxy(&server);
     (server, proxy)
 }
 
@@ -1204,12 +1171,7 @@ fn a_snapshot_killed_with_sigkill_leaves_keys_that_the_next_run_removes() {
     std::fs::create_dir(&marked).unwrap();
     std::fs::write(marked.join(".kopsci-workdir"), "not kopsci's\n").unwrap();
 
-    let result = run(&mut snapshot(
-        &server.endpoint(),
-        "s3://kops-state",
-        CLUSTER,
-        &out,
-    ));
+    let result = snapshot_cluster(&server.endpoint(), &out);
     expect_code(&result, 0);
     assert_eq!(
         support::entries(work.path()),
@@ -1237,27 +1199,14 @@ fn a_work_dir_locked_by_a_live_snapshot_is_kept() {
     let (server, proxy) = slow_world();
     let work = tempfile::tempdir().unwrap();
     let slow_out = work.path().join("slow");
-    let slow = snapshot(&proxy.endpoint(), "s3://kops-state", CLUSTER, &slow_out)
-        .args(["--concurrency", "2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let slow = spawn_snapshot(&proxy.endpoint(), &slow_out, &["--concurrency", "2"]);
     wait_for_partial_copy(work.path());
     let live = work_dirs(work.path());
     assert_eq!(live.len(), 1, "{live:?}");
 
     // Another run beside it sweeps the parent: the live copy survives.
     let fast_out = work.path().join("fast");
-    expect_code(
-        &run(&mut snapshot(
-            &server.endpoint(),
-            "s3://kops-state",
-            CLUSTER,
-            &fast_out,
-        )),
-        0,
-    );
+    expect_code(&snapshot_cluster(&server.endpoint(), &fast_out), 0);
     assert_eq!(work_dirs(work.path()), live);
 
     let result = slow.wait_with_output().unwrap();
