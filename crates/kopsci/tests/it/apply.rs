@@ -170,11 +170,7 @@ fn apply_upgrades_kubernetes_with_reconcile_and_nothing_else_writes_the_store() 
         kops_apply.contains("Pruning old resources that are no longer used"),
         "{kops_apply}"
     );
-    assert!(
-        world.tmp_entries().is_empty(),
-        "debris: {:?}",
-        world.tmp_entries()
-    );
+    world.assert_no_debris();
 
     // Everything rolled: nothing left for a rolling update, and the next
     // dry run is clean.
@@ -624,11 +620,7 @@ fn sigterm_mid_reconcile_reports_the_phase_it_stopped_in() {
         "{raw}"
     );
     // Nothing half-written: no plan of this stage, no private copies.
-    assert!(
-        world.tmp_entries().is_empty(),
-        "debris: {:?}",
-        world.tmp_entries()
-    );
+    world.assert_no_debris();
 }
 
 // ---------------------------------------------------------------------
@@ -872,17 +864,9 @@ fn the_fleets_prune_setting_reaches_apply_and_update() {
         run.stdout()
     );
     assert!(calls_since(&world, from).contains(&delete_group_call("nodes-older")));
-    assert!(
-        !world
-            .bucket()
-            .contains_key(&format!("{CLUSTER}/instancegroup/nodes-older"))
-    );
+    assert!(!world.has_group("nodes-older"));
     // The manifest's own groups are never touched.
-    assert!(
-        world
-            .bucket()
-            .contains_key(&format!("{CLUSTER}/instancegroup/nodes"))
-    );
+    assert!(world.has_group("nodes"));
 }
 
 // ---------------------------------------------------------------------
@@ -1095,11 +1079,7 @@ fn a_plan_naming_a_manifest_group_as_removed_is_refused_as_edited() {
     world
         .run(&["update", CLUSTER, "--prune-instance-groups"])
         .success();
-    assert!(
-        world
-            .bucket()
-            .contains_key(&format!("{CLUSTER}/instancegroup/nodes"))
-    );
+    assert!(world.has_group("nodes"));
 }
 
 #[test]
@@ -1555,11 +1535,7 @@ fn a_retried_apply_that_pruned_a_group_resumes() {
     world.run(&["dryrun", CLUSTER]).success();
     let roll_fail = [("KOPS_STANDIN_ROLL_FAIL", "nodes:1")];
     run_env(&world, &roll_fail, &["apply", CLUSTER]).fails_with(1, &["rolling-update for nodes"]);
-    assert!(
-        !world
-            .bucket()
-            .contains_key(&format!("{CLUSTER}/instancegroup/nodes-old"))
-    );
+    assert!(!world.has_group("nodes-old"));
     assert_eq!(
         stage_report(&world, "apply")["pruned_instance_groups"],
         json!(["nodes-old"])

@@ -248,15 +248,17 @@ fn a_yaml_bomb_is_refused_in_plain_words() {
     one_plain_line(&run, &["budget breached", "Nodes {", "{"]);
 }
 
-#[test]
-fn a_credential_provider_failure_is_one_plain_line() {
-    // The web-identity provider fails (no token file) before any request.
-    let run = Kopsci::new()
+/// `kopsci snapshot` of one cluster from an unreachable S3 endpoint, with
+/// nothing of the outer environment but `env`.
+fn snapshot_with_env(env: &[(&str, &str)]) -> Run {
+    let mut kopsci = Kopsci::new()
         .isolated()
-        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ci")
-        .env("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/kopsci-token")
         .env("S3_ENDPOINT", "http://127.0.0.1:9")
-        .env("S3_REGION", "us-east-1")
+        .env("S3_REGION", "us-east-1");
+    for (key, value) in env {
+        kopsci = kopsci.env(key, value);
+    }
+    kopsci
         .args([
             "snapshot",
             "--state",
@@ -267,34 +269,30 @@ fn a_credential_provider_failure_is_one_plain_line() {
         .arg("--out")
         .arg(Sandbox::new().join("snap"))
         .run()
-        .fails_with(
-            1,
-            &[
-                "cannot load AWS credentials",
-                "AWS_WEB_IDENTITY_TOKEN_FILE names /nonexistent/kopsci-token, which does not exist",
-            ],
-        );
+}
+
+#[test]
+fn a_credential_provider_failure_is_one_plain_line() {
+    // The web-identity provider fails (no token file) before any request.
+    let run = snapshot_with_env(&[
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ci"),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/kopsci-token"),
+    ])
+    .fails_with(
+        1,
+        &[
+            "cannot load AWS credentials",
+            "AWS_WEB_IDENTITY_TOKEN_FILE names /nonexistent/kopsci-token, which does not exist",
+        ],
+    );
     one_plain_line(
         &run,
         &["ProviderError", "WARN", "dispatch failure", "other:", "{"],
     );
 
     // No credentials at all.
-    let run = Kopsci::new()
-        .isolated()
-        .env("S3_ENDPOINT", "http://127.0.0.1:9")
-        .env("S3_REGION", "us-east-1")
-        .args([
-            "snapshot",
-            "--state",
-            "s3://kops-state",
-            "--name",
-            "a.example.com",
-        ])
-        .arg("--out")
-        .arg(Sandbox::new().join("snap"))
-        .run()
-        .fails_with(1, &["no AWS credentials found", "AWS_ACCESS_KEY_ID"]);
+    let run =
+        snapshot_with_env(&[]).fails_with(1, &["no AWS credentials found", "AWS_ACCESS_KEY_ID"]);
     one_plain_line(
         &run,
         &["CredentialsNotLoaded", "dispatch failure", "other:", "{"],

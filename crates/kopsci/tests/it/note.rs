@@ -10,7 +10,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Kopsci, Sandbox};
+use crate::harness::{Kopsci, Run, Sandbox};
 use crate::pipeline::kopsci_outside_ci;
 use crate::support::gitlab::{FakeGitLab, HangingServer, Reply, Seen, TOKEN, echo, reply};
 
@@ -104,6 +104,22 @@ fn assert_no_token(text: &str) {
         !text.contains("SECRET"),
         "part of the token was printed:\n{text}"
     );
+}
+
+/// `kopsci note --print ARGS…` outside CI, in `sb`.
+fn print_note(sb: &Sandbox, args: &[&str]) -> Run {
+    kopsci_outside_ci(sb.path())
+        .args(["note", "--print"])
+        .args(args)
+        .run()
+}
+
+/// The note `kopsci note --print ARGS… CLUSTERS…` prints, succeeding.
+#[track_caller]
+fn printed_note(sb: &Sandbox, args: &[&str]) -> String {
+    print_note(sb, &[args, &CLUSTERS[..]].concat())
+        .success()
+        .stdout()
 }
 
 #[test]
@@ -610,9 +626,7 @@ fn clusters_are_names_never_paths() {
         "dev-a.k8s.example.com/../../etc",
         "Dev\u{1b}[31m",
     ] {
-        let run = kopsci_outside_ci(sb.path())
-            .args(["note", "--print", "--report-dir", ".kopsci/reports", bad])
-            .run()
+        let run = print_note(&sb, &["--report-dir", ".kopsci/reports", bad])
             .fails_with(64, &["invalid cluster name"]);
         assert!(
             !run.stderr().contains('\u{1b}'),
@@ -629,12 +643,7 @@ fn a_report_for_another_cluster_is_shown_as_failed() {
         ".kopsci/reports/dev-a.k8s.example.com/report.json",
         r#"{"cluster":"prod-a.k8s.example.com","environment":"prod","create":0,"update":0,"delete":0,"changes_pending":false}"#,
     );
-    let body = kopsci_outside_ci(sb.path())
-        .args(["note", "--print"])
-        .args(CLUSTERS)
-        .run()
-        .success()
-        .stdout();
+    let body = printed_note(&sb, &[]);
     assert!(
         body.contains("| `dev-a.k8s.example.com` (dev) | :x: **failed**: .kopsci/reports/dev-a.k8s.example.com/report.json: the report is for cluster 'prod-a.k8s.example.com', not 'dev-a.k8s.example.com': refused |"),
         "{body}"
@@ -652,12 +661,7 @@ fn report_text_cannot_mention_anyone_run_quick_actions_or_break_the_note() {
             ".kopsci/reports/dev-b.k8s.example.com/report.md",
             "@all please\n</details>\n<!-- kopsci-note fleet=kopsci.yaml -->\n/approve\n/merge\n<img src=https://tracker.example/p.gif>\n```\n/close\n",
         );
-    let body = kopsci_outside_ci(sb.path())
-        .args(["note", "--print"])
-        .args(CLUSTERS)
-        .run()
-        .success()
-        .stdout();
+    let body = printed_note(&sb, &[]);
     for forbidden in [
         "@all",
         "@devs",
@@ -724,10 +728,7 @@ fn two_hundred_changed_clusters_stay_under_the_budget_and_are_all_named() {
 fn the_budget_is_a_flag_within_gitlabs_limit() {
     let sb = reports();
     for bad in ["10", "1000001"] {
-        kopsci_outside_ci(sb.path())
-            .args(["note", "--print", "--max-chars", bad])
-            .run()
-            .expect_code(64);
+        print_note(&sb, &["--max-chars", bad]).expect_code(64);
     }
 }
 
@@ -768,13 +769,19 @@ fn deleting_reports() -> Sandbox {
 #[test]
 fn deletions_are_in_their_own_section_even_over_budget() {
     let sb = deleting_reports();
-    let body = kopsci_outside_ci(sb.path())
-        .args(["note", "--print", "--max-chars", "8000"])
-        .args(CLUSTERS)
-        .arg("old.k8s.example.com")
-        .run()
-        .success()
-        .stdout();
+    let body = print_note(
+        &sb,
+        &[
+            "--max-chars",
+            "8000",
+            CLUSTERS[0],
+            CLUSTERS[1],
+            CLUSTERS[2],
+            "old.k8s.example.com",
+        ],
+    )
+    .success()
+    .stdout();
     assert!(body.chars().count() <= 8000, "{}", body.chars().count());
     assert!(body.contains("**Truncated**"), "over budget: {body}");
     let (head, rest) = body
@@ -808,14 +815,15 @@ fn deletions_are_in_their_own_section_even_over_budget() {
 #[test]
 fn clusters_that_left_the_fleet_are_listed_as_remaining() {
     let sb = reports();
-    let body = kopsci_outside_ci(sb.path())
-        .args(["note", "--print"])
-        .args(["--left-the-fleet", "gone-a.k8s.example.com"])
-        .args(["--left-the-fleet", "gone-b.k8s.example.com"])
-        .args(CLUSTERS)
-        .run()
-        .success()
-        .stdout();
+    let body = printed_note(
+        &sb,
+        &[
+            "--left-the-fleet",
+            "gone-a.k8s.example.com",
+            "--left-the-fleet",
+            "gone-b.k8s.example.com",
+        ],
+    );
     assert!(body.contains(", 2 left the fleet\n"), "{body}");
     assert!(
         body.contains("### :warning: Left the fleet\n\n- `gone-a.k8s.example.com`: left the fleet: its cloud resources remain\n- `gone-b.k8s.example.com`: left the fleet: its cloud resources remain\n"),
@@ -828,12 +836,17 @@ fn clusters_that_left_the_fleet_are_listed_as_remaining() {
     );
 
     // Only a cluster removed: no dry run, the note still says it.
-    let body = kopsci_outside_ci(sb.path())
-        .args(["note", "--print", "--report-dir", "no-reports"])
-        .args(["--left-the-fleet", "gone-a.k8s.example.com"])
-        .run()
-        .success()
-        .stdout();
+    let body = print_note(
+        &sb,
+        &[
+            "--report-dir",
+            "no-reports",
+            "--left-the-fleet",
+            "gone-a.k8s.example.com",
+        ],
+    )
+    .success()
+    .stdout();
     assert!(
         body.contains("### kopsci dry run: 1 cluster left the fleet\n")
             && body.contains(
@@ -848,9 +861,7 @@ fn clusters_that_left_the_fleet_are_listed_as_remaining() {
 fn left_the_fleet_takes_cluster_names_only() {
     let sb = reports();
     for bad in ["../etc", "Gone.example.com", "a/b", "", "x\u{1b}[31m"] {
-        let run = kopsci_outside_ci(sb.path())
-            .args(["note", "--print", "--left-the-fleet", bad])
-            .run()
+        let run = print_note(&sb, &["--left-the-fleet", bad])
             .fails_with(64, &["--left-the-fleet", "invalid cluster name"]);
         assert!(run.stdout().is_empty());
         assert!(!run.stderr().contains('\u{1b}'), "{}", run.stderr());
@@ -863,24 +874,14 @@ fn clusters_applied_after_merge_come_from_the_fleet_file() {
         "fleets/other.yaml",
         "templates: [t]\nenvironments:\n  dev: {}\n  prod:\n    apply: update-roll\n    auto_apply: true\n    auto_roll: true\nclusters:\n  - {name: dev-a.k8s.example.com, environment: dev}\n  - {name: prod-a.k8s.example.com, environment: prod}\n",
     );
-    let body = kopsci_outside_ci(sb.path())
-        .args(["note", "--print"])
-        .args(CLUSTERS)
-        .run()
-        .success()
-        .stdout();
+    let body = printed_note(&sb, &[]);
     assert!(
         body.contains("**After merge**, the default branch applies these clusters without a click (`auto_apply: true`):\n\n- `dev`: `apply` runs by itself (`kops reconcile cluster`: control plane, then nodes): `dev-a.k8s.example.com`, `dev-b.k8s.example.com`\n\nAny other cluster waits for a click on its manual jobs.\n"),
         "{body}"
     );
 
     // Another fleet file, named as the pipeline names it.
-    let body = kopsci_outside_ci(sb.path())
-        .args(["note", "--print", "--fleet", "fleets/other.yaml"])
-        .args(CLUSTERS)
-        .run()
-        .success()
-        .stdout();
+    let body = printed_note(&sb, &["--fleet", "fleets/other.yaml"]);
     assert!(
         body.starts_with("<!-- kopsci-note fleet=fleets/other.yaml -->\n"),
         "{body}"
@@ -895,11 +896,7 @@ fn clusters_applied_after_merge_come_from_the_fleet_file() {
 #[test]
 fn an_unreadable_fleet_file_is_a_warning_not_a_failure() {
     let sb = reports().file("kopsci.yaml", "clusters: [unclosed\n");
-    let run = kopsci_outside_ci(sb.path())
-        .args(["note", "--print"])
-        .args(CLUSTERS)
-        .run()
-        .success();
+    let run = print_note(&sb, &CLUSTERS).success();
     let body = run.stdout();
     assert!(
         body.contains("> :warning: `kopsci.yaml` could not be read (")

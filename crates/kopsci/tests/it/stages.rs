@@ -183,6 +183,19 @@ impl World {
     pub(crate) fn tmp_entries(&self) -> Vec<String> {
         support::entries(&self.tmp)
     }
+
+    /// Asserts no stage left a private directory or file behind.
+    #[track_caller]
+    pub(crate) fn assert_no_debris(&self) {
+        let debris = self.tmp_entries();
+        assert!(debris.is_empty(), "debris: {debris:?}");
+    }
+
+    /// Whether the live store holds [`CLUSTER`]'s instance group `name`.
+    pub(crate) fn has_group(&self, name: &str) -> bool {
+        self.bucket()
+            .contains_key(&format!("{CLUSTER}/instancegroup/{name}"))
+    }
 }
 
 /// Replaces temporary paths so outputs compare across runs: a stage's
@@ -495,11 +508,7 @@ fn new_cluster_takes_the_create_path_and_never_touches_the_bucket() {
         !diff.contains("pki/") && !diff.contains("secrets/"),
         "{diff}"
     );
-    assert!(
-        world.tmp_entries().is_empty(),
-        "debris: {:?}",
-        world.tmp_entries()
-    );
+    world.assert_no_debris();
 }
 
 #[test]
@@ -570,11 +579,7 @@ fn changed_cluster_dry_run_then_update_then_a_clean_dry_run() {
         serde_json::from_str(&world.sb.read(&format!("{dir}/update/report.json"))).unwrap();
     assert_eq!(update["stage"], "update");
     assert!(update["failed"].is_null(), "{update}");
-    assert!(
-        world.tmp_entries().is_empty(),
-        "debris: {:?}",
-        world.tmp_entries()
-    );
+    world.assert_no_debris();
 
     // Nothing left to do: the next dry run is clean, exit 0.
     let before = world.bucket();
@@ -623,11 +628,7 @@ fn removed_instance_group_is_reported_then_pruned() {
         "{}",
         run.stdout()
     );
-    assert!(
-        world
-            .bucket()
-            .contains_key(&format!("{CLUSTER}/instancegroup/nodes-old"))
-    );
+    assert!(world.has_group("nodes-old"));
 
     // Dry run again (the store changed), then prune.
     world.run(&["dryrun", CLUSTER]).success();
@@ -639,11 +640,7 @@ fn removed_instance_group_is_reported_then_pruned() {
         "{}",
         run.stdout()
     );
-    assert!(
-        !world
-            .bucket()
-            .contains_key(&format!("{CLUSTER}/instancegroup/nodes-old"))
-    );
+    assert!(!world.has_group("nodes-old"));
     assert!(world.argvs().contains(&format!(
         "delete instancegroup nodes-old --name {CLUSTER} --state {STATE} --yes"
     )));
@@ -729,11 +726,7 @@ fn a_stale_or_missing_plan_is_refused() {
     // --allow-stale applies anyway, and says so. The counts it reports are
     // the ones kops printed for this change, never the stale plan's.
     let run = world.run(&["update", CLUSTER, "--allow-stale"]).success();
-    assert!(
-        world
-            .bucket()
-            .contains_key(&format!("{CLUSTER}/instancegroup/gpu"))
-    );
+    assert!(world.has_group("gpu"));
     let update: serde_json::Value = serde_json::from_str(
         &world
             .sb
@@ -853,11 +846,7 @@ fn kops_failing_fails_the_cluster_with_its_error_and_leaves_no_plan() {
             .join(&format!(".kopsci/reports/{CLUSTER}/plan.json"))
             .exists()
     );
-    assert!(
-        world.tmp_entries().is_empty(),
-        "debris: {:?}",
-        world.tmp_entries()
-    );
+    world.assert_no_debris();
 }
 
 #[test]
@@ -905,11 +894,7 @@ fn sigterm_during_kops_stops_kops_and_leaves_no_debris() {
         "kops never got SIGTERM: {:?}",
         world.calls()
     );
-    assert!(
-        world.tmp_entries().is_empty(),
-        "debris: {:?}",
-        world.tmp_entries()
-    );
+    world.assert_no_debris();
     assert!(
         !world
             .sb
