@@ -11,7 +11,8 @@ use std::os::unix::fs::PermissionsExt;
 use serde_json::{Value, json};
 
 use crate::stages::{
-    BIGGER_NODES, BUCKET, CLUSTER, NEW_MACHINE_TYPE, STATE, World, append, mock_sts,
+    BIGGER_NODES, BUCKET, CLUSTER, NEW_MACHINE_TYPE, STATE, World, append, assert_assumed_identity,
+    mock_sts,
 };
 
 /// `kopsci apply`'s report, or another stage's (`update`, `roll`, `delete`).
@@ -1225,7 +1226,7 @@ fn instance_group_names_never_reach_kops_as_flags() {
 fn kubeconfig_is_private_whole_and_exported_as_the_resolved_identity() {
     let world = World::new();
     world.apply_fixture(CLUSTER);
-    let (sts, _requests) = mock_sts();
+    let sts = mock_sts();
     append(
         &world.sb,
         "kopsci.yaml",
@@ -1245,7 +1246,7 @@ fn kubeconfig_is_private_whole_and_exported_as_the_resolved_identity() {
             .kopsci()
             .env("AWS_ACCESS_KEY_ID", "AKIACALLERKEY")
             .env("AWS_SECRET_ACCESS_KEY", "caller-secret-value")
-            .env("AWS_ENDPOINT_URL_STS", &sts);
+            .env("AWS_ENDPOINT_URL_STS", sts.endpoint());
         for (key, value) in extra {
             k = k.env(key, value);
         }
@@ -1322,27 +1323,7 @@ fn kubeconfig_is_private_whole_and_exported_as_the_resolved_identity() {
         "{argv:?}"
     );
     assert_eq!(argv[8..], ["--admin=30m"]);
-    let aws: std::collections::BTreeMap<&str, &str> = call["env"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| k.starts_with("AWS_"))
-        .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
-        .collect();
-    assert_eq!(
-        aws,
-        std::collections::BTreeMap::from([
-            ("AWS_ACCESS_KEY_ID", "ASIAASSUMEDROLEKEY"),
-            ("AWS_CONFIG_FILE", "/dev/null"),
-            ("AWS_DEFAULT_REGION", "eu-west-1"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_ENDPOINT_URL_STS", sts.as_str()),
-            ("AWS_REGION", "eu-west-1"),
-            ("AWS_SECRET_ACCESS_KEY", "assumed-secret-value"),
-            ("AWS_SESSION_TOKEN", "assumed-session-token"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-        ])
-    );
+    assert_assumed_identity(call, &sts);
 
     // The default lifetime is an hour; an absent cluster has none.
     let from = world.calls().len();
@@ -1585,7 +1566,7 @@ fn the_fleets_timeouts_and_api_server_reach_the_documented_kops_flags() {
     const API: &str = "https://api.internal.example.com";
     let world = World::new();
     world.apply_fixture(CLUSTER);
-    let (sts, _requests) = mock_sts();
+    let sts = mock_sts();
     append(
         &world.sb,
         "values/clusters/minimal-aws.yaml",
@@ -1609,7 +1590,7 @@ fn the_fleets_timeouts_and_api_server_reach_the_documented_kops_flags() {
             .kopsci()
             .env("AWS_ACCESS_KEY_ID", "AKIACALLERKEY")
             .env("AWS_SECRET_ACCESS_KEY", "caller-secret-value")
-            .env("AWS_ENDPOINT_URL_STS", &sts)
+            .env("AWS_ENDPOINT_URL_STS", sts.endpoint())
             .arg(args[0])
             .args(["--state", STATE])
             .args(&args[1..])

@@ -8,13 +8,13 @@
 //! store.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::{Kopsci, Run, Sandbox, repo_root};
+use crate::support::sts::{Canary, FakeSts};
 use crate::support::{self, S3Server};
 
 pub(crate) const BUCKET: &str = "kops-state";
@@ -904,66 +904,52 @@ fn sigterm_during_kops_stops_kops_and_leaves_no_debris() {
     assert_eq!(world.bucket(), before);
 }
 
-/// A fake STS answering every `AssumeRole` with fixed credentials; keeps the
+/// The credentials [`mock_sts`] hands out for every `AssumeRole`.
+pub(crate) const ASSUMED: Canary = Canary {
+    access_key_id: "ASIAASSUMEDROLEKEY",
+    secret_access_key: "assumed-secret-value",
+    session_token: "assumed-session-token",
+};
+
+/// A fake STS answering every `AssumeRole` with [`ASSUMED`]; keeps the
 /// request bodies.
-pub(crate) fn mock_sts() -> (String, Arc<Mutex<Vec<String>>>) {
-    const RESPONSE: &str = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
-  <AssumeRoleResult>
-    <Credentials>
-      <AccessKeyId>ASIAASSUMEDROLEKEY</AccessKeyId>
-      <SecretAccessKey>assumed-secret-value</SecretAccessKey>
-      <SessionToken>assumed-session-token</SessionToken>
-      <Expiration>2099-01-01T00:00:00Z</Expiration>
-    </Credentials>
-    <AssumedRoleUser>
-      <AssumedRoleId>AROAEXAMPLE:kopsci</AssumedRoleId>
-      <Arn>arn:aws:sts::123456789012:assumed-role/kops/kopsci</Arn>
-    </AssumedRoleUser>
-  </AssumeRoleResult>
-  <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata>
-</AssumeRoleResponse>"#;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let requests = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
-            requests
-                .lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&body).into_owned());
-            let mut stream = stream;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{RESPONSE}",
-                RESPONSE.len()
-            );
-        }
-    });
-    (endpoint, seen)
+pub(crate) fn mock_sts() -> FakeSts {
+    FakeSts::start_with(&ASSUMED)
+}
+
+/// Asserts the kops `call` got exactly the identity [`mock_sts`] handed out
+/// (region eu-west-1), and no other `AWS_*` setting.
+#[track_caller]
+pub(crate) fn assert_assumed_identity(call: &serde_json::Value, sts: &FakeSts) {
+    let aws: BTreeMap<&str, &str> = call["env"]
+        .as_object()
+        .expect("the call's environment")
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        aws,
+        BTreeMap::from([
+            ("AWS_ACCESS_KEY_ID", ASSUMED.access_key_id),
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_ENDPOINT_URL_STS", sts.endpoint()),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_SECRET_ACCESS_KEY", ASSUMED.secret_access_key),
+            ("AWS_SESSION_TOKEN", ASSUMED.session_token),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ]),
+        "{}",
+        call["argv"]
+    );
 }
 
 #[test]
 fn kops_gets_exactly_the_assumed_identity() {
     let world = World::new();
-    let (sts, requests) = mock_sts();
+    let sts = mock_sts();
     let before = world.bucket();
     append(
         &world.sb,
@@ -977,12 +963,12 @@ fn kops_gets_exactly_the_assumed_identity() {
         .env("AWS_PROFILE", "ci-profile")
         .env("AWS_ROLE_ARN", "arn:aws:iam::999999999999:role/gitlab-oidc")
         .env("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token")
-        .env("AWS_ENDPOINT_URL_STS", &sts)
+        .env("AWS_ENDPOINT_URL_STS", sts.endpoint())
         .env("CI_JOB_ID", "4242")
         .args(["dryrun", CLUSTER, "--state", STATE])
         .run()
         .success();
-    let form = requests.lock().unwrap().join("\n");
+    let form = sts.requests().join("\n");
     for part in [
         "Action=AssumeRole",
         "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fkops",
@@ -996,28 +982,8 @@ fn kops_gets_exactly_the_assumed_identity() {
         calls.iter().filter(|c| c["argv"][0] != "version").collect();
     assert_eq!(aws_calls.len(), 2, "{calls:?}");
     for call in aws_calls {
+        assert_assumed_identity(call, &sts);
         let env = call["env"].as_object().unwrap();
-        let aws: BTreeMap<&str, &str> = env
-            .iter()
-            .filter(|(k, _)| k.starts_with("AWS_"))
-            .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
-            .collect();
-        assert_eq!(
-            aws,
-            BTreeMap::from([
-                ("AWS_ACCESS_KEY_ID", "ASIAASSUMEDROLEKEY"),
-                ("AWS_CONFIG_FILE", "/dev/null"),
-                ("AWS_DEFAULT_REGION", "eu-west-1"),
-                ("AWS_EC2_METADATA_DISABLED", "true"),
-                ("AWS_ENDPOINT_URL_STS", sts.as_str()),
-                ("AWS_REGION", "eu-west-1"),
-                ("AWS_SECRET_ACCESS_KEY", "assumed-secret-value"),
-                ("AWS_SESSION_TOKEN", "assumed-session-token"),
-                ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-            ]),
-            "{}",
-            call["argv"]
-        );
         // The store settings pass through untouched.
         assert_eq!(env["S3_ENDPOINT"], world.server.endpoint().as_str());
     }

@@ -33,6 +33,11 @@ pub struct FakeSts {
 
 impl FakeSts {
     pub fn start() -> FakeSts {
+        FakeSts::start_with(&CANARY)
+    }
+
+    /// A fake STS handing out `credentials` instead of [`CANARY`].
+    pub fn start_with(credentials: &'static Canary) -> FakeSts {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake STS");
         listener
             .set_nonblocking(true)
@@ -46,7 +51,7 @@ impl FakeSts {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
-                            if let Some(body) = answer(stream) {
+                            if let Some(body) = answer(stream, credentials) {
                                 requests.lock().unwrap().push(body);
                             }
                         }
@@ -83,7 +88,7 @@ impl Drop for FakeSts {
     }
 }
 
-fn response() -> String {
+fn response(credentials: &Canary) -> String {
     format!(
         r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleResult>
@@ -100,12 +105,12 @@ fn response() -> String {
   </AssumeRoleResult>
   <ResponseMetadata><RequestId>fake-sts</RequestId></ResponseMetadata>
 </AssumeRoleResponse>"#,
-        CANARY.access_key_id, CANARY.secret_access_key, CANARY.session_token
+        credentials.access_key_id, credentials.secret_access_key, credentials.session_token
     )
 }
 
 /// Reads one request and answers it; returns the request body.
-fn answer(stream: TcpStream) -> Option<String> {
+fn answer(stream: TcpStream, credentials: &Canary) -> Option<String> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
@@ -125,7 +130,7 @@ fn answer(stream: TcpStream) -> Option<String> {
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body).ok()?;
     let body = String::from_utf8_lossy(&body).into_owned();
-    let text = response();
+    let text = response(credentials);
     let mut stream = stream;
     write!(
         stream,
