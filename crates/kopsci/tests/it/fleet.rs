@@ -3,7 +3,12 @@
 
 use crate::harness::{Sandbox, yaml_documents};
 
-const FLEET: &str = "\
+/// The start of a fleet file with `dev` and `prod` (which needs `dev`)
+/// environments and the cluster `dev-a`, as a literal for `concat!`; the
+/// pipeline tests add clusters after it.
+macro_rules! dev_prod_fleet_head {
+    () => {
+        "\
 state: s3://kops-state-example
 templates:
   - templates/cluster.yaml.j2
@@ -21,10 +26,18 @@ clusters:
   - name: dev-a.k8s.example.com
     environment: dev
     values: [values/clusters/dev-a.yaml]
-  - name: prod-a.k8s.example.com
+"
+    };
+}
+pub(crate) use dev_prod_fleet_head;
+
+const FLEET: &str = concat!(
+    dev_prod_fleet_head!(),
+    "  - name: prod-a.k8s.example.com
     environment: prod
     values: [values/clusters/prod-a.yaml]
-";
+"
+);
 
 fn fleet() -> Sandbox {
     Sandbox::new()

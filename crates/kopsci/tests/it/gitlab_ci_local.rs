@@ -630,19 +630,7 @@ fn copy(from: &Path, to: &Path) {
 
 /// Runs git in `dir` with a fixed identity and no user or system config.
 pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "kopsci tests")
-        .env("GIT_AUTHOR_EMAIL", "tests@example.com")
-        .env("GIT_COMMITTER_NAME", "kopsci tests")
-        .env("GIT_COMMITTER_EMAIL", "tests@example.com")
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    support::git(dir, args, &[])
 }
 
 /// Makes `dir` a repository like a GitLab clone of a project's `main`:

@@ -7,31 +7,16 @@ use std::process::Command;
 
 use crate::harness::{Kopsci, Run, Sandbox, repo_root};
 
-const FLEET: &str = "\
-state: s3://kops-state-example
-templates:
-  - templates/cluster.yaml.j2
-snippets:
-  - templates/snippets
-values:
-  - values/base.yaml
-environments:
-  dev:
-    values: [values/env/dev.yaml]
-  prod:
-    values: [values/env/prod.yaml]
-    needs: [dev]
-clusters:
-  - name: dev-a.k8s.example.com
-    environment: dev
-    values: [values/clusters/dev-a.yaml]
-  - name: dev-b.k8s.example.com
+const FLEET: &str = concat!(
+    crate::fleet::dev_prod_fleet_head!(),
+    "  - name: dev-b.k8s.example.com
     environment: dev
     values: [values/clusters/dev-b.yaml]
   - name: prod-a.k8s.example.com
     environment: prod
     values: [values/clusters/prod-a.yaml]
-";
+"
+);
 
 const TEMPLATE: &str = "\
 apiVersion: kops.k8s.io/v1alpha2
@@ -178,21 +163,14 @@ impl Repo {
 /// Runs git in `dir` with a fixed identity, dates and no user config:
 /// commits are the same on every run.
 fn git_in(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "kopsci tests")
-        .env("GIT_AUTHOR_EMAIL", "tests@example.com")
-        .env("GIT_COMMITTER_NAME", "kopsci tests")
-        .env("GIT_COMMITTER_EMAIL", "tests@example.com")
-        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    crate::support::git(
+        dir,
+        args,
+        &[
+            ("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z"),
+            ("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z"),
+        ],
+    )
 }
 
 fn jobs(yaml: &str) -> serde_json::Map<String, serde_json::Value> {

@@ -62,16 +62,21 @@ pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .map(|e| e.expect("walk"))
         .filter(|e| e.file_type().is_file())
         .map(|e| {
-            let rel = e
-                .path()
-                .strip_prefix(dir)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string();
-            (rel, std::fs::read(e.path()).expect("read"))
+            (
+                rel_path(dir, e.path()),
+                std::fs::read(e.path()).expect("read"),
+            )
         })
         .collect()
+}
+
+/// `path` relative to `dir`, `/`-separated.
+pub fn rel_path(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir)
+        .unwrap_or_else(|_| panic!("{} is not under {}", path.display(), dir.display()))
+        .to_str()
+        .expect("utf-8 path")
+        .to_string()
 }
 
 /// Every entry under `dir` (itself included) with its permission bits.
@@ -105,4 +110,23 @@ pub fn entries(dir: &Path) -> Vec<String> {
 /// credential chain), for tests that drive `std::process::Command`.
 pub fn kopsci() -> std::process::Command {
     crate::harness::Kopsci::new().isolated().into_command()
+}
+
+/// Runs git in `dir` with a fixed identity, no user or system config and
+/// the `env` given; asserts it succeeded and returns its trimmed stdout.
+pub fn git(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "kopsci tests")
+        .env("GIT_AUTHOR_EMAIL", "tests@example.com")
+        .env("GIT_COMMITTER_NAME", "kopsci tests")
+        .env("GIT_COMMITTER_EMAIL", "tests@example.com")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

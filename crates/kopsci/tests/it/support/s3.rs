@@ -189,16 +189,7 @@ impl S3Server {
     pub fn put(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
         let client = self.client.clone();
         let (bucket, key, body) = (bucket.to_string(), key.to_string(), body.into());
-        self.runtime.block_on(async move {
-            client
-                .put_object()
-                .bucket(&bucket)
-                .key(&key)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
-        });
+        self.runtime.block_on(put_object(client, bucket, key, body));
     }
 
     /// Puts many objects, 16 at a time.
@@ -214,14 +205,7 @@ impl S3Server {
                 let bucket = bucket.clone();
                 tasks.spawn(async move {
                     let _permit = permit;
-                    client
-                        .put_object()
-                        .bucket(&bucket)
-                        .key(&key)
-                        .body(ByteStream::from(body))
-                        .send()
-                        .await
-                        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+                    put_object(client, bucket, key, body).await;
                 });
             }
             while let Some(done) = tasks.join_next().await {
@@ -294,13 +278,7 @@ impl S3Server {
             .map(|e| e.expect("walk seed dir"))
             .filter(|e| e.file_type().is_file())
             .map(|e| {
-                let rel = e
-                    .path()
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .to_string();
+                let rel = super::rel_path(dir, e.path());
                 let key = if prefix.is_empty() {
                     rel
                 } else {
@@ -418,4 +396,16 @@ fn http_answers(addr: SocketAddr) -> bool {
     }
     let mut buf = [0u8; 12];
     matches!(stream.read(&mut buf), Ok(n) if n >= 5 && buf.starts_with(b"HTTP/"))
+}
+
+/// Puts one object, panicking on any error.
+async fn put_object(client: Client, bucket: String, key: String, body: Vec<u8>) {
+    client
+        .put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
 }
