@@ -571,6 +571,63 @@ impl World {
             .unwrap_or_else(|e| panic!("artifact {rel} of {job} ({}): {e}", path.display()))
     }
 
+    /// Runs the default branch's pipeline since `before_sha` with nobody
+    /// playing a manual job: only the prod cluster's dry run runs, the child
+    /// pipeline (valid for GitLab) holds `children`, the store stays
+    /// `before`.
+    #[track_caller]
+    fn assert_manual_jobs_wait(
+        &self,
+        before_sha: &str,
+        before: &BTreeMap<String, Vec<u8>>,
+        children: &[String],
+    ) {
+        let run = self.default_branch_pipeline(before_sha, &[]);
+        run.assert_success();
+        run.assert_passed(&[
+            "kopsci:pipeline",
+            "kopsci:deploy",
+            &format!("[kopsci:deploy] -> {}", dryrun_job(PROD_CLUSTER)),
+        ]);
+        assert_eq!(self.child_jobs(), children);
+        self.validate_child_pipeline();
+        assert_eq!(&self.bucket(), before, "a manual job ran unplayed");
+    }
+
+    /// Runs the default branch's pipeline since `before_sha` with the
+    /// `manual` jobs played: the prod cluster's dry run and every played job
+    /// pass, and the first (`what`) checked the dry run's plan.
+    #[track_caller]
+    fn play_reviewed_plan(&self, before_sha: &str, manual: &[&str], what: &str) {
+        let run = self.default_branch_pipeline(before_sha, manual);
+        run.assert_success();
+        let dry_run = format!("[kopsci:deploy] -> {}", dryrun_job(PROD_CLUSTER));
+        let played: Vec<String> = manual
+            .iter()
+            .map(|job| format!("[kopsci:deploy] -> {job}"))
+            .collect();
+        let mut passed = vec!["kopsci:pipeline", "kopsci:deploy", dry_run.as_str()];
+        passed.extend(played.iter().map(String::as_str));
+        run.assert_passed(&passed);
+        assert!(
+            run.log
+                .contains("is current: same manifest, live store unchanged"),
+            "{what} did not check the dry run's plan:\n{}",
+            run.log
+        );
+    }
+
+    /// Asserts the `stage` job `job` of the prod cluster wrote a report
+    /// without a failure.
+    #[track_caller]
+    fn assert_stage_succeeded(&self, job: &str, stage: &str) {
+        let report = self.json_artifact(
+            job,
+            &format!(".kopsci/reports/{PROD_CLUSTER}/{stage}/report.json"),
+        );
+        assert!(report["failed"].is_null(), "{report}");
+    }
+
     /// A JSON file from a job's artifacts.
     fn json_artifact(&self, job: &str, rel: &str) -> serde_json::Value {
         serde_json::from_str(&self.read_artifact(job, rel))
@@ -757,6 +814,15 @@ fn assert_new_machine_type(bucket: &BTreeMap<String, Vec<u8>>, what: &str) {
     );
 }
 
+/// Asserts none of the kops `calls` was for the test cluster.
+#[track_caller]
+fn assert_test_cluster_untouched(calls: &[String]) {
+    assert!(
+        !calls.iter().any(|c| c.contains(TEST_CLUSTER)),
+        "kops ran for the unaffected cluster: {calls:#?}"
+    );
+}
+
 /// Asserts every object of the test cluster is as it was `before`.
 #[track_caller]
 fn assert_test_cluster_unchanged(
@@ -893,19 +959,11 @@ fn default_branch_applies_the_change_through_a_manual_apply() {
     let apply = format!("apply:{PROD_CLUSTER}");
 
     // Nobody plays the manual job: dry run only, nothing written.
-    let run = world.default_branch_pipeline(&before_sha, &[]);
-    run.assert_success();
-    run.assert_passed(&[
-        "kopsci:pipeline",
-        "kopsci:deploy",
-        &format!("[kopsci:deploy] -> {}", dryrun_job(PROD_CLUSTER)),
-    ]);
-    assert_eq!(
-        world.child_jobs(),
-        [apply.clone(), dryrun_job(PROD_CLUSTER)]
+    world.assert_manual_jobs_wait(
+        &before_sha,
+        &before,
+        &[apply.clone(), dryrun_job(PROD_CLUSTER)],
     );
-    world.validate_child_pipeline();
-    assert_eq!(world.bucket(), before, "a manual job ran unplayed");
     assert!(
         world.job_kops_calls().iter().all(|c| !c.contains("--yes")),
         "{:#?}",
@@ -913,20 +971,7 @@ fn default_branch_applies_the_change_through_a_manual_apply() {
     );
 
     // Played: dry run → apply (with the dry run's plan).
-    let run = world.default_branch_pipeline(&before_sha, &[&apply]);
-    run.assert_success();
-    run.assert_passed(&[
-        "kopsci:pipeline",
-        "kopsci:deploy",
-        &format!("[kopsci:deploy] -> {}", dryrun_job(PROD_CLUSTER)),
-        &format!("[kopsci:deploy] -> {apply}"),
-    ]);
-    assert!(
-        run.log
-            .contains("is current: same manifest, live store unchanged"),
-        "apply did not check the dry run's plan:\n{}",
-        run.log
-    );
+    world.play_reviewed_plan(&before_sha, &[&apply], "apply");
     let after = world.bucket();
     assert_new_machine_type(&after, "the apply");
     assert_test_cluster_unchanged(&before, &after);
@@ -951,15 +996,8 @@ fn default_branch_applies_the_change_through_a_manual_apply() {
             "`kops {forbidden} --yes` ran: {calls:#?}"
         );
     }
-    assert!(
-        !calls.iter().any(|c| c.contains(TEST_CLUSTER)),
-        "kops ran for the unaffected cluster: {calls:#?}"
-    );
-    let report = world.json_artifact(
-        &apply,
-        &format!(".kopsci/reports/{PROD_CLUSTER}/apply/report.json"),
-    );
-    assert!(report["failed"].is_null(), "{report}");
+    assert_test_cluster_untouched(&calls);
+    world.assert_stage_succeeded(&apply, "apply");
     world.assert_nothing_to_roll(PROD_CLUSTER);
     world.assert_no_debris();
 }
@@ -984,36 +1022,14 @@ fn default_branch_applies_the_change_through_manual_update_and_roll() {
     let roll = format!("roll:{PROD_CLUSTER}");
 
     // Nobody plays the manual jobs: dry run only, nothing written.
-    let run = world.default_branch_pipeline(&before_sha, &[]);
-    run.assert_success();
-    run.assert_passed(&[
-        "kopsci:pipeline",
-        "kopsci:deploy",
-        &format!("[kopsci:deploy] -> {}", dryrun_job(PROD_CLUSTER)),
-    ]);
-    assert_eq!(
-        world.child_jobs(),
-        [dryrun_job(PROD_CLUSTER), roll.clone(), update.clone()]
+    world.assert_manual_jobs_wait(
+        &before_sha,
+        &before,
+        &[dryrun_job(PROD_CLUSTER), roll.clone(), update.clone()],
     );
-    world.validate_child_pipeline();
-    assert_eq!(world.bucket(), before, "a manual job ran unplayed");
 
     // Played: dry run → update (with the dry run's plan) → roll.
-    let run = world.default_branch_pipeline(&before_sha, &[&update, &roll]);
-    run.assert_success();
-    run.assert_passed(&[
-        "kopsci:pipeline",
-        "kopsci:deploy",
-        &format!("[kopsci:deploy] -> {}", dryrun_job(PROD_CLUSTER)),
-        &format!("[kopsci:deploy] -> {update}"),
-        &format!("[kopsci:deploy] -> {roll}"),
-    ]);
-    assert!(
-        run.log
-            .contains("is current: same manifest, live store unchanged"),
-        "update did not check the dry run's plan:\n{}",
-        run.log
-    );
+    world.play_reviewed_plan(&before_sha, &[&update, &roll], "update");
 
     let after = world.bucket();
     assert_new_machine_type(&after, "the update");
@@ -1028,15 +1044,8 @@ fn default_branch_applies_the_change_through_manual_update_and_roll() {
             "no `kops {applied}` in {calls:#?}"
         );
     }
-    assert!(
-        !calls.iter().any(|c| c.contains(TEST_CLUSTER)),
-        "kops ran for the unaffected cluster: {calls:#?}"
-    );
-    let update_report = world.json_artifact(
-        &update,
-        &format!(".kopsci/reports/{PROD_CLUSTER}/update/report.json"),
-    );
-    assert!(update_report["failed"].is_null(), "{update_report}");
+    assert_test_cluster_untouched(&calls);
+    world.assert_stage_succeeded(&update, "update");
     // The roll happened: nothing is left to roll.
     world.assert_nothing_to_roll(PROD_CLUSTER);
     world.assert_no_debris();
