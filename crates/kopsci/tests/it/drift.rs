@@ -5,7 +5,7 @@
 
 use crate::harness::{Kopsci, Run, Sandbox};
 use crate::pipeline::kopsci_outside_ci;
-use crate::support::gitlab::{FakeGitLab, TOKEN, echo, reply};
+use crate::support::gitlab::{FakeGitLab, bot_user as user, echo, gitlab_job, reply};
 
 const ISSUES: &str = "/api/v4/projects/42/issues";
 const LISTING: &str = "/api/v4/projects/42/issues?state=opened&labels=kopsci-drift&author_id=7&order_by=created_at&sort=asc&per_page=100&page=1";
@@ -39,31 +39,11 @@ fn reports(dev_a_drifted: bool) -> Sandbox {
 
 /// `kopsci drift` in a scheduled pipeline of project 42.
 fn drift(sb: &Sandbox, api: &FakeGitLab, pipeline: u32) -> Kopsci {
-    kopsci_outside_ci(sb.path())
-        .env("GITLAB_CI", "true")
-        .env("CI_PIPELINE_SOURCE", "schedule")
-        .env("CI_API_V4_URL", api.api_url())
-        .env("CI_PROJECT_ID", "42")
-        .env("CI_COMMIT_SHA", "0123456789abcdef0123456789abcdef01234567")
-        .env(
-            "CI_PIPELINE_URL",
-            format!("https://gitlab.example.com/g/fleet/-/pipelines/{pipeline}"),
-        )
-        .env(
-            "CI_JOB_URL",
-            "https://gitlab.example.com/g/fleet/-/jobs/900",
-        )
-        .env("KOPSCI_GITLAB_TOKEN", TOKEN)
-        .args(["drift", "--report-dir", ".kopsci/reports"])
-}
-
-fn user() -> crate::support::gitlab::Reply {
-    reply(
-        "GET",
-        "/api/v4/user",
-        200,
-        serde_json::json!({"id": 7, "username": "kopsci-bot"}),
-    )
+    gitlab_job(sb.path(), api, "schedule", pipeline).args([
+        "drift",
+        "--report-dir",
+        ".kopsci/reports",
+    ])
 }
 
 fn issue(iid: u64, author: u64, description: &str) -> serde_json::Value {

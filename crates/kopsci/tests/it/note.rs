@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{Kopsci, Run, Sandbox};
 use crate::pipeline::kopsci_outside_ci;
-use crate::support::gitlab::{FakeGitLab, HangingServer, Reply, Seen, TOKEN, echo, reply};
+use crate::support::gitlab::{
+    FakeGitLab, HangingServer, Reply, Seen, TOKEN, bot_user as user, echo, gitlab_job, reply,
+};
 
 const NOTES: &str = "/api/v4/projects/42/merge_requests/7/notes";
 
@@ -59,33 +61,10 @@ const CLUSTERS: [&str; 3] = [
 
 /// `kopsci note` in a merge-request pipeline of project 42, MR !7.
 fn note(sb: &Sandbox, api: &FakeGitLab) -> Kopsci {
-    kopsci_outside_ci(sb.path())
-        .env("GITLAB_CI", "true")
-        .env("CI_PIPELINE_SOURCE", "merge_request_event")
-        .env("CI_API_V4_URL", api.api_url())
-        .env("CI_PROJECT_ID", "42")
+    gitlab_job(sb.path(), api, "merge_request_event", 500)
         .env("CI_MERGE_REQUEST_IID", "7")
-        .env("CI_COMMIT_SHA", "0123456789abcdef0123456789abcdef01234567")
-        .env(
-            "CI_PIPELINE_URL",
-            "https://gitlab.example.com/g/fleet/-/pipelines/500",
-        )
-        .env(
-            "CI_JOB_URL",
-            "https://gitlab.example.com/g/fleet/-/jobs/900",
-        )
-        .env("KOPSCI_GITLAB_TOKEN", TOKEN)
         .arg("note")
         .args(CLUSTERS)
-}
-
-fn user() -> Reply {
-    reply(
-        "GET",
-        "/api/v4/user",
-        200,
-        serde_json::json!({"id": 7, "username": "kopsci-bot"}),
-    )
 }
 
 fn note_json(id: u64, author: u64, body: &str, system: bool) -> serde_json::Value {
@@ -104,6 +83,16 @@ fn assert_no_token(text: &str) {
         !text.contains("SECRET"),
         "part of the token was printed:\n{text}"
     );
+}
+
+/// Page `page` of the merge request's notes, answering `notes`.
+fn notes_page(page: u32, notes: serde_json::Value) -> Reply {
+    reply(
+        "GET",
+        &format!("{NOTES}?sort=asc&order_by=created_at&per_page=100&page={page}"),
+        200,
+        notes,
+    )
 }
 
 /// `kopsci note --print ARGS…` outside CI, in `sb`.
@@ -168,10 +157,8 @@ fn the_note_is_created_once_and_ignores_look_alikes() {
     let marker = "<!-- kopsci-note fleet=kopsci.yaml -->";
     let api = FakeGitLab::start(vec![
         user(),
-        reply(
-            "GET",
-            &format!("{NOTES}?sort=asc&order_by=created_at&per_page=100&page=1"),
-            200,
+        notes_page(
+            1,
             serde_json::json!([
                 note_json(1, 99, &format!("{marker}\ncopied by someone else"), false),
                 note_json(2, 7, &format!("{marker}\nsystem"), true),
@@ -205,17 +192,10 @@ fn the_note_is_updated_in_place_across_pages() {
     let sb = reports();
     let api = FakeGitLab::start(vec![
         user(),
-        reply(
-            "GET",
-            &format!("{NOTES}?sort=asc&order_by=created_at&per_page=100&page=1"),
-            200,
-            serde_json::json!([note_json(10, 7, "hello", false)]),
-        )
-        .header("X-Next-Page", "2"),
-        reply(
-            "GET",
-            &format!("{NOTES}?sort=asc&order_by=created_at&per_page=100&page=2"),
-            200,
+        notes_page(1, serde_json::json!([note_json(10, 7, "hello", false)]))
+            .header("X-Next-Page", "2"),
+        notes_page(
+            2,
             serde_json::json!([note_json(
                 55,
                 7,

@@ -117,6 +117,13 @@ impl Repo {
         self.change_top(&format!("{}{rel}", self.prefix), text)
     }
 
+    /// Replaces `from` with `to` in [`FLEET`], as the fleet file, and
+    /// commits it.
+    fn edit_fleet(&self, from: &str, to: &str) -> String {
+        assert!(FLEET.contains(from), "{from:?} is not in FLEET");
+        self.change("kopsci.yaml", &FLEET.replace(from, to))
+    }
+
     /// Changes a file relative to the top level and commits it.
     fn change_top(&self, rel: &str, text: &str) -> String {
         let path = self.sb.join(rel);
@@ -304,10 +311,7 @@ fn a_snippet_only_one_cluster_renders_selects_only_it() {
 #[test]
 fn a_fleet_file_change_selects_every_cluster() {
     let repo = Repo::new("");
-    repo.change(
-        "kopsci.yaml",
-        &FLEET.replace("kops-state-example", "kops-state-other"),
-    );
+    repo.edit_fleet("kops-state-example", "kops-state-other");
     assert_eq!(repo.dry_runs(&[]), ALL);
 }
 
@@ -324,12 +328,9 @@ fn a_fleet_file_change_selects_only_the_clusters_whose_entry_changed() {
     );
     assert!(repo.dry_runs(&[]).is_empty());
     // One cluster's settings.
-    repo.change(
-        "kopsci.yaml",
-        &FLEET.replace(
-            "values: [values/clusters/dev-b.yaml]",
-            "values: [values/clusters/dev-b.yaml]\n    apply: update-roll",
-        ),
+    repo.edit_fleet(
+        "values: [values/clusters/dev-b.yaml]",
+        "values: [values/clusters/dev-b.yaml]\n    apply: update-roll",
     );
     assert_eq!(repo.dry_runs(&[]), ["dev-b.k8s.example.com"]);
     let explain = repo.pipeline(&["--explain"]).success().stdout();
@@ -340,12 +341,9 @@ fn a_fleet_file_change_selects_only_the_clusters_whose_entry_changed() {
         "{explain}"
     );
     // An environment's setting: its clusters.
-    repo.change(
-        "kopsci.yaml",
-        &FLEET.replace(
-            "    values: [values/env/prod.yaml]\n",
-            "    values: [values/env/prod.yaml]\n    auto_apply: true\n",
-        ),
+    repo.edit_fleet(
+        "    values: [values/env/prod.yaml]\n",
+        "    values: [values/env/prod.yaml]\n    auto_apply: true\n",
     );
     assert_eq!(repo.dry_runs(&[]), ["prod-a.k8s.example.com"]);
     // A new cluster: only it.
@@ -361,13 +359,8 @@ fn a_fleet_file_change_selects_only_the_clusters_whose_entry_changed() {
 #[test]
 fn a_cluster_that_left_the_fleet_is_reported_not_deleted() {
     let repo = Repo::new("");
-    repo.change(
-        "kopsci.yaml",
-        &FLEET.replace(
-            "  - name: prod-a.k8s.example.com\n    environment: prod\n    values: [values/clusters/prod-a.yaml]\n",
-            "",
-        ),
-    );
+    repo.edit_fleet("  - name: prod-a.k8s.example.com\n    environment: prod\n    values: [values/clusters/prod-a.yaml]\n",
+            "");
     let explain = repo.pipeline(&["--explain"]).success().stdout();
     assert!(explain.contains("affected: 0 of 2 clusters\n"), "{explain}");
     assert!(
@@ -423,18 +416,12 @@ fn a_fleet_file_that_did_not_parse_at_the_base_selects_every_cluster() {
 fn the_fleet_file_is_compared_at_the_merge_base() {
     let repo = Repo::new("");
     repo.git(&["checkout", "-q", "-b", "topic"]);
-    repo.change(
-        "kopsci.yaml",
-        &FLEET.replace(
-            "values: [values/clusters/dev-a.yaml]",
-            "values: [values/clusters/dev-a.yaml, values/env/prod.yaml]",
-        ),
+    repo.edit_fleet(
+        "values: [values/clusters/dev-a.yaml]",
+        "values: [values/clusters/dev-a.yaml, values/env/prod.yaml]",
     );
     repo.git(&["checkout", "-q", "main"]);
-    repo.change(
-        "kopsci.yaml",
-        &FLEET.replace("kops-state-example", "kops-state-moved"),
-    );
+    repo.edit_fleet("kops-state-example", "kops-state-moved");
     let main = repo.git(&["rev-parse", "HEAD"]);
     repo.git(&["checkout", "-q", "topic"]);
     let yaml = repo.pipeline_since(&main, &[]).success().stdout();

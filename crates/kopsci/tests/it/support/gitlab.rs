@@ -13,6 +13,41 @@ use std::sync::{Arc, Mutex};
 /// The token the tests hand kopsci.
 pub const TOKEN: &str = "glpat-test-SECRET-token-0123";
 
+/// The answer to `GET /user` for [`TOKEN`]: the bot, user 7.
+pub fn bot_user() -> Reply {
+    reply(
+        "GET",
+        "/api/v4/user",
+        200,
+        serde_json::json!({"id": 7, "username": "kopsci-bot"}),
+    )
+}
+
+/// `kopsci` run in `dir` as a job (900) of pipeline `pipeline` of project
+/// 42, started by `source`, talking to `api` with [`TOKEN`].
+pub fn gitlab_job(
+    dir: &std::path::Path,
+    api: &FakeGitLab,
+    source: &str,
+    pipeline: u32,
+) -> crate::harness::Kopsci {
+    crate::pipeline::kopsci_outside_ci(dir)
+        .env("GITLAB_CI", "true")
+        .env("CI_PIPELINE_SOURCE", source)
+        .env("CI_API_V4_URL", api.api_url())
+        .env("CI_PROJECT_ID", "42")
+        .env("CI_COMMIT_SHA", "0123456789abcdef0123456789abcdef01234567")
+        .env(
+            "CI_PIPELINE_URL",
+            format!("https://gitlab.example.com/g/fleet/-/pipelines/{pipeline}"),
+        )
+        .env(
+            "CI_JOB_URL",
+            "https://gitlab.example.com/g/fleet/-/jobs/900",
+        )
+        .env("KOPSCI_GITLAB_TOKEN", TOKEN)
+}
+
 /// How a scripted reply's body is made.
 pub enum Body {
     Fixed(String),

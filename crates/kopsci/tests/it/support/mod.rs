@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub use proxy::Proxy;
-pub use s3::S3Server;
+pub use s3::{S3Server, rel_path};
 
 pub use crate::harness::repo_root;
 
@@ -68,15 +68,6 @@ pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             )
         })
         .collect()
-}
-
-/// `path` relative to `dir`, `/`-separated.
-pub fn rel_path(dir: &Path, path: &Path) -> String {
-    path.strip_prefix(dir)
-        .unwrap_or_else(|_| panic!("{} is not under {}", path.display(), dir.display()))
-        .to_str()
-        .expect("utf-8 path")
-        .to_string()
 }
 
 /// Every entry under `dir` (itself included) with its permission bits.

@@ -278,7 +278,7 @@ impl S3Server {
             .map(|e| e.expect("walk seed dir"))
             .filter(|e| e.file_type().is_file())
             .map(|e| {
-                let rel = super::rel_path(dir, e.path());
+                let rel = rel_path(dir, e.path());
                 let key = if prefix.is_empty() {
                     rel
                 } else {
@@ -408,4 +408,13 @@ async fn put_object(client: Client, bucket: String, key: String, body: Vec<u8>) 
         .send()
         .await
         .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+/// `path` relative to `dir`, `/`-separated.
+pub fn rel_path(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir)
+        .unwrap_or_else(|_| panic!("{} is not under {}", path.display(), dir.display()))
+        .to_str()
+        .expect("utf-8 path")
+        .to_string()
 }
