@@ -215,12 +215,8 @@ fn update_refuses_a_kubernetes_upgrade_that_kops_can_reconcile() {
     let run = world
         .run(&["update", CLUSTER, "--allow-version-skew"])
         .success();
-    assert!(
-        run.stderr().contains(
-            "warning: minimal-aws.example.com: --allow-version-skew: Kubernetes v1.33.5 → v1.34.0"
-        ),
-        "{}",
-        run.stderr()
+    run.assert_stderr_has(
+        "warning: minimal-aws.example.com: --allow-version-skew: Kubernetes v1.33.5 → v1.34.0",
     );
     let report = stage_report(&world, "update");
     assert!(report["failed"].is_null(), "{report}");
@@ -435,11 +431,7 @@ fn kops_1_30_apply_failing_mid_roll_keeps_its_output_and_resumes() {
     // The retry resumes, and finishes with the prune.
     let from = world.calls().len();
     let run = run_env(&world, &env, &["apply", CLUSTER]).success();
-    assert!(
-        run.stderr().contains("resuming an earlier apply"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_stderr_has("resuming an earlier apply");
     let calls = calls_since(&world, from);
     assert_eq!(
         calls[3..6],
@@ -667,12 +659,8 @@ fn a_retried_apply_after_a_failed_roll_resumes_instead_of_being_stale() {
     // The same job again (the stand-in fails the roll only once).
     let from = world.calls().len();
     let run = run_env(&world, &roll_fail, &["apply", CLUSTER]).success();
-    assert!(
-        run.stderr().contains(
-            "but only as applying this same reviewed manifest changes it: resuming an earlier apply"
-        ),
-        "{}",
-        run.stderr()
+    run.assert_stderr_has(
+        "but only as applying this same reviewed manifest changes it: resuming an earlier apply",
     );
     let report = stage_report(&world, "apply");
     assert!(report["failed"].is_null(), "{report}");
@@ -773,12 +761,7 @@ fn roll_yes_validates_afterwards_unless_the_fleet_opts_out() {
         &["roll", CLUSTER, "--yes"],
     )
     .success();
-    assert!(
-        run.stderr()
-            .contains("validation skipped: `validate: false` in the fleet"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_stderr_has("validation skipped: `validate: false` in the fleet");
     let calls = calls_since(&world, from);
     assert!(
         !calls.iter().any(|c| c.starts_with("validate")),
@@ -813,10 +796,8 @@ fn the_fleets_prune_setting_reaches_apply_and_update() {
     // Default (no pruning): the group is kept, with a warning.
     world.run(&["dryrun", CLUSTER]).success();
     let run = world.run(&["apply", CLUSTER]).success();
-    assert!(
-        run.stderr().contains("instance group(s) nodes-old are in the state store but not in the manifest and were kept"),
-        "{}",
-        run.stderr()
+    run.assert_stderr_has(
+        "instance group(s) nodes-old are in the state store but not in the manifest and were kept",
     );
     assert!(world.bucket().contains_key(&key));
     assert!(!world.argvs().iter().any(|c| c.starts_with("delete ")));
@@ -859,11 +840,7 @@ fn the_fleets_prune_setting_reaches_apply_and_update() {
     world.run(&["dryrun", CLUSTER]).success();
     let from = world.calls().len();
     let run = world.run(&["update", CLUSTER]).success();
-    assert!(
-        run.stdout().contains("pruned: nodes-older"),
-        "{}",
-        run.stdout()
-    );
+    run.assert_stdout_has("pruned: nodes-older");
     assert!(calls_since(&world, from).contains(&delete_group_call("nodes-older")));
     assert!(!world.has_group("nodes-older"));
     // The manifest's own groups are never touched.
@@ -1202,12 +1179,7 @@ fn instance_group_names_never_reach_kops_as_flags() {
         .run(&["dryrun", CLUSTER])
         .fails_with(1, &["1 of 1 cluster(s) failed"]);
     // kOps' own validation of the manifest, against the snapshot.
-    assert!(
-        run.stdout()
-            .contains("metadata.name: Invalid value: \"-v=10\""),
-        "{}",
-        run.stdout()
-    );
+    run.assert_stdout_has("metadata.name: Invalid value: \"-v=10\"");
     assert!(!plan_path(&world).exists());
     world
         .run(&["update", CLUSTER])
@@ -1478,12 +1450,7 @@ fn a_missing_file_store_is_named_as_the_state_store() {
         .args(["dryrun", CLUSTER, "--state", &state])
         .run()
         .fails_with(1, &["1 of 1 cluster(s) failed"]);
-    assert!(
-        run.stdout()
-            .contains(&format!("{CLUSTER}: FAILED: {expected}")),
-        "{}",
-        run.stdout()
-    );
+    run.assert_stdout_has(&format!("{CLUSTER}: FAILED: {expected}"));
     assert_eq!(world.report(CLUSTER)["failed_step"], "snapshot");
     for stage in ["update", "apply"] {
         world
@@ -1525,16 +1492,8 @@ fn a_retried_apply_that_pruned_a_group_resumes() {
     // The retry finds the group gone — pruned by the first attempt, as the
     // reviewed manifest says — and resumes.
     let run = run_env(&world, &roll_fail, &["apply", CLUSTER]).success();
-    assert!(
-        run.stderr().contains("resuming an earlier apply"),
-        "{}",
-        run.stderr()
-    );
-    assert!(
-        run.stderr().contains("removed instancegroup/nodes-old"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_stderr_has("resuming an earlier apply");
+    run.assert_stderr_has("removed instancegroup/nodes-old");
     let report = stage_report(&world, "apply");
     assert_eq!(report["validation"]["passed"], true);
 
@@ -1614,7 +1573,7 @@ fn the_fleets_timeouts_and_api_server_reach_the_documented_kops_flags() {
     let from = world.calls().len();
     let run = as_role(&["apply", CLUSTER]).success();
     let warning = "the assumed-role session lasts 3600 s (`aws.duration_seconds`), less than the job's timeout of 3h (`apply.timeout`)";
-    assert!(run.stderr().contains(warning), "{}", run.stderr());
+    run.assert_stderr_has(warning);
     assert!(
         stage_report(&world, "apply")["warnings"]
             .as_array()

@@ -79,11 +79,7 @@ fn completions_reject_unknown_shell() {
         .args(["completions", "tcsh"])
         .run()
         .expect_code(64);
-    assert!(
-        run.stderr().contains("invalid value 'tcsh'"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_stderr_has("invalid value 'tcsh'");
 }
 
 #[test]
@@ -111,7 +107,7 @@ fn unknown_flag_is_a_usage_error() {
         .args(["render", "--no-such-flag"])
         .run()
         .expect_code(64);
-    assert!(run.stderr().contains("--no-such-flag"), "{}", run.stderr());
+    run.assert_stderr_has("--no-such-flag");
 }
 
 #[test]
@@ -173,7 +169,7 @@ fn usage_errors_exit_64_never_2() {
         "{}",
         run.stderr()
     );
-    assert!(run.stderr().contains("Usage: kopsci"), "{}", run.stderr());
+    run.assert_stderr_has("Usage: kopsci");
     // A missing fleet file: one code whichever way it was named.
     let sb = Sandbox::new();
     sb.kopsci()

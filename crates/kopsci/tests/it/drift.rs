@@ -78,11 +78,6 @@ fn drift_with(
     (api, run)
 }
 
-#[track_caller]
-fn assert_stdout_has(run: &Run, text: &str) {
-    assert!(run.stdout().contains(text), "{}", run.stdout());
-}
-
 #[test]
 fn drift_opens_one_issue_updates_it_in_place_and_closes_it_when_in_sync() {
     // 1. dev-a drifted, no issue yet: one is opened. An issue by someone
@@ -161,7 +156,7 @@ fn drift_opens_one_issue_updates_it_in_place_and_closes_it_when_in_sync() {
             edit(12),
         ],
     );
-    assert_stdout_has(&run, "; issue #12 updated");
+    run.assert_stdout_has("; issue #12 updated");
     let updated = api.seen()[2].json();
     let description = updated["description"].as_str().unwrap().to_string();
     assert!(description.starts_with(MARKER), "{description}");
@@ -174,7 +169,7 @@ fn drift_opens_one_issue_updates_it_in_place_and_closes_it_when_in_sync() {
         501,
         vec![listing(serde_json::json!([issue(12, 7, &description)]))],
     );
-    assert_stdout_has(&run, "; issue #12 already up to date");
+    run.assert_stdout_has("; issue #12 already up to date");
 
     // 3. In sync again: the issue is closed.
     let sb = reports(false);
@@ -186,10 +181,7 @@ fn drift_opens_one_issue_updates_it_in_place_and_closes_it_when_in_sync() {
             edit(12),
         ],
     );
-    assert_stdout_has(
-        &run,
-        "  dev-a.k8s.example.com (dev): in sync; issue #12 closed",
-    );
+    run.assert_stdout_has("  dev-a.k8s.example.com (dev): in sync; issue #12 closed");
     let closed = api.seen()[2].json();
     assert_eq!(closed["state_event"], "close");
     let description = closed["description"].as_str().unwrap();
@@ -240,8 +232,7 @@ fn without_a_token_drift_prints_the_summary_and_manages_no_issues() {
         .run()
         .success();
     assert_eq!(api.connections(), 0);
-    assert_stdout_has(
-        &run,
+    run.assert_stdout_has(
         "  dev-a.k8s.example.com (dev): drift: 0 to create, 1 to modify, 0 to delete\n",
     );
     assert_eq!(
@@ -261,9 +252,7 @@ fn drift_refuses_foreign_reports_and_needs_some() {
         .args(["drift", "--report-dir", ".kopsci/reports"])
         .run()
         .success();
-    assert_stdout_has(
-        &run,
-        "prod-a.k8s.example.com: unknown, the dry run failed: .kopsci/reports/prod-a.k8s.example.com/report.json: the report is for cluster `dev-a.k8s.example.com`, not `prod-a.k8s.example.com`: refused",
+    run.assert_stdout_has("prod-a.k8s.example.com: unknown, the dry run failed: .kopsci/reports/prod-a.k8s.example.com/report.json: the report is for cluster `dev-a.k8s.example.com`, not `prod-a.k8s.example.com`: refused",
     );
     let empty = Sandbox::new();
     kopsci_outside_ci(empty.path())

@@ -107,11 +107,7 @@ fn check_reports_stale_and_missing_manifests() {
     assert!(out.contains("-  kubernetesVersion: 1.34.1"), "{out}");
     assert!(out.contains("+  kubernetesVersion: 1.35.0"), "{out}");
     assert!(out.contains("/dev/null (missing)"), "{out}");
-    assert!(
-        run.stderr().contains("2 of 2 manifest(s)"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_stderr_has("2 of 2 manifest(s)");
 }
 
 #[test]

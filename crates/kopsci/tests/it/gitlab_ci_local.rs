@@ -192,22 +192,20 @@ impl Pipeline {
     /// The jobs gitlab-ci-local reports as passed, child pipeline jobs as
     /// `[trigger job] -> job`.
     fn passed(&self) -> Vec<String> {
-        let mut jobs: Vec<String> = self
-            .log
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("PASS "))
-            .map(|j| j.trim().to_string())
-            .collect();
-        jobs.sort();
-        jobs
+        self.jobs_reported("PASS ")
     }
 
     /// The jobs gitlab-ci-local reports as failed.
     fn failed(&self) -> Vec<String> {
+        self.jobs_reported("FAIL ")
+    }
+
+    /// The jobs of the log's lines starting with `prefix`, sorted.
+    fn jobs_reported(&self, prefix: &str) -> Vec<String> {
         let mut jobs: Vec<String> = self
             .log
             .lines()
-            .filter_map(|l| l.trim().strip_prefix("FAIL "))
+            .filter_map(|l| l.trim().strip_prefix(prefix))
             .map(|j| j.trim().to_string())
             .collect();
         jobs.sort();

@@ -166,6 +166,22 @@ impl Run {
         self
     }
 
+    /// Asserts stdout contains `text`.
+    #[track_caller]
+    pub fn assert_stdout_has(&self, text: &str) -> &Run {
+        let stdout = self.stdout();
+        assert!(stdout.contains(text), "stdout lacks {text:?}:\n{stdout}");
+        self
+    }
+
+    /// Asserts stderr contains `text`.
+    #[track_caller]
+    pub fn assert_stderr_has(&self, text: &str) -> &Run {
+        let stderr = self.stderr();
+        assert!(stderr.contains(text), "stderr lacks {text:?}:\n{stderr}");
+        self
+    }
+
     /// Asserts a failure whose stderr is one `error:` message containing
     /// every fragment, and no panic.
     #[track_caller]

@@ -143,11 +143,7 @@ fn outside_a_merge_request_pipeline_it_skips() {
         .env("CI_MERGE_REQUEST_IID", "")
         .run()
         .success();
-    assert!(
-        run.stderr().contains("not a merge-request pipeline"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_stderr_has("not a merge-request pipeline");
     assert!(api.seen().is_empty());
 }
 
@@ -213,11 +209,7 @@ fn the_note_is_updated_in_place_across_pages() {
     ]);
     let run = note(&sb, &api).run().success();
     api.assert_done();
-    assert!(
-        run.stderr().contains("updated note 55 on merge request !7"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_stderr_has("updated note 55 on merge request !7");
     let seen = api.seen();
     assert!(posted_body(&seen[3]).contains("1 to create, 2 to modify, 0 to delete"));
 }
@@ -240,11 +232,7 @@ fn an_unchanged_note_is_left_alone() {
     ]);
     let run = note(&sb, &api).run().success();
     api.assert_done();
-    assert!(
-        run.stderr().contains("note 8 is already up to date"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_stderr_has("note 8 is already up to date");
 }
 
 #[test]
@@ -271,13 +259,9 @@ fn rate_limits_and_server_errors_are_retried_without_duplicating_the_note() {
     let run = note(&sb, &api).run().success();
     api.assert_done();
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(run.stderr().contains("created note 3"), "{}", run.stderr());
-    assert!(
-        run.stderr().contains(
-            "GitLab API GET /user: HTTP 429: 429 Too Many Requests; retrying in 0.0s (1/4)"
-        ),
-        "{}",
-        run.stderr()
+    run.assert_stderr_has("created note 3");
+    run.assert_stderr_has(
+        "GitLab API GET /user: HTTP 429: 429 Too Many Requests; retrying in 0.0s (1/4)",
     );
     assert_no_token(&run.stderr());
 }
@@ -310,7 +294,7 @@ fn a_post_that_reached_gitlab_is_not_repeated() {
     ]);
     let run = note(&sb, &api).run().success();
     api.assert_done();
-    assert!(run.stderr().contains("updated note 4"), "{}", run.stderr());
+    run.assert_stderr_has("updated note 4");
 }
 
 #[test]
@@ -890,10 +874,5 @@ fn an_unreadable_fleet_file_is_a_warning_not_a_failure() {
         body.contains("| `dev-a.k8s.example.com` (dev) | 1 to create, 2 to modify, 0 to delete |"),
         "{body}"
     );
-    assert!(
-        run.stderr()
-            .contains("the fleet file kopsci.yaml could not be read"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_stderr_has("the fleet file kopsci.yaml could not be read");
 }

@@ -455,13 +455,7 @@ fn ignored_paths_affect_no_cluster() {
             ),
         "{explain}"
     );
-    assert!(
-        run.stderr().contains(
-            "infra/values/clusters/dev-a.yaml matches an `ignore:` glob of infra/kopsci.yaml but is (or is under) the declared input infra/values/clusters/dev-a.yaml"
-        ),
-        "{}",
-        run.stderr()
-    );
+    run.assert_stderr_has("infra/values/clusters/dev-a.yaml matches an `ignore:` glob of infra/kopsci.yaml but is (or is under) the declared input infra/values/clusters/dev-a.yaml");
     assert!(dry_runs(&repo.sb.read("p.yml")).is_empty());
     // Globs are relative to the repository's top level, not the fleet's
     // directory: a path as the fleet file writes it does not match.
@@ -613,23 +607,15 @@ fn explain_with_out_writes_the_pipeline_too() {
     let run = repo
         .pipeline(&["--explain", "--out", "child/pipeline.yml"])
         .success();
-    assert!(
-        run.stdout().contains("affected: 1 of 3 clusters"),
-        "{}",
-        run.stdout()
-    );
+    run.assert_stdout_has("affected: 1 of 3 clusters");
     assert_eq!(
         dry_runs(&repo.sb.read("child/pipeline.yml")),
         ["prod-a.k8s.example.com"]
     );
     let run = repo.pipeline(&["--out", "child/pipeline.yml"]).success();
     assert!(run.stdout().is_empty(), "{}", run.stdout());
-    assert!(
-        run.stderr().contains(
-            "1 of 3 clusters affected; merge-request pipeline written to child/pipeline.yml"
-        ),
-        "{}",
-        run.stderr()
+    run.assert_stderr_has(
+        "1 of 3 clusters affected; merge-request pipeline written to child/pipeline.yml",
     );
 }
 
@@ -1050,12 +1036,7 @@ fn scheduled_pipelines_check_every_cluster_for_drift() {
         "{}",
         run.stdout()
     );
-    assert!(
-        run.stdout()
-            .contains("basis: every cluster: a drift pipeline checks every cluster\n"),
-        "{}",
-        run.stdout()
-    );
+    run.assert_stdout_has("basis: every cluster: a drift pipeline checks every cluster\n");
     let yaml = repo.sb.read("drift.yml");
     validate_text(&repo.sb, "drift-check.yml", &yaml);
     let jobs = jobs(&yaml);
@@ -1376,11 +1357,7 @@ fn a_thousand_clusters_split_into_environment_pipelines_within_the_limits() {
         ])
         .run()
         .success();
-    assert!(
-        run.stderr().contains("(and its 6 environment pipelines)"),
-        "{}",
-        run.stderr()
-    );
+    run.assert_stderr_has("(and its 6 environment pipelines)");
     let main = sb.read(".kopsci/child-pipeline.yml");
     let jobs = jobs(&main);
     // 500 deployments: 3 a cluster with update-roll (staging), 166 clusters

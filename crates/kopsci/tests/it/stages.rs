@@ -622,12 +622,7 @@ fn removed_instance_group_is_reported_then_pruned() {
 
     // Without --prune-instance-groups the group stays, with a warning.
     let run = world.run(&["update", CLUSTER]).success();
-    assert!(
-        run.stdout()
-            .contains("1 instance group(s) removed from the manifest: nodes-old"),
-        "{}",
-        run.stdout()
-    );
+    run.assert_stdout_has("1 instance group(s) removed from the manifest: nodes-old");
     assert!(world.has_group("nodes-old"));
 
     // Dry run again (the store changed), then prune.
@@ -635,11 +630,7 @@ fn removed_instance_group_is_reported_then_pruned() {
     let run = world
         .run(&["update", CLUSTER, "--prune-instance-groups"])
         .success();
-    assert!(
-        run.stdout().contains("pruned: nodes-old"),
-        "{}",
-        run.stdout()
-    );
+    run.assert_stdout_has("pruned: nodes-old");
     assert!(!world.has_group("nodes-old"));
     assert!(world.argvs().contains(&format!(
         "delete instancegroup nodes-old --name {CLUSTER} --state {STATE} --yes"
@@ -830,13 +821,7 @@ fn kops_failing_fails_the_cluster_with_its_error_and_leaves_no_plan() {
         .args(["dryrun", CLUSTER, "--state", STATE])
         .run()
         .fails_with(1, &["1 of 1 cluster(s) failed: minimal-aws.example.com"]);
-    assert!(
-        run.stdout().contains(
-            "minimal-aws.example.com: FAILED: `kops update cluster` failed with exit code 1: Error: AccessDenied: Access Denied"
-        ),
-        "{}",
-        run.stdout()
-    );
+    run.assert_stdout_has("minimal-aws.example.com: FAILED: `kops update cluster` failed with exit code 1: Error: AccessDenied: Access Denied");
     assert_eq!(world.bucket(), before);
     let report = world.report(CLUSTER);
     assert_eq!(report["failed_step"], "kops update cluster");
