@@ -94,21 +94,21 @@ fn each_version_has_its_own_commands_and_flags() {
     let run = bench.run(&["update", "cluster", C, "--prune"]).fails();
     assert_eq!(run.stderr, "Error: unknown flag: --prune\n");
     assert_eq!(run.stdout, "");
-    let run = bench
-        .run(&["update", "cluster", C, "--prune=false"])
-        .fails();
-    assert_eq!(run.stderr, "Error: unknown flag: --prune\n");
+    assert_eq!(
+        bench.error(&["update", "cluster", C, "--prune=false"]),
+        "Error: unknown flag: --prune\n"
+    );
     // pflag names the first unknown flag of the command line.
-    let run = bench
-        .run(&[
+    assert_eq!(
+        bench.error(&[
             "update",
             "cluster",
             C,
             "--instance-group-roles=node",
             "--prune",
-        ])
-        .fails();
-    assert_eq!(run.stderr, "Error: unknown flag: --instance-group-roles\n");
+        ]),
+        "Error: unknown flag: --instance-group-roles\n"
+    );
     // cobra finds the command before it parses flags.
     let run = bench.run(&["reconcile", "cluster", C, "--bogus"]).fails();
     assert_eq!(
@@ -125,10 +125,10 @@ fn each_version_has_its_own_commands_and_flags() {
             .stdout
             .ends_with("Must specify --yes to apply changes\n")
     );
-    let run = bench
-        .run(&["update", "cluster", C, "--instance-group-roles", "node"])
-        .fails();
-    assert_eq!(run.stderr, "Error: unknown flag: --instance-group-roles\n");
+    assert_eq!(
+        bench.error(&["update", "cluster", C, "--instance-group-roles", "node"]),
+        "Error: unknown flag: --instance-group-roles\n"
+    );
     let run = bench
         .run(&["--name", C, "reconcile", "cluster", "--yes"])
         .fails();
@@ -236,17 +236,32 @@ fn reconcile_accepts_its_documented_flags_only() {
             "2",
         ])
         .ok();
-    for flag in [
-        "--prune",
-        "--instance-group-roles=node",
-        "--target=direct",
-        "--admin",
-    ] {
-        let run = bench.run(&["reconcile", "cluster", C, flag]).fails();
+    refuses_unknown_flags_and_a_missing_name(
+        &bench,
+        &["reconcile", "cluster"],
+        &[
+            "--prune",
+            "--instance-group-roles=node",
+            "--target=direct",
+            "--admin",
+        ],
+    );
+}
+
+/// What `kops update cluster C` (a preview) prints.
+fn update_preview(bench: &Bench) -> String {
+    bench.run(&["update", "cluster", C]).ok().stdout
+}
+
+/// `COMMAND C FLAG` is refused for each flag kOps does not document for
+/// the command, and `COMMAND` without a cluster asks for its name.
+fn refuses_unknown_flags_and_a_missing_name(bench: &Bench, command: &[&str], flags: &[&str]) {
+    for flag in flags {
+        let run = bench.run(&[command, &[C, flag]].concat()).fails();
         let name = flag.split('=').next().unwrap();
         assert_eq!(run.stderr, format!("Error: unknown flag: {name}\n"));
     }
-    let run = bench.run(&["reconcile", "cluster"]).fails();
+    let run = bench.run(command).fails();
     assert_eq!(run.stderr, "Error: --name is required\n");
 }
 
@@ -294,10 +309,7 @@ fn reconcile_updates_and_rolls_the_control_plane_before_the_nodes() {
         ],
     );
     assert!(all_ready(&bench));
-    assert_eq!(
-        bench.run(&["update", "cluster", C]).ok().stdout,
-        "No changes need to be applied\n"
-    );
+    assert_eq!(update_preview(&bench), "No changes need to be applied\n");
 }
 
 #[test]
@@ -313,17 +325,11 @@ fn reconcile_prunes_last() {
         .run(&["replace", "-f", &edited.to_string_lossy()])
         .ok();
     assert!(
-        bench
-            .run(&["update", "cluster", C])
-            .ok()
-            .stdout
+        update_preview(&bench)
             .contains("Items will be deleted only when the --prune flag is specified:")
     );
     bench.run(&["reconcile", "cluster", C, "--yes"]).ok();
-    assert_eq!(
-        bench.run(&["update", "cluster", C]).ok().stdout,
-        "No changes need to be applied\n"
-    );
+    assert_eq!(update_preview(&bench), "No changes need to be applied\n");
 }
 
 #[test]
@@ -383,13 +389,7 @@ fn a_failed_control_plane_roll_stops_before_the_nodes_are_touched() {
     // need a roll yet; their update is still pending.
     let status = roll_status(&bench);
     assert_eq!(status[1], ("nodes".into(), "Ready".into(), "0".into()));
-    assert!(
-        bench
-            .run(&["update", "cluster", C])
-            .ok()
-            .stdout
-            .contains("  LaunchTemplate/nodes.minimal-aws.example.com\n")
-    );
+    assert!(update_preview(&bench).contains("  LaunchTemplate/nodes.minimal-aws.example.com\n"));
     // The group's only instance was replaced before validation failed, so
     // a re-run finds the control plane updated (the control fires only in
     // a group that still needs updating) and goes on with the nodes.
@@ -473,8 +473,10 @@ fn validate_an_unreachable_cluster() {
         run.stderr.starts_with("Error: Validation failed: "),
         "{run:?}"
     );
-    let run = bench.run(&["validate", "cluster"]).fails();
-    assert_eq!(run.stderr, "Error: --name is required\n");
+    assert_eq!(
+        bench.error(&["validate", "cluster"]),
+        "Error: --name is required\n"
+    );
 }
 
 #[test]
@@ -735,14 +737,13 @@ fn validate_flags_and_kubeconfig() {
         "{run:?}"
     );
     for flag in ["--yes", "--full", "--cloudonly"] {
-        let run = bench.run(&["validate", "cluster", C, flag]).fails();
-        assert_eq!(run.stderr, format!("Error: unknown flag: {flag}\n"));
+        assert_eq!(
+            bench.error(&["validate", "cluster", C, flag]),
+            format!("Error: unknown flag: {flag}\n")
+        );
     }
-    let run = bench
-        .run(&["validate", "cluster", C, "--count", "two"])
-        .fails();
     assert_eq!(
-        run.stderr,
+        bench.error(&["validate", "cluster", C, "--count", "two"]),
         "Error: invalid argument \"two\" for \"--count\" flag: strconv.ParseInt: parsing \"two\": invalid syntax\n"
     );
     let mut bench = bench;
@@ -902,13 +903,12 @@ fn export_kubeconfig_defaults_and_refusals() {
     bench.run(&["export", "kubeconfig", C, "--admin"]).ok();
     assert_eq!(read_yaml(&via_env)["current-context"], C);
 
-    let run = bench
-        .run(&["export", "kubeconfig", C, "--admin", "--user", "u"])
-        .fails();
-    assert_eq!(run.stderr, "Error: cannot use both --admin and --user\n");
-    let run = bench.run(&["export", "kubeconfig", C, "--all"]).fails();
     assert_eq!(
-        run.stderr,
+        bench.error(&["export", "kubeconfig", C, "--admin", "--user", "u"]),
+        "Error: cannot use both --admin and --user\n"
+    );
+    assert_eq!(
+        bench.error(&["export", "kubeconfig", C, "--all"]),
         "Error: cannot use both --all flag and positional arguments\n"
     );
     let run = bench
@@ -918,12 +918,11 @@ fn export_kubeconfig_defaults_and_refusals() {
         run.stdout,
         format!("kOps has set your kubectl context to {C}\n")
     );
-    for flag in ["--yes", "--create-kube-config"] {
-        let run = bench.run(&["export", "kubeconfig", C, flag]).fails();
-        assert_eq!(run.stderr, format!("Error: unknown flag: {flag}\n"));
-    }
-    let run = bench.run(&["export", "kubeconfig"]).fails();
-    assert_eq!(run.stderr, "Error: --name is required\n");
+    refuses_unknown_flags_and_a_missing_name(
+        &bench,
+        &["export", "kubeconfig"],
+        &["--yes", "--create-kube-config"],
+    );
 }
 
 // ---- delete cluster ----
@@ -1006,8 +1005,10 @@ fn delete_cluster_previews_then_deletes() {
     .unwrap();
     assert_eq!(cloud["resources"], serde_json::json!({}));
     assert_eq!(cloud["groups"], serde_json::json!({}));
-    let run = bench.run(&["delete", "cluster", C, "--yes"]).fails();
-    assert_eq!(run.stderr, format!("Error: cluster \"{C}\" not found\n"));
+    assert_eq!(
+        bench.error(&["delete", "cluster", C, "--yes"]),
+        format!("Error: cluster \"{C}\" not found\n")
+    );
 }
 
 #[test]
@@ -1024,9 +1025,8 @@ fn delete_cluster_without_cloud_unregister_and_refusals() {
     let stray = bench.store.path().join(C).join("notes.txt");
     std::fs::write(&stray, "mine").unwrap();
     let before = bench.store_tree();
-    let run = bench.run(&["delete", "cluster", C, "--yes"]).fails();
     assert_eq!(
-        run.stderr,
+        bench.error(&["delete", "cluster", C, "--yes"]),
         format!(
             "Error: error removing cluster from state store: refusing to delete: unknown file found: {}/{C}/notes.txt\n",
             bench.state_url()
@@ -1059,11 +1059,8 @@ fn delete_cluster_without_cloud_unregister_and_refusals() {
     assert!(bench.store_tree().is_empty());
 
     // --external deletes cloud resources of a cluster without state.
-    let run = bench
-        .run(&["delete", "cluster", C, "--external", "--yes"])
-        .fails();
     assert_eq!(
-        run.stderr,
+        bench.error(&["delete", "cluster", C, "--external", "--yes"]),
         "Error: --region is required (when --external)\n"
     );
     let run = bench
@@ -1082,12 +1079,11 @@ fn delete_cluster_without_cloud_unregister_and_refusals() {
             .ends_with(&format!("\tok\n\nDeleted cluster: \"{C}\"\n"))
     );
 
-    for flag in ["--force", "--prune"] {
-        let run = bench.run(&["delete", "cluster", C, flag]).fails();
-        assert_eq!(run.stderr, format!("Error: unknown flag: {flag}\n"));
-    }
-    let run = bench.run(&["delete", "cluster"]).fails();
-    assert_eq!(run.stderr, "Error: --name is required\n");
+    refuses_unknown_flags_and_a_missing_name(
+        &bench,
+        &["delete", "cluster"],
+        &["--force", "--prune"],
+    );
 }
 
 // ---- the invocation log across the apply path ----
