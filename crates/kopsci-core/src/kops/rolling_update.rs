@@ -382,6 +382,14 @@ mod tests {
     }
 
     fn cases() -> Vec<Case> {
+        // An instance group of one node with nothing to roll.
+        let up_to_date = |name| {
+            row(
+                name,
+                Ready,
+                [Some(0), Some(1), Some(1), Some(1), Some(1), Some(1)],
+            )
+        };
         let header = "NAME STATUS NEEDUPDATE READY MIN TARGET MAX NODES";
         vec![
             Case {
@@ -397,11 +405,7 @@ mod tests {
                 name: "tab-separated table with nothing to do",
                 text: NO_UPDATE.into(),
                 rows: vec![
-                    row(
-                        "control-plane-us-test-1a",
-                        Ready,
-                        [Some(0), Some(1), Some(1), Some(1), Some(1), Some(1)],
-                    ),
+                    up_to_date("control-plane-us-test-1a"),
                     row(
                         "nodes-us-test-1a",
                         Ready,
@@ -533,11 +537,7 @@ mod tests {
             Case {
                 name: "a row of garbage before a conclusion is a warning",
                 text: format!("{header}\nlorem ipsum\na Ready 0 1 1 1 1 1\n\n{MUST_ROLL}\n"),
-                rows: vec![row(
-                    "a",
-                    Ready,
-                    [Some(0), Some(1), Some(1), Some(1), Some(1), Some(1)],
-                )],
+                rows: vec![up_to_date("a")],
                 required: Some(true),
                 needs_roll: true,
                 applied: false,
@@ -593,11 +593,7 @@ mod tests {
             Case {
                 name: "--force preview: kOps asks for --yes with nothing out of date",
                 text: format!("{header}\nig-a Ready 0 1 1 1 1 1\n\n{MUST_ROLL}\n"),
-                rows: vec![row(
-                    "ig-a",
-                    Ready,
-                    [Some(0), Some(1), Some(1), Some(1), Some(1), Some(1)],
-                )],
+                rows: vec![up_to_date("ig-a")],
                 required: Some(true),
                 needs_roll: true,
                 applied: false,
@@ -608,11 +604,7 @@ mod tests {
                 text: format!(
                     "{header}\nig-a Ready 0 1 1 1 1 1\n\n{NO_ROLL}\n{header}\nig-b NeedsUpdate 1 0 1 1 1 1\n\n{MUST_ROLL}\n"
                 ),
-                rows: vec![row(
-                    "ig-a",
-                    Ready,
-                    [Some(0), Some(1), Some(1), Some(1), Some(1), Some(1)],
-                )],
+                rows: vec![up_to_date("ig-a")],
                 required: Some(true),
                 needs_roll: true,
                 applied: false,
