@@ -277,13 +277,7 @@ pub fn lexical_absolute(cwd: &Path, path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn argv(inv: &Invocation) -> Vec<String> {
-        inv.args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
-    }
+    use crate::process::invocation::argv;
 
     #[test]
     fn invocations_are_plain_data() {
