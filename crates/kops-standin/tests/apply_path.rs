@@ -332,13 +332,24 @@ fn reconcile_prunes_last() {
     assert_eq!(update_preview(&bench), "No changes need to be applied\n");
 }
 
+/// `reconcile cluster --yes` on a pending upgrade, with the roll of
+/// `group` (`KOPS_STANDIN_ROLL_FAIL`) failing; the run failed.
+fn reconcile_with_a_failing_roll(group: &str) -> (Bench, support::Run) {
+    let mut bench = upgrade_pending();
+    bench.set("KOPS_STANDIN_ROLL_FAIL", group);
+    let run = bench.run(&["reconcile", "cluster", C, "--yes"]).fails();
+    (bench, run)
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines().last().unwrap()
+}
+
 #[test]
 fn a_failed_node_roll_stops_reconcile_and_a_rerun_resumes() {
-    let mut bench = upgrade_pending();
-    bench.set("KOPS_STANDIN_ROLL_FAIL", "nodes:1");
-    let run = bench.run(&["reconcile", "cluster", C, "--yes"]).fails();
+    let (bench, run) = reconcile_with_a_failing_roll("nodes:1");
     assert_eq!(
-        run.stderr.lines().last().unwrap(),
+        last_line(&run.stderr),
         "Error: error validating cluster after removing a node: cluster did not validate within a duration of \"15m0s\""
     );
     assert!(
@@ -376,11 +387,9 @@ fn a_failed_node_roll_stops_reconcile_and_a_rerun_resumes() {
 
 #[test]
 fn a_failed_control_plane_roll_stops_before_the_nodes_are_touched() {
-    let mut bench = upgrade_pending();
-    bench.set("KOPS_STANDIN_ROLL_FAIL", "master-us-test-1a");
-    let run = bench.run(&["reconcile", "cluster", C, "--yes"]).fails();
+    let (bench, run) = reconcile_with_a_failing_roll("master-us-test-1a");
     assert_eq!(
-        run.stderr.lines().last().unwrap(),
+        last_line(&run.stderr),
         "Error: control plane not healthy after update, stopping rolling-update: \
          \"error validating cluster after removing a node: cluster did not validate within a duration of \\\"15m0s\\\"\""
     );
@@ -406,7 +415,7 @@ fn rolling_update_failure_rolls_the_other_node_groups_and_resumes() {
         .run(&["rolling-update", "cluster", C, "--yes"])
         .fails();
     assert_eq!(
-        run.stderr.lines().last().unwrap(),
+        last_line(&run.stderr),
         "Error: error validating cluster after removing a node: cluster did not validate within a duration of \"15m0s\""
     );
     assert!(!run.stderr.contains("Rolling update completed"));
@@ -675,7 +684,7 @@ fn validate_count_needs_consecutive_passes() {
         .run(&["validate", "cluster", C, "--count", "2", "-o", "json"])
         .fails();
     assert_eq!(
-        run.stderr.lines().last().unwrap(),
+        last_line(&run.stderr),
         "Error: Validation failed: cluster passed validation 1 consecutive times"
     );
     let run = bench
