@@ -446,10 +446,15 @@ fn rolling_update_failure_rolls_the_other_node_groups_and_resumes() {
 
 // ---- validate cluster ----
 
+/// `kops validate cluster C -o json EXTRA…`.
+fn validate_json(bench: &Bench, extra: &[&str]) -> support::Run {
+    bench.run(&[&["validate", "cluster", C, "-o", "json"][..], extra].concat())
+}
+
 #[test]
 fn validate_an_unreachable_cluster() {
     let bench = Bench::with_fixture(C);
-    let run = bench.run(&["validate", "cluster", C, "-o", "json"]).fails();
+    let run = validate_json(&bench, &[]).fails();
     assert_eq!(run.stdout, "");
     assert_eq!(
         run.stderr,
@@ -491,7 +496,7 @@ fn validate_an_unreachable_cluster() {
 #[test]
 fn validate_json_of_a_healthy_cluster() {
     let bench = applied();
-    let run = bench.run(&["validate", "cluster", C, "-o", "json"]).ok();
+    let run = validate_json(&bench, &[]).ok();
     assert!(
         run.stdout.starts_with("{\"nodes\":[{\"name\":\"i-"),
         "{}",
@@ -557,7 +562,7 @@ fn validate_json_of_a_healthy_cluster() {
 fn validate_fails_as_the_control_asks() {
     let mut bench = applied();
     bench.set("KOPS_STANDIN_VALIDATE", "fail");
-    let run = bench.run(&["validate", "cluster", C, "-o", "json"]).fails();
+    let run = validate_json(&bench, &[]).fails();
     assert_eq!(
         run.stderr,
         "Error: Validation failed: cluster not yet healthy\n"
@@ -612,17 +617,7 @@ fn validate_fails_as_the_control_asks() {
     assert!(run.stdout.ends_with("\nValidation Failed\n"));
 
     // One unready worker may be tolerated; the pod still fails.
-    let run = bench
-        .run(&[
-            "validate",
-            "cluster",
-            C,
-            "-o",
-            "json",
-            "--max-unready-nodes",
-            "1",
-        ])
-        .fails();
+    let run = validate_json(&bench, &["--max-unready-nodes", "1"]).fails();
     let kinds: Vec<String> = json_docs(&run.stdout)[0]["failures"]
         .as_array()
         .unwrap()
@@ -632,18 +627,7 @@ fn validate_fails_as_the_control_asks() {
     assert_eq!(kinds, vec!["Pod"]);
 
     // --wait retries until the time is up; every attempt is printed.
-    let run = bench
-        .run(&[
-            "validate",
-            "cluster",
-            C,
-            "-o",
-            "json",
-            "--wait",
-            "30s",
-            "--interval=10s",
-        ])
-        .fails();
+    let run = validate_json(&bench, &["--wait", "30s", "--interval=10s"]).fails();
     assert_eq!(json_docs(&run.stdout).len(), 3);
     assert_eq!(
         run.stderr
@@ -662,12 +646,10 @@ fn validate_fails_n_times_then_passes_across_invocations() {
     let mut bench = applied();
     bench.set("KOPS_STANDIN_VALIDATE", "fail:3");
     // One attempt per invocation without --wait.
-    bench.run(&["validate", "cluster", C, "-o", "json"]).fails();
+    validate_json(&bench, &[]).fails();
     // Two more failing attempts, then a pass: the last document is the
     // verdict.
-    let run = bench
-        .run(&["validate", "cluster", C, "-o", "json", "--wait", "10m"])
-        .ok();
+    let run = validate_json(&bench, &["--wait", "10m"]).ok();
     let docs = json_docs(&run.stdout);
     assert_eq!(docs.len(), 3, "{}", run.stdout);
     assert!(docs[0].get("failures").is_some());
