@@ -94,21 +94,21 @@ fn each_version_has_its_own_commands_and_flags() {
     let run = bench.run(&["update", "cluster", C, "--prune"]).fails();
     assert_eq!(run.stderr, "Error: unknown flag: --prune\n");
     assert_eq!(run.stdout, "");
-    let run = bench
-        .run(&["update", "cluster", C, "--prune=false"])
-        .fails();
-    assert_eq!(run.stderr, "Error: unknown flag: --prune\n");
+    assert_eq!(
+        bench.error(&["update", "cluster", C, "--prune=false"]),
+        "Error: unknown flag: --prune\n"
+    );
     // pflag names the first unknown flag of the command line.
-    let run = bench
-        .run(&[
+    assert_eq!(
+        bench.error(&[
             "update",
             "cluster",
             C,
             "--instance-group-roles=node",
             "--prune",
-        ])
-        .fails();
-    assert_eq!(run.stderr, "Error: unknown flag: --instance-group-roles\n");
+        ]),
+        "Error: unknown flag: --instance-group-roles\n"
+    );
     // cobra finds the command before it parses flags.
     let run = bench.run(&["reconcile", "cluster", C, "--bogus"]).fails();
     assert_eq!(
@@ -125,10 +125,10 @@ fn each_version_has_its_own_commands_and_flags() {
             .stdout
             .ends_with("Must specify --yes to apply changes\n")
     );
-    let run = bench
-        .run(&["update", "cluster", C, "--instance-group-roles", "node"])
-        .fails();
-    assert_eq!(run.stderr, "Error: unknown flag: --instance-group-roles\n");
+    assert_eq!(
+        bench.error(&["update", "cluster", C, "--instance-group-roles", "node"]),
+        "Error: unknown flag: --instance-group-roles\n"
+    );
     let run = bench
         .run(&["--name", C, "reconcile", "cluster", "--yes"])
         .fails();
@@ -236,17 +236,32 @@ fn reconcile_accepts_its_documented_flags_only() {
             "2",
         ])
         .ok();
-    for flag in [
-        "--prune",
-        "--instance-group-roles=node",
-        "--target=direct",
-        "--admin",
-    ] {
-        let run = bench.run(&["reconcile", "cluster", C, flag]).fails();
+    refuses_unknown_flags_and_a_missing_name(
+        &bench,
+        &["reconcile", "cluster"],
+        &[
+            "--prune",
+            "--instance-group-roles=node",
+            "--target=direct",
+            "--admin",
+        ],
+    );
+}
+
+/// What `kops update cluster C` (a preview) prints.
+fn update_preview(bench: &Bench) -> String {
+    bench.run(&["update", "cluster", C]).ok().stdout
+}
+
+/// `COMMAND C FLAG` is refused for each flag kOps does not document for
+/// the command, and `COMMAND` without a cluster asks for its name.
+fn refuses_unknown_flags_and_a_missing_name(bench: &Bench, command: &[&str], flags: &[&str]) {
+    for flag in flags {
+        let run = bench.run(&[command, &[C, flag]].concat()).fails();
         let name = flag.split('=').next().unwrap();
         assert_eq!(run.stderr, format!("Error: unknown flag: {name}\n"));
     }
-    let run = bench.run(&["reconcile", "cluster"]).fails();
+    let run = bench.run(command).fails();
     assert_eq!(run.stderr, "Error: --name is required\n");
 }
 
@@ -294,10 +309,7 @@ fn reconcile_updates_and_rolls_the_control_plane_before_the_nodes() {
         ],
     );
     assert!(all_ready(&bench));
-    assert_eq!(
-        bench.run(&["update", "cluster", C]).ok().stdout,
-        "No changes need to be applied\n"
-    );
+    assert_eq!(update_preview(&bench), "No changes need to be applied\n");
 }
 
 #[test]
@@ -313,26 +325,31 @@ fn reconcile_prunes_last() {
         .run(&["replace", "-f", &edited.to_string_lossy()])
         .ok();
     assert!(
-        bench
-            .run(&["update", "cluster", C])
-            .ok()
-            .stdout
+        update_preview(&bench)
             .contains("Items will be deleted only when the --prune flag is specified:")
     );
     bench.run(&["reconcile", "cluster", C, "--yes"]).ok();
-    assert_eq!(
-        bench.run(&["update", "cluster", C]).ok().stdout,
-        "No changes need to be applied\n"
-    );
+    assert_eq!(update_preview(&bench), "No changes need to be applied\n");
+}
+
+/// `reconcile cluster --yes` on a pending upgrade, with the roll of
+/// `group` (`KOPS_STANDIN_ROLL_FAIL`) failing; the run failed.
+fn reconcile_with_a_failing_roll(group: &str) -> (Bench, support::Run) {
+    let mut bench = upgrade_pending();
+    bench.set("KOPS_STANDIN_ROLL_FAIL", group);
+    let run = bench.run(&["reconcile", "cluster", C, "--yes"]).fails();
+    (bench, run)
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines().last().unwrap()
 }
 
 #[test]
 fn a_failed_node_roll_stops_reconcile_and_a_rerun_resumes() {
-    let mut bench = upgrade_pending();
-    bench.set("KOPS_STANDIN_ROLL_FAIL", "nodes:1");
-    let run = bench.run(&["reconcile", "cluster", C, "--yes"]).fails();
+    let (bench, run) = reconcile_with_a_failing_roll("nodes:1");
     assert_eq!(
-        run.stderr.lines().last().unwrap(),
+        last_line(&run.stderr),
         "Error: error validating cluster after removing a node: cluster did not validate within a duration of \"15m0s\""
     );
     assert!(
@@ -370,11 +387,9 @@ fn a_failed_node_roll_stops_reconcile_and_a_rerun_resumes() {
 
 #[test]
 fn a_failed_control_plane_roll_stops_before_the_nodes_are_touched() {
-    let mut bench = upgrade_pending();
-    bench.set("KOPS_STANDIN_ROLL_FAIL", "master-us-test-1a");
-    let run = bench.run(&["reconcile", "cluster", C, "--yes"]).fails();
+    let (bench, run) = reconcile_with_a_failing_roll("master-us-test-1a");
     assert_eq!(
-        run.stderr.lines().last().unwrap(),
+        last_line(&run.stderr),
         "Error: control plane not healthy after update, stopping rolling-update: \
          \"error validating cluster after removing a node: cluster did not validate within a duration of \\\"15m0s\\\"\""
     );
@@ -383,13 +398,7 @@ fn a_failed_control_plane_roll_stops_before_the_nodes_are_touched() {
     // need a roll yet; their update is still pending.
     let status = roll_status(&bench);
     assert_eq!(status[1], ("nodes".into(), "Ready".into(), "0".into()));
-    assert!(
-        bench
-            .run(&["update", "cluster", C])
-            .ok()
-            .stdout
-            .contains("  LaunchTemplate/nodes.minimal-aws.example.com\n")
-    );
+    assert!(update_preview(&bench).contains("  LaunchTemplate/nodes.minimal-aws.example.com\n"));
     // The group's only instance was replaced before validation failed, so
     // a re-run finds the control plane updated (the control fires only in
     // a group that still needs updating) and goes on with the nodes.
@@ -406,7 +415,7 @@ fn rolling_update_failure_rolls_the_other_node_groups_and_resumes() {
         .run(&["rolling-update", "cluster", C, "--yes"])
         .fails();
     assert_eq!(
-        run.stderr.lines().last().unwrap(),
+        last_line(&run.stderr),
         "Error: error validating cluster after removing a node: cluster did not validate within a duration of \"15m0s\""
     );
     assert!(!run.stderr.contains("Rolling update completed"));
@@ -437,10 +446,15 @@ fn rolling_update_failure_rolls_the_other_node_groups_and_resumes() {
 
 // ---- validate cluster ----
 
+/// `kops validate cluster C -o json EXTRA…`.
+fn validate_json(bench: &Bench, extra: &[&str]) -> support::Run {
+    bench.run(&[&["validate", "cluster", C, "-o", "json"][..], extra].concat())
+}
+
 #[test]
 fn validate_an_unreachable_cluster() {
     let bench = Bench::with_fixture(C);
-    let run = bench.run(&["validate", "cluster", C, "-o", "json"]).fails();
+    let run = validate_json(&bench, &[]).fails();
     assert_eq!(run.stdout, "");
     assert_eq!(
         run.stderr,
@@ -473,14 +487,16 @@ fn validate_an_unreachable_cluster() {
         run.stderr.starts_with("Error: Validation failed: "),
         "{run:?}"
     );
-    let run = bench.run(&["validate", "cluster"]).fails();
-    assert_eq!(run.stderr, "Error: --name is required\n");
+    assert_eq!(
+        bench.error(&["validate", "cluster"]),
+        "Error: --name is required\n"
+    );
 }
 
 #[test]
 fn validate_json_of_a_healthy_cluster() {
     let bench = applied();
-    let run = bench.run(&["validate", "cluster", C, "-o", "json"]).ok();
+    let run = validate_json(&bench, &[]).ok();
     assert!(
         run.stdout.starts_with("{\"nodes\":[{\"name\":\"i-"),
         "{}",
@@ -546,7 +562,7 @@ fn validate_json_of_a_healthy_cluster() {
 fn validate_fails_as_the_control_asks() {
     let mut bench = applied();
     bench.set("KOPS_STANDIN_VALIDATE", "fail");
-    let run = bench.run(&["validate", "cluster", C, "-o", "json"]).fails();
+    let run = validate_json(&bench, &[]).fails();
     assert_eq!(
         run.stderr,
         "Error: Validation failed: cluster not yet healthy\n"
@@ -601,17 +617,7 @@ fn validate_fails_as_the_control_asks() {
     assert!(run.stdout.ends_with("\nValidation Failed\n"));
 
     // One unready worker may be tolerated; the pod still fails.
-    let run = bench
-        .run(&[
-            "validate",
-            "cluster",
-            C,
-            "-o",
-            "json",
-            "--max-unready-nodes",
-            "1",
-        ])
-        .fails();
+    let run = validate_json(&bench, &["--max-unready-nodes", "1"]).fails();
     let kinds: Vec<String> = json_docs(&run.stdout)[0]["failures"]
         .as_array()
         .unwrap()
@@ -621,18 +627,7 @@ fn validate_fails_as_the_control_asks() {
     assert_eq!(kinds, vec!["Pod"]);
 
     // --wait retries until the time is up; every attempt is printed.
-    let run = bench
-        .run(&[
-            "validate",
-            "cluster",
-            C,
-            "-o",
-            "json",
-            "--wait",
-            "30s",
-            "--interval=10s",
-        ])
-        .fails();
+    let run = validate_json(&bench, &["--wait", "30s", "--interval=10s"]).fails();
     assert_eq!(json_docs(&run.stdout).len(), 3);
     assert_eq!(
         run.stderr
@@ -651,12 +646,10 @@ fn validate_fails_n_times_then_passes_across_invocations() {
     let mut bench = applied();
     bench.set("KOPS_STANDIN_VALIDATE", "fail:3");
     // One attempt per invocation without --wait.
-    bench.run(&["validate", "cluster", C, "-o", "json"]).fails();
+    validate_json(&bench, &[]).fails();
     // Two more failing attempts, then a pass: the last document is the
     // verdict.
-    let run = bench
-        .run(&["validate", "cluster", C, "-o", "json", "--wait", "10m"])
-        .ok();
+    let run = validate_json(&bench, &["--wait", "10m"]).ok();
     let docs = json_docs(&run.stdout);
     assert_eq!(docs.len(), 3, "{}", run.stdout);
     assert!(docs[0].get("failures").is_some());
@@ -673,7 +666,7 @@ fn validate_count_needs_consecutive_passes() {
         .run(&["validate", "cluster", C, "--count", "2", "-o", "json"])
         .fails();
     assert_eq!(
-        run.stderr.lines().last().unwrap(),
+        last_line(&run.stderr),
         "Error: Validation failed: cluster passed validation 1 consecutive times"
     );
     let run = bench
@@ -735,14 +728,13 @@ fn validate_flags_and_kubeconfig() {
         "{run:?}"
     );
     for flag in ["--yes", "--full", "--cloudonly"] {
-        let run = bench.run(&["validate", "cluster", C, flag]).fails();
-        assert_eq!(run.stderr, format!("Error: unknown flag: {flag}\n"));
+        assert_eq!(
+            bench.error(&["validate", "cluster", C, flag]),
+            format!("Error: unknown flag: {flag}\n")
+        );
     }
-    let run = bench
-        .run(&["validate", "cluster", C, "--count", "two"])
-        .fails();
     assert_eq!(
-        run.stderr,
+        bench.error(&["validate", "cluster", C, "--count", "two"]),
         "Error: invalid argument \"two\" for \"--count\" flag: strconv.ParseInt: parsing \"two\": invalid syntax\n"
     );
     let mut bench = bench;
@@ -902,13 +894,12 @@ fn export_kubeconfig_defaults_and_refusals() {
     bench.run(&["export", "kubeconfig", C, "--admin"]).ok();
     assert_eq!(read_yaml(&via_env)["current-context"], C);
 
-    let run = bench
-        .run(&["export", "kubeconfig", C, "--admin", "--user", "u"])
-        .fails();
-    assert_eq!(run.stderr, "Error: cannot use both --admin and --user\n");
-    let run = bench.run(&["export", "kubeconfig", C, "--all"]).fails();
     assert_eq!(
-        run.stderr,
+        bench.error(&["export", "kubeconfig", C, "--admin", "--user", "u"]),
+        "Error: cannot use both --admin and --user\n"
+    );
+    assert_eq!(
+        bench.error(&["export", "kubeconfig", C, "--all"]),
         "Error: cannot use both --all flag and positional arguments\n"
     );
     let run = bench
@@ -918,12 +909,11 @@ fn export_kubeconfig_defaults_and_refusals() {
         run.stdout,
         format!("kOps has set your kubectl context to {C}\n")
     );
-    for flag in ["--yes", "--create-kube-config"] {
-        let run = bench.run(&["export", "kubeconfig", C, flag]).fails();
-        assert_eq!(run.stderr, format!("Error: unknown flag: {flag}\n"));
-    }
-    let run = bench.run(&["export", "kubeconfig"]).fails();
-    assert_eq!(run.stderr, "Error: --name is required\n");
+    refuses_unknown_flags_and_a_missing_name(
+        &bench,
+        &["export", "kubeconfig"],
+        &["--yes", "--create-kube-config"],
+    );
 }
 
 // ---- delete cluster ----
@@ -1006,8 +996,10 @@ fn delete_cluster_previews_then_deletes() {
     .unwrap();
     assert_eq!(cloud["resources"], serde_json::json!({}));
     assert_eq!(cloud["groups"], serde_json::json!({}));
-    let run = bench.run(&["delete", "cluster", C, "--yes"]).fails();
-    assert_eq!(run.stderr, format!("Error: cluster \"{C}\" not found\n"));
+    assert_eq!(
+        bench.error(&["delete", "cluster", C, "--yes"]),
+        format!("Error: cluster \"{C}\" not found\n")
+    );
 }
 
 #[test]
@@ -1024,9 +1016,8 @@ fn delete_cluster_without_cloud_unregister_and_refusals() {
     let stray = bench.store.path().join(C).join("notes.txt");
     std::fs::write(&stray, "mine").unwrap();
     let before = bench.store_tree();
-    let run = bench.run(&["delete", "cluster", C, "--yes"]).fails();
     assert_eq!(
-        run.stderr,
+        bench.error(&["delete", "cluster", C, "--yes"]),
         format!(
             "Error: error removing cluster from state store: refusing to delete: unknown file found: {}/{C}/notes.txt\n",
             bench.state_url()
@@ -1059,11 +1050,8 @@ fn delete_cluster_without_cloud_unregister_and_refusals() {
     assert!(bench.store_tree().is_empty());
 
     // --external deletes cloud resources of a cluster without state.
-    let run = bench
-        .run(&["delete", "cluster", C, "--external", "--yes"])
-        .fails();
     assert_eq!(
-        run.stderr,
+        bench.error(&["delete", "cluster", C, "--external", "--yes"]),
         "Error: --region is required (when --external)\n"
     );
     let run = bench
@@ -1082,12 +1070,11 @@ fn delete_cluster_without_cloud_unregister_and_refusals() {
             .ends_with(&format!("\tok\n\nDeleted cluster: \"{C}\"\n"))
     );
 
-    for flag in ["--force", "--prune"] {
-        let run = bench.run(&["delete", "cluster", C, flag]).fails();
-        assert_eq!(run.stderr, format!("Error: unknown flag: {flag}\n"));
-    }
-    let run = bench.run(&["delete", "cluster"]).fails();
-    assert_eq!(run.stderr, "Error: --name is required\n");
+    refuses_unknown_flags_and_a_missing_name(
+        &bench,
+        &["delete", "cluster"],
+        &["--force", "--prune"],
+    );
 }
 
 // ---- the invocation log across the apply path ----

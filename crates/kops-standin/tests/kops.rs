@@ -71,16 +71,16 @@ fn undocumented_flags_are_rejected_like_cobra() {
         );
         assert_eq!(run.stdout, "", "{args:?}");
     }
-    let run = bench.run(&["rolling-update", "cluster", "-x"]).fails();
-    assert_eq!(run.stderr, "Error: unknown shorthand flag: 'x' in -x\n");
-    let run = bench.run(&["create", "cluster", "--name", MINIMAL]).fails();
     assert_eq!(
-        run.stderr,
+        bench.error(&["rolling-update", "cluster", "-x"]),
+        "Error: unknown shorthand flag: 'x' in -x\n"
+    );
+    assert_eq!(
+        bench.error(&["create", "cluster", "--name", MINIMAL]),
         "Error: unknown command \"cluster\" for \"kops create\"\n"
     );
-    let run = bench.run(&["toolbox", "template"]).fails();
     assert_eq!(
-        run.stderr,
+        bench.error(&["toolbox", "template"]),
         "Error: unknown command \"toolbox\" for \"kops\"\n"
     );
     assert_eq!(
@@ -93,18 +93,15 @@ fn undocumented_flags_are_rejected_like_cobra() {
 #[test]
 fn bad_values_are_rejected_like_pflag() {
     let bench = Bench::with_fixture(MINIMAL);
-    let run = bench
-        .run(&[
+    assert_eq!(
+        bench.error(&[
             "rolling-update",
             "cluster",
             "--name",
             MINIMAL,
             "--validation-timeout",
             "later",
-        ])
-        .fails();
-    assert_eq!(
-        run.stderr,
+        ]),
         "Error: invalid argument \"later\" for \"--validation-timeout\" flag: time: invalid duration \"later\"\n"
     );
     let run = bench
@@ -280,9 +277,8 @@ fn create_lays_out_the_store_like_kops() {
     );
     assert!(config.starts_with("apiVersion: kops.k8s.io/v1alpha2\nkind: Cluster\n"));
 
-    let run = bench.run(&["create", "-f", &minimal_manifest()]).fails();
     assert_eq!(
-        run.stderr,
+        bench.error(&["create", "-f", &minimal_manifest()]),
         format!("Error: cluster \"{MINIMAL}\" already exists\n")
     );
 }
@@ -607,10 +603,10 @@ fn filters_and_overrides_narrow_the_plan() {
         run.stderr
             .contains("incorrect syntax for lifecycle-overrides")
     );
-    let run = bench
-        .run(&["update", "cluster", MINIMAL, "--instance-group", "nope"])
-        .fails();
-    assert_eq!(run.stderr, "Error: InstanceGroup \"nope\" not found\n");
+    assert_eq!(
+        bench.error(&["update", "cluster", MINIMAL, "--instance-group", "nope"]),
+        "Error: InstanceGroup \"nope\" not found\n"
+    );
     let run = bench
         .run(&["update", "cluster", MINIMAL, "--target", "terraform"])
         .fails();
@@ -657,13 +653,16 @@ fn applying_needs_a_cloud_directory() {
 
 // ---- rolling-update cluster ----
 
+/// What `kops rolling-update cluster MINIMAL EXTRA…` prints on success.
+fn rolling_update(bench: &Bench, extra: &[&str]) -> String {
+    let args = [&["rolling-update", "cluster", MINIMAL][..], extra].concat();
+    bench.run(&args).ok().stdout
+}
+
 #[test]
 fn rolling_update_table_and_roll() {
     let bench = applied_minimal();
-    let out = bench
-        .run(&["rolling-update", "cluster", MINIMAL])
-        .ok()
-        .stdout;
+    let out = rolling_update(&bench, &[]);
     assert_eq!(
         out,
         "NAME\t\t\tSTATUS\tNEEDUPDATE\tREADY\tMIN\tTARGET\tMAX\tNODES\n\
@@ -679,18 +678,9 @@ fn rolling_update_table_and_roll() {
         .run(&["replace", "-f", &edited.to_string_lossy()])
         .ok();
     // Not applied yet: the cloud has not changed, nothing to roll.
-    assert!(
-        bench
-            .run(&["rolling-update", "cluster", MINIMAL])
-            .ok()
-            .stdout
-            .ends_with("\nNo rolling-update required.\n")
-    );
+    assert!(rolling_update(&bench, &[]).ends_with("\nNo rolling-update required.\n"));
     bench.run(&["update", "cluster", MINIMAL, "--yes"]).ok();
-    let out = bench
-        .run(&["rolling-update", "cluster", MINIMAL])
-        .ok()
-        .stdout;
+    let out = rolling_update(&bench, &[]);
     assert_eq!(
         out,
         "NAME\t\t\tSTATUS\t\tNEEDUPDATE\tREADY\tMIN\tTARGET\tMAX\tNODES\n\
@@ -698,10 +688,7 @@ fn rolling_update_table_and_roll() {
          nodes\t\t\tNeedsUpdate\t2\t\t0\t2\t2\t2\t2\n\
          \nMust specify --yes to rolling-update.\n"
     );
-    let out = bench
-        .run(&["rolling-update", "cluster", MINIMAL, "--cloudonly"])
-        .ok()
-        .stdout;
+    let out = rolling_update(&bench, &["--cloudonly"]);
     assert!(
         out.starts_with("NAME\t\t\tSTATUS\t\tNEEDUPDATE\tREADY\tMIN\tTARGET\tMAX\n"),
         "{out}"
@@ -710,16 +697,7 @@ fn rolling_update_table_and_roll() {
         out.contains("nodes\t\t\tNeedsUpdate\t2\t\t0\t2\t2\t2\n"),
         "{out}"
     );
-    let out = bench
-        .run(&[
-            "rolling-update",
-            "cluster",
-            MINIMAL,
-            "--instance-group",
-            "master-us-test-1a",
-        ])
-        .ok()
-        .stdout;
+    let out = rolling_update(&bench, &["--instance-group", "master-us-test-1a"]);
     assert!(out.ends_with("\nNo rolling-update required.\n"), "{out}");
 
     let run = bench
@@ -730,10 +708,7 @@ fn rolling_update_table_and_roll() {
         run.stderr
             .contains("Rolling update completed for cluster \"minimal-aws.example.com\"!")
     );
-    let out = bench
-        .run(&["rolling-update", "cluster", MINIMAL])
-        .ok()
-        .stdout;
+    let out = rolling_update(&bench, &[]);
     assert!(
         out.contains("nodes\t\t\tReady\t0\t\t2\t2\t2\t2\t2\n"),
         "{out}"
@@ -741,10 +716,7 @@ fn rolling_update_table_and_roll() {
     assert!(out.ends_with("\nNo rolling-update required.\n"));
 
     // --force rolls what is up to date.
-    let out = bench
-        .run(&["rolling-update", "cluster", MINIMAL, "--force"])
-        .ok()
-        .stdout;
+    let out = rolling_update(&bench, &["--force"]);
     assert!(
         out.ends_with("\nMust specify --yes to rolling-update.\n"),
         "{out}"
@@ -761,10 +733,7 @@ fn resizing_does_not_need_a_roll() {
         .run(&["replace", "-f", &edited.to_string_lossy()])
         .ok();
     bench.run(&["update", "cluster", MINIMAL, "--yes"]).ok();
-    let out = bench
-        .run(&["rolling-update", "cluster", MINIMAL])
-        .ok()
-        .stdout;
+    let out = rolling_update(&bench, &[]);
     assert!(
         out.contains("nodes\t\t\tReady\t0\t\t3\t3\t3\t4\t3\n"),
         "{out}"
@@ -789,24 +758,21 @@ fn delete_instance_group() {
     assert_eq!(run.code, Some(1));
     assert!(bench.store_tree().contains_key(&key));
 
-    let run = bench
-        .run(&[
+    assert_eq!(
+        bench.error(&[
             "delete",
             "ig",
             "master-us-test-1a",
             "--name",
             MINIMAL,
             "--yes",
-        ])
-        .fails();
-    assert_eq!(
-        run.stderr,
+        ]),
         "Error: cannot delete the only control plane instance group\n"
     );
-    let run = bench
-        .run(&["delete", "ig", "nope", "--name", MINIMAL, "--yes"])
-        .fails();
-    assert_eq!(run.stderr, "Error: InstanceGroup \"nope\" not found\n");
+    assert_eq!(
+        bench.error(&["delete", "ig", "nope", "--name", MINIMAL, "--yes"]),
+        "Error: InstanceGroup \"nope\" not found\n"
+    );
 
     let run = bench
         .run(&[
@@ -824,10 +790,7 @@ fn delete_instance_group() {
     );
     assert!(!bench.store_tree().contains_key(&key));
     // Its cloud resources went at once, as with kOps.
-    let out = bench
-        .run(&["rolling-update", "cluster", MINIMAL])
-        .ok()
-        .stdout;
+    let out = rolling_update(&bench, &[]);
     assert!(!out.contains("nodes"), "{out}");
     let out = bench.run(&["update", "cluster", MINIMAL]).ok().stdout;
     assert!(!out.contains("nodes.minimal-aws.example.com\n"), "{out}");
@@ -851,8 +814,10 @@ fn fail_control_fails_the_named_command_only() {
     assert_eq!(bench.store_tree(), before);
     bench.run(&["rolling-update", "cluster", MINIMAL]).ok();
     bench.set("KOPS_STANDIN_FAIL_MESSAGE", "AccessDenied: Access Denied");
-    let run = bench.run(&["update", "cluster", MINIMAL]).fails();
-    assert_eq!(run.stderr, "Error: AccessDenied: Access Denied\n");
+    assert_eq!(
+        bench.error(&["update", "cluster", MINIMAL]),
+        "Error: AccessDenied: Access Denied\n"
+    );
 }
 
 #[test]

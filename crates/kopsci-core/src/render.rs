@@ -1468,6 +1468,11 @@ mod tests {
         TemplateSet::load(&[t], &snippets)?.render(&values(vals), opts)
     }
 
+    /// Renders one template with no values, failing on missing ones.
+    fn render_strict(fx: &Fixture, template: &str) -> Result<String> {
+        render_one(fx, template, serde_json::json!({}), &STRICT)
+    }
+
     fn template_err(result: Result<String>) -> (String, String) {
         match result {
             Err(Error::Template { location, message }) => (location, message),
@@ -1658,12 +1663,8 @@ spec:
         let fx = Fixture::new();
         fx.file("snippets/b", "b\n");
         fx.file("snippets/a", "a\n");
-        let (location, message) = template_err(render_one(
-            &fx,
-            "x: 1\ny: {{ include('nope') }}\n",
-            serde_json::json!({}),
-            &STRICT,
-        ));
+        let (location, message) =
+            template_err(render_strict(&fx, "x: 1\ny: {{ include('nope') }}\n"));
         assert_eq!(location, format!("{}:2:7", fx.name("templates/t.yaml")));
         assert_eq!(message, "unknown snippet `nope` (known snippets: a, b)");
     }
@@ -1672,12 +1673,7 @@ spec:
     fn include_recursion_is_limited() {
         let fx = Fixture::new();
         fx.file("snippets/loop", "x{{ include('loop') }}");
-        let (location, message) = template_err(render_one(
-            &fx,
-            "a: {{ include('loop') }}\n",
-            serde_json::json!({}),
-            &STRICT,
-        ));
+        let (location, message) = template_err(render_strict(&fx, "a: {{ include('loop') }}\n"));
         assert_eq!(location, format!("{}:1:5", fx.name("snippets/loop")));
         assert!(
             message.starts_with(&format!(
@@ -1693,13 +1689,7 @@ spec:
         );
         // The depth counter is released after a failed render.
         fx.file("snippets/ok", "fine");
-        let out = render_one(
-            &fx,
-            "a: {{ include('ok') }}\n",
-            serde_json::json!({}),
-            &STRICT,
-        )
-        .unwrap();
+        let out = render_strict(&fx, "a: {{ include('ok') }}\n").unwrap();
         assert_eq!(out, "a: fine\n");
     }
 
@@ -1722,53 +1712,25 @@ spec:
     fn exponential_include_nesting_runs_out_of_budget() {
         // Each level includes the next twice: 2^40 renders, each cheap.
         let fx = Fixture::new();
-        for level in 0..40 {
-            let next = level + 1;
-            fx.file(
-                &format!("snippets/s{level}"),
-                &format!("{{{{ include('s{next}') }}}}{{{{ include('s{next}') }}}}"),
-            );
-        }
         fx.file("snippets/s40", "x");
-        let result = render_one(
-            &fx,
-            "a: {{ include('s0') }}\n",
-            serde_json::json!({}),
-            &STRICT,
-        );
-        assert_over_budget(&fx, result, &format!("more than {DEFAULT_FUEL} steps"));
-        // The same with include tags, which share one minijinja state.
-        for level in 0..40 {
-            let next = level + 1;
-            fx.file(
-                &format!("snippets/s{level}"),
-                &format!("{{% include 's{next}' %}}{{% include 's{next}' %}}"),
-            );
+        let steps = format!("more than {DEFAULT_FUEL} steps");
+        for (include_next, template) in [
+            ("{{ include('NEXT') }}", "a: {{ include('s0') }}\n"),
+            // The same with include tags, which share one minijinja state.
+            ("{% include 'NEXT' %}", "a: {% include 's0' %}\n"),
+            // `ignore missing` does not turn the budget into a silent skip.
+            (
+                "{% include 'NEXT' ignore missing %}",
+                "a: {% include 's0' %}\n",
+            ),
+        ] {
+            for level in 0..40 {
+                let call = include_next.replace("NEXT", &format!("s{}", level + 1));
+                fx.file(&format!("snippets/s{level}"), &call.repeat(2));
+            }
+            let result = render_strict(&fx, template);
+            assert_over_budget(&fx, result, &steps);
         }
-        let result = render_one(
-            &fx,
-            "a: {% include 's0' %}\n",
-            serde_json::json!({}),
-            &STRICT,
-        );
-        assert_over_budget(&fx, result, &format!("more than {DEFAULT_FUEL} steps"));
-        // `ignore missing` does not turn the budget into a silent skip.
-        for level in 0..40 {
-            let next = level + 1;
-            fx.file(
-                &format!("snippets/s{level}"),
-                &format!(
-                    "{{% include 's{next}' ignore missing %}}{{% include 's{next}' ignore missing %}}"
-                ),
-            );
-        }
-        let result = render_one(
-            &fx,
-            "a: {% include 's0' %}\n",
-            serde_json::json!({}),
-            &STRICT,
-        );
-        assert_over_budget(&fx, result, &format!("more than {DEFAULT_FUEL} steps"));
     }
 
     #[test]
@@ -1776,7 +1738,7 @@ spec:
         let fx = Fixture::new();
         let t =
             "a: {% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n";
-        let result = render_one(&fx, t, serde_json::json!({}), &STRICT);
+        let result = render_strict(&fx, t);
         assert_over_budget(&fx, result, &format!("more than {DEFAULT_FUEL} steps"));
         // In a snippet too (with a smaller budget, to keep the test quick):
         // the error is located in the snippet and names the template that
@@ -1802,12 +1764,7 @@ spec:
     fn self_including_snippets_run_out_of_budget() {
         let fx = Fixture::new();
         fx.file("snippets/me", "x{{ include('me') }}");
-        let result = render_one(
-            &fx,
-            "a: {{ include('me') }}\n",
-            serde_json::json!({}),
-            &STRICT,
-        );
+        let result = render_strict(&fx, "a: {{ include('me') }}\n");
         assert_over_budget(
             &fx,
             result,
@@ -1816,23 +1773,16 @@ spec:
         // Two snippets including each other, with the tag.
         fx.file("snippets/ping", "{% include 'pong' %}");
         fx.file("snippets/pong", "{% include 'ping' %}");
-        let result = render_one(
-            &fx,
-            "a: {% include 'ping' %}\n",
-            serde_json::json!({}),
-            &STRICT,
-        );
+        let result = render_strict(&fx, "a: {% include 'ping' %}\n");
         assert_over_budget(
             &fx,
             result,
             "include tags, macros or recursive loops nested",
         );
         // A macro calling itself.
-        let result = render_one(
+        let result = render_strict(
             &fx,
             "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}a: {{ f(0) }}\n",
-            serde_json::json!({}),
-            &STRICT,
         );
         assert_over_budget(
             &fx,
@@ -1894,7 +1844,7 @@ spec:
     fn strict_fails_on_missing_and_lenient_prints_nothing() {
         let fx = Fixture::new();
         let t = "a: \"{{ missing }}\"\n";
-        let (location, message) = template_err(render_one(&fx, t, serde_json::json!({}), &STRICT));
+        let (location, message) = template_err(render_strict(&fx, t));
         assert_eq!(location, format!("{}:1:8", fx.name("templates/t.yaml")));
         assert_eq!(message, "undefined variable `missing`");
         let out = render_one(&fx, t, serde_json::json!({}), &LENIENT).unwrap();
@@ -1914,11 +1864,9 @@ e: {{ spec.x | required('x is needed') }}
 ";
         let out = render_one(&fx, t, serde_json::json!({"spec": {"x": 1}}), &STRICT).unwrap();
         assert_eq!(out, "a: d\nb: e\nc: false\nd: true\ne: 1\n\n");
-        let (location, message) = template_err(render_one(
+        let (location, message) = template_err(render_strict(
             &fx,
             "a: 1\nb: {{ foo | required(\"foo is needed\") }}\n",
-            serde_json::json!({}),
-            &STRICT,
         ));
         // The column of the failing filter.
         assert_eq!(location, format!("{}:2:13", fx.name("templates/t.yaml")));
@@ -2260,11 +2208,9 @@ e: {{ spec.x | required('x is needed') }}
     #[test]
     fn unknown_functions_mention_channels_and_sprig_names() {
         let fx = Fixture::new();
-        let (_, message) = template_err(render_one(
+        let (_, message) = template_err(render_strict(
             &fx,
             "image: {{ ChannelRecommendedImage('aws', '1.34.0', 'amd64') }}\n",
-            serde_json::json!({}),
-            &STRICT,
         ));
         assert!(
             message
@@ -2295,7 +2241,7 @@ e: {{ spec.x | required('x is needed') }}
     fn rendered_documents_must_be_yaml() {
         let fx = Fixture::new();
         let t = "kind: A\n---\nkind: B\nspec:\n  a: [1, 2\n";
-        let err = render_one(&fx, t, serde_json::json!({}), &STRICT).unwrap_err();
+        let err = render_strict(&fx, t).unwrap_err();
         match err {
             Error::RenderedYaml {
                 template,
@@ -2311,7 +2257,7 @@ e: {{ spec.x | required('x is needed') }}
             }
             other => panic!("{other:?}"),
         }
-        let err = render_one(&fx, "a: 1\na: 2\n", serde_json::json!({}), &STRICT).unwrap_err();
+        let err = render_strict(&fx, "a: 1\na: 2\n").unwrap_err();
         assert!(
             matches!(
                 err,
@@ -2342,13 +2288,7 @@ e: {{ spec.x | required('x is needed') }}
     #[test]
     fn crlf_separators_are_not_split_and_say_so() {
         let fx = Fixture::new();
-        let err = render_one(
-            &fx,
-            "a: 1\r\n---\r\nb: 2\r\n",
-            serde_json::json!({}),
-            &STRICT,
-        )
-        .unwrap_err();
+        let err = render_strict(&fx, "a: 1\r\n---\r\nb: 2\r\n").unwrap_err();
         match err {
             Error::RenderedYaml { index, message, .. } => {
                 assert_eq!(index, 1);

@@ -1019,6 +1019,20 @@ pub fn to_display_yaml(v: &Value) -> Result<String> {
     })
 }
 
+/// `(a ⊕ b) ⊕ c` and `a ⊕ (b ⊕ c)`, for the tests of when `merge` is
+/// associative.
+#[cfg(test)]
+fn merge_both_ways(a: Map, b: Map, c: Map) -> (Map, Map) {
+    let mut left = a.clone();
+    merge(&mut left, b.clone());
+    merge(&mut left, c.clone());
+    let mut bc = b;
+    merge(&mut bc, c);
+    let mut right = a;
+    merge(&mut right, bc);
+    (left, right)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1132,13 +1146,7 @@ mod tests {
         let a = map(json!({"k": {"x": 1}}));
         let b = map(json!({"k": "scalar"}));
         let c = map(json!({"k": {"y": 2}}));
-        let mut left = a.clone();
-        merge(&mut left, b.clone());
-        merge(&mut left, c.clone());
-        let mut bc = b;
-        merge(&mut bc, c);
-        let mut right = a;
-        merge(&mut right, bc);
+        let (left, right) = merge_both_ways(a, b, c);
         assert_eq!(left, map(json!({"k": {"y": 2}})));
         assert_eq!(right, map(json!({"k": {"x": 1, "y": 2}})));
     }
@@ -1170,6 +1178,14 @@ mod tests {
             std::fs::create_dir_all(parent).unwrap();
         }
         std::fs::write(path, text).unwrap();
+    }
+
+    /// Loads `text` as a values file.
+    fn load_text(text: &str) -> Map {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.yaml");
+        write(&path, text);
+        load_values_file(&path).unwrap()
     }
 
     #[test]
@@ -1276,13 +1292,9 @@ mod tests {
     fn values_files_are_read_as_yaml_1_1_like_kops() {
         // kOps reads values with a YAML 1.1 parser: `0755` is octal 493 and
         // `yes`/`on` are booleans. Quote them to keep strings.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.yaml");
-        write(
-            &path,
+        let v = load_text(
             "mode: 0755\nquoted: \"0755\"\nenabled: yes\nswitch: on\nplain: 1.0\nhex: 0x1F\n",
         );
-        let v = load_values_file(&path).unwrap();
         assert_eq!(v["mode"], json!(493));
         assert_eq!(v["quoted"], json!("0755"));
         assert_eq!(v["enabled"], json!(true));
@@ -1295,15 +1307,11 @@ mod tests {
     /// read".
     #[test]
     fn the_yaml_1_1_examples_in_the_fleet_file_docs_hold() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.yaml");
-        write(
-            &path,
+        let v = load_text(
             "a: on\nb: yes\nc: y\nd: Yes\ne: ON\nj: YES\nk: On\nf: off\ng: no\nh: n\ni: NO\nl: Off\n\
              octal: 017\nmode: 0755\nhex: 0x1F\nversion: 1.10\nk8s: 1.30\nunderscore: 1_000\n\
              tilde: ~\nq1: \"017\"\nq2: '1.10'\nq3: \"on\"\nq4: \"1.30\"\n",
         );
-        let v = load_values_file(&path).unwrap();
         for key in ["a", "b", "c", "d", "e", "j", "k"] {
             assert_eq!(v[key], json!(true), "{key}");
         }
@@ -1331,10 +1339,7 @@ mod tests {
 
     #[test]
     fn non_string_keys_become_strings_as_with_sigs_k8s_io_yaml() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.yaml");
-        write(&path, "1: one\ntrue: yes\n");
-        let v = load_values_file(&path).unwrap();
+        let v = load_text("1: one\ntrue: yes\n");
         assert_eq!(ser(&v), r#"{"1":"one","true":true}"#);
     }
 
@@ -1668,71 +1673,7 @@ mod tests {
 
     /// What `terraform output -json` prints (Terraform 1.x): strings, a
     /// tuple, a map of objects, a number, a boolean and a sensitive output.
-    const TERRAFORM_OUTPUT: &str = r#"{
-  "cluster_name": {
-    "sensitive": false,
-    "type": "string",
-    "value": "prod.k8s.example.com"
-  },
-  "dns_zone_id": {
-    "sensitive": false,
-    "type": "string",
-    "value": "Z0123456789ABCDEFGHIJ"
-  },
-  "enable_bastion": {
-    "sensitive": false,
-    "type": "bool",
-    "value": true
-  },
-  "node_count": {
-    "sensitive": false,
-    "type": "number",
-    "value": 3
-  },
-  "oidc_client_secret": {
-    "sensitive": true,
-    "type": "string",
-    "value": "tf-s3cr3t-4f9a"
-  },
-  "private_subnet_ids": {
-    "sensitive": false,
-    "type": [
-      "tuple",
-      [
-        "string",
-        "string"
-      ]
-    ],
-    "value": [
-      "subnet-0a1b2c3d4e5f60001",
-      "subnet-0a1b2c3d4e5f60002"
-    ]
-  },
-  "subnets": {
-    "sensitive": false,
-    "type": [
-      "map",
-      [
-        "object",
-        {
-          "cidr": "string",
-          "id": "string"
-        }
-      ]
-    ],
-    "value": {
-      "eu-west-1a": {
-        "cidr": "10.0.32.0/19",
-        "id": "subnet-0a1b2c3d4e5f60001"
-      },
-      "eu-west-1b": {
-        "cidr": "10.0.64.0/19",
-        "id": "subnet-0a1b2c3d4e5f60002"
-      }
-    }
-  }
-}
-"#;
+    const TERRAFORM_OUTPUT: &str = include_str!("../../../tests/fixtures/terraform-output.json");
 
     #[test]
     fn terraform_outputs_are_unwrapped_in_order_and_sensitive_ones_marked() {
@@ -2189,13 +2130,7 @@ mod props {
         fn merge_is_associative_for_consistently_shaped_maps(
             a in shaped_map(2), b in shaped_map(2), c in shaped_map(2),
         ) {
-            let mut left = a.clone();
-            merge(&mut left, b.clone());
-            merge(&mut left, c.clone());
-            let mut bc = b;
-            merge(&mut bc, c);
-            let mut right = a;
-            merge(&mut right, bc);
+            let (left, right) = merge_both_ways(a, b, c);
             prop_assert_eq!(ser(&left), ser(&right));
         }
 

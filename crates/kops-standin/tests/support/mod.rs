@@ -123,6 +123,12 @@ impl Bench {
         Run::from(out)
     }
 
+    /// Runs a call that must fail (exit 1) and returns its stderr.
+    #[track_caller]
+    pub fn error(&self, args: &[&str]) -> String {
+        self.run(args).fails().stderr
+    }
+
     /// Runs with `input` on stdin.
     pub fn run_with_input(&self, args: &[&str], input: &str) -> Run {
         use std::io::Write;

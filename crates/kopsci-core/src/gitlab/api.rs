@@ -299,26 +299,21 @@ impl GitLabApi {
                 .header("PRIVATE-TOKEN", token)
                 .header("Accept", "application/json")
                 .call(),
-            Method::Post => self
-                .agent
-                .post(url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .header("PRIVATE-TOKEN", token)
-                .header("Accept", "application/json")
-                .header("Content-Type", "application/json")
-                .send(&payload[..]),
-            Method::Put => self
-                .agent
-                .put(url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .header("PRIVATE-TOKEN", token)
-                .header("Accept", "application/json")
-                .header("Content-Type", "application/json")
-                .send(&payload[..]),
+            Method::Post | Method::Put => {
+                let request = if method == Method::Post {
+                    self.agent.post(url)
+                } else {
+                    self.agent.put(url)
+                };
+                request
+                    .config()
+                    .timeout_global(Some(timeout))
+                    .build()
+                    .header("PRIVATE-TOKEN", token)
+                    .header("Accept", "application/json")
+                    .header("Content-Type", "application/json")
+                    .send(&payload[..])
+            }
         }
     }
 

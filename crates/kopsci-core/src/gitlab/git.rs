@@ -277,13 +277,7 @@ pub fn lexical_absolute(cwd: &Path, path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn argv(inv: &Invocation) -> Vec<String> {
-        inv.args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
-    }
+    use crate::process::invocation::argv;
 
     #[test]
     fn invocations_are_plain_data() {
@@ -359,32 +353,27 @@ mod tests {
             assert!(out.status.success(), "{args:?}: {out:?}");
             String::from_utf8(out.stdout).unwrap()
         };
+        let commit = |message: &str| {
+            git_in(&[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e",
+                "commit",
+                "-qm",
+                message,
+            ])
+        };
         git_in(&["init", "-q", "-b", "main"]);
         std::fs::write(dir.path().join("a"), "1").unwrap();
         std::fs::write(dir.path().join("b c"), "1").unwrap();
         git_in(&["add", "."]);
-        git_in(&[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-qm",
-            "one",
-        ]);
+        commit("one");
         let base = git_in(&["rev-parse", "HEAD"]).trim().to_string();
         std::fs::write(dir.path().join("b c"), "2").unwrap();
         std::fs::rename(dir.path().join("a"), dir.path().join("moved")).unwrap();
         git_in(&["add", "-A"]);
-        git_in(&[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-qm",
-            "two",
-        ]);
+        commit("two");
 
         let git = Git::new(dir.path());
         let top = git.toplevel().unwrap();

@@ -1472,6 +1472,18 @@ mod tests {
         }
     }
 
+    /// Renders the note for `reports` within `limit`, and checks it keeps
+    /// to the limit.
+    fn note_within(reports: &[ClusterReport], limit: usize) -> String {
+        let note = render_note(reports, &ctx(), limit).unwrap();
+        let chars = note.chars().count();
+        assert!(
+            chars <= limit,
+            "{chars} characters over the limit of {limit}"
+        );
+        note
+    }
+
     fn ctx() -> NoteContext {
         NoteContext {
             marker: marker("kopsci.yaml"),
@@ -1540,8 +1552,7 @@ mod tests {
             report("c.example.com", (1, 0, 0), Some("small too")),
         ];
         let limit = 2_500;
-        let note = render_note(&reports, &ctx(), limit).unwrap();
-        assert!(note.chars().count() <= limit, "{}", note.chars().count());
+        let note = note_within(&reports, limit);
         assert!(note.contains("small\n"), "{note}");
         assert!(note.contains("small too"), "{note}");
         assert!(note.contains("- `b.example.com`: details left out ([report](https://gitlab.example.com/g/p/-/jobs/9/artifacts/file/.kopsci/reports/b.example.com/report.md))"), "{note}");
@@ -1555,12 +1566,7 @@ mod tests {
             .map(|i| report(&format!("c{i}.example.com"), (i, 0, 0), Some("d")))
             .collect();
         for limit in [200, 1_000, 10_000] {
-            let note = render_note(&reports, &ctx(), limit).unwrap();
-            assert!(
-                note.chars().count() <= limit,
-                "{limit}: {}",
-                note.chars().count()
-            );
+            let note = note_within(&reports, limit);
             assert!(note.starts_with("<!-- kopsci-note"), "{note}");
             if limit > 500 {
                 assert!(note.contains("**Truncated**"), "{note}");
@@ -1752,12 +1758,7 @@ mod tests {
                 r
             })
             .collect();
-        let note = render_note(&reports, &ctx(), DEFAULT_NOTE_BUDGET).unwrap();
-        assert!(
-            note.chars().count() <= DEFAULT_NOTE_BUDGET,
-            "{}",
-            note.chars().count()
-        );
+        let note = note_within(&reports, DEFAULT_NOTE_BUDGET);
         for i in 0..200 {
             assert!(
                 note.contains(&format!("`c{i:03}.example.com`")),
@@ -1784,12 +1785,7 @@ mod tests {
                 )
             })
             .collect();
-        let note = render_note(&reports, &ctx(), DEFAULT_NOTE_BUDGET).unwrap();
-        assert!(
-            note.chars().count() <= DEFAULT_NOTE_BUDGET,
-            "{}",
-            note.chars().count()
-        );
+        let note = note_within(&reports, DEFAULT_NOTE_BUDGET);
         for i in 0..1000 {
             assert!(
                 note.contains(&format!("cluster-{i:04}.")),
@@ -1942,8 +1938,7 @@ clusters:
             })
             .collect();
         reports.push(deleting("zz-deletes.k8s.example.com", "dev"));
-        let note = render_note(&reports, &ctx(), DEFAULT_NOTE_BUDGET).unwrap();
-        assert!(note.chars().count() <= DEFAULT_NOTE_BUDGET);
+        let note = note_within(&reports, DEFAULT_NOTE_BUDGET);
         assert!(note.contains("**Truncated**"), "over budget");
         let head = note.split("| Environment |").next().unwrap();
         assert!(
@@ -1972,8 +1967,7 @@ clusters:
 
         // A budget far too small for the tables still keeps the section,
         // right after the heading.
-        let note = render_note(&reports, &ctx(), 1_000).unwrap();
-        assert!(note.chars().count() <= 1_000);
+        let note = note_within(&reports, 1_000);
         assert!(
             note.contains("### :warning: Destructive changes") && note.contains("zz-deletes"),
             "{note}"

@@ -1257,14 +1257,7 @@ clusters:
 
     fn default_branch(fleet: &Fleet, affected: &[&str]) -> serde_json::Value {
         let sel = selection(fleet, affected);
-        parse(
-            &generate(
-                fleet,
-                &sel,
-                &PipelineOptions::new(PipelineKind::DefaultBranch),
-            )
-            .unwrap(),
-        )
+        generated(fleet, &sel, PipelineKind::DefaultBranch)
     }
 
     fn job_names(doc: &serde_json::Value) -> Vec<&str> {
@@ -1278,6 +1271,11 @@ clusters:
 
     fn parse(yaml: &str) -> serde_json::Value {
         crate::yaml::from_str(yaml, "pipeline").unwrap()
+    }
+
+    /// The pipeline of `kind` with default options, parsed.
+    fn generated(fleet: &Fleet, sel: &Selection, kind: PipelineKind) -> serde_json::Value {
+        parse(&generate(fleet, sel, &PipelineOptions::new(kind)).unwrap())
     }
 
     #[test]
@@ -1330,14 +1328,7 @@ clusters:
             &fleet,
             &["p.example.com", "s.example.com", "d1.example.com"],
         );
-        let doc = parse(
-            &generate(
-                &fleet,
-                &sel,
-                &PipelineOptions::new(PipelineKind::DefaultBranch),
-            )
-            .unwrap(),
-        );
+        let doc = generated(&fleet, &sel, PipelineKind::DefaultBranch);
         assert_eq!(
             doc["update:p.example.com"]["needs"][1],
             json!({"job": "roll:s.example.com", "artifacts": false})
@@ -1387,7 +1378,7 @@ clusters:
         let fleet = fleet(FLEET);
         let sel = selection(&fleet, &[]);
         for kind in [PipelineKind::MergeRequest, PipelineKind::DefaultBranch] {
-            let doc = parse(&generate(&fleet, &sel, &PipelineOptions::new(kind)).unwrap());
+            let doc = generated(&fleet, &sel, kind);
             assert_eq!(doc["stages"], json!(["dryrun"]));
             assert!(doc[NOTHING_JOB]["script"].is_array());
         }
@@ -1420,14 +1411,7 @@ clusters:
             .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let sel = selection(&fleet, &refs);
-        let doc = parse(
-            &generate(
-                &fleet,
-                &sel,
-                &PipelineOptions::new(PipelineKind::DefaultBranch),
-            )
-            .unwrap(),
-        );
+        let doc = generated(&fleet, &sel, PipelineKind::DefaultBranch);
         assert_eq!(
             doc["update:b.example.com"]["needs"],
             json!([
@@ -1873,14 +1857,7 @@ clusters:
         );
         // Merge requests dry-run it (the preview of the deletion), nothing else.
         let sel = selection(&fleet, &["old.example.com"]);
-        let mr = parse(
-            &generate(
-                &fleet,
-                &sel,
-                &PipelineOptions::new(PipelineKind::MergeRequest),
-            )
-            .unwrap(),
-        );
+        let mr = generated(&fleet, &sel, PipelineKind::MergeRequest);
         assert_eq!(job_names(&mr), ["dryrun:old.example.com"]);
     }
 

@@ -273,16 +273,10 @@ pub fn check_extra(command: &str, extra: &[OsString]) -> Result<()> {
 mod tests {
     use super::*;
     use crate::aws::{AwsCredentials, Secret};
+    use crate::process::invocation::argv;
 
     fn os(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()
-    }
-
-    fn argv(inv: &Invocation) -> Vec<String> {
-        inv.args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
     }
 
     #[test]

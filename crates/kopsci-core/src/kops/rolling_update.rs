@@ -370,56 +370,61 @@ mod tests {
         ]
     }
 
+    /// What a parse concludes: `required`, `needs_roll`, `applied`.
+    struct Verdict(Option<bool>, bool, bool);
+    /// A preview that kops concluded by asking for `--yes`.
+    const ASKS_FOR_YES: Verdict = Verdict(Some(true), true, false);
+    /// A preview that kops concluded with nothing to roll.
+    const NOTHING_TO_ROLL: Verdict = Verdict(Some(false), false, false);
+    /// A rolling update that ran, with no conclusion printed.
+    const ROLL_RAN: Verdict = Verdict(None, true, true);
+
     struct Case {
         name: &'static str,
         text: String,
         rows: Vec<RollRow>,
-        required: Option<bool>,
-        needs_roll: bool,
-        applied: bool,
+        verdict: Verdict,
         /// One fragment per expected warning, in order.
         warnings: &'static [&'static str],
     }
 
     fn cases() -> Vec<Case> {
+        // An instance group of one node with nothing to roll.
+        let up_to_date = |name| {
+            row(
+                name,
+                Ready,
+                [Some(0), Some(1), Some(1), Some(1), Some(1), Some(1)],
+            )
+        };
         let header = "NAME STATUS NEEDUPDATE READY MIN TARGET MAX NODES";
         vec![
             Case {
                 name: "preview that needs a roll",
                 text: NEEDS_UPDATE.into(),
                 rows: minimal_rows(true),
-                required: Some(true),
-                needs_roll: true,
-                applied: false,
+                verdict: ASKS_FOR_YES,
                 warnings: &[],
             },
             Case {
                 name: "tab-separated table with nothing to do",
                 text: NO_UPDATE.into(),
                 rows: vec![
-                    row(
-                        "control-plane-us-test-1a",
-                        Ready,
-                        [Some(0), Some(1), Some(1), Some(1), Some(1), Some(1)],
-                    ),
+                    up_to_date("control-plane-us-test-1a"),
                     row(
                         "nodes-us-test-1a",
                         Ready,
                         [Some(0), Some(2), Some(2), Some(2), Some(3), Some(2)],
                     ),
                 ],
-                required: Some(false),
-                needs_roll: false,
-                applied: false,
+                verdict: NOTHING_TO_ROLL,
                 warnings: &[],
             },
             Case {
                 name: "--cloudonly has no NODES column",
                 text: CLOUDONLY.into(),
                 rows: minimal_rows(false),
-                required: Some(true),
-                needs_roll: true,
-                applied: false,
+                verdict: ASKS_FOR_YES,
                 warnings: &[],
             },
             Case {
@@ -437,36 +442,28 @@ mod tests {
                         [Some(3), Some(0), Some(3), None, Some(3), Some(3)],
                     ),
                 ],
-                required: Some(true),
-                needs_roll: true,
-                applied: false,
+                verdict: ASKS_FOR_YES,
                 warnings: &[],
             },
             Case {
                 name: "CRLF line endings",
                 text: NEEDS_UPDATE.replace('\n', "\r\n"),
                 rows: minimal_rows(true),
-                required: Some(true),
-                needs_roll: true,
-                applied: false,
+                verdict: ASKS_FOR_YES,
                 warnings: &[],
             },
             Case {
                 name: "a roll that ran, stderr mixed in: no conclusion",
                 text: APPLIED.into(),
                 rows: minimal_rows(true),
-                required: None,
-                needs_roll: true,
-                applied: true,
+                verdict: ROLL_RAN,
                 warnings: &[],
             },
             Case {
                 name: "a roll that ran, stdout only: drain output ends the table",
                 text: APPLIED_STDOUT.into(),
                 rows: minimal_rows(true),
-                required: None,
-                needs_roll: true,
-                applied: true,
+                verdict: ROLL_RAN,
                 warnings: &[],
             },
             Case {
@@ -480,9 +477,7 @@ mod tests {
                     r.remove(1);
                     r
                 },
-                required: Some(true),
-                needs_roll: true,
-                applied: false,
+                verdict: ASKS_FOR_YES,
                 warnings: &[
                     "line 4: instance-group row not read (NEEDUPDATE `x` is not a number): `nodes-us-test-1a         NeedsUpdate x          0     2   2      3   2`",
                 ],
@@ -491,9 +486,7 @@ mod tests {
                 name: "a negative count is a warning",
                 text: format!("{header}\na Ready 0 1 1 1 -1 1\n\n{NO_ROLL}\n"),
                 rows: vec![],
-                required: Some(false),
-                needs_roll: false,
-                applied: false,
+                verdict: NOTHING_TO_ROLL,
                 warnings: &[
                     "line 2: instance-group row not read (MAX `-1` is not a number): `a Ready 0 1 1 1 -1 1`",
                 ],
@@ -505,9 +498,7 @@ mod tests {
                     "nodes-us-test-1b         Ready       0          2     2   2      3   2  9",
                 ),
                 rows: minimal_rows(true)[..2].to_vec(),
-                required: Some(true),
-                needs_roll: true,
-                applied: false,
+                verdict: ASKS_FOR_YES,
                 warnings: &[
                     "line 5: instance-group row not read (9 cells where the header has 8): `nodes-us-test-1b         Ready       0          2     2   2      3   2  9`",
                 ],
@@ -523,9 +514,7 @@ mod tests {
                     r.remove(1);
                     r
                 },
-                required: None,
-                needs_roll: true,
-                applied: true,
+                verdict: ROLL_RAN,
                 warnings: &[
                     "line 3: instance-group row not read (7 cells where the header has 8): `nodes-us-test-1a",
                 ],
@@ -533,14 +522,8 @@ mod tests {
             Case {
                 name: "a row of garbage before a conclusion is a warning",
                 text: format!("{header}\nlorem ipsum\na Ready 0 1 1 1 1 1\n\n{MUST_ROLL}\n"),
-                rows: vec![row(
-                    "a",
-                    Ready,
-                    [Some(0), Some(1), Some(1), Some(1), Some(1), Some(1)],
-                )],
-                required: Some(true),
-                needs_roll: true,
-                applied: false,
+                rows: vec![up_to_date("a")],
+                verdict: ASKS_FOR_YES,
                 warnings: &[
                     "line 2: instance-group row not read (2 cells where the header has 8): `lorem ipsum`",
                 ],
@@ -555,9 +538,7 @@ mod tests {
                     NeedsUpdate,
                     [Some(2), None, None, None, Some(4), Some(3)],
                 )],
-                required: Some(true),
-                needs_roll: true,
-                applied: false,
+                verdict: ASKS_FOR_YES,
                 warnings: &[],
             },
             Case {
@@ -567,40 +548,28 @@ mod tests {
                     row("ig-a", NeedsUpdate, [None; 6]),
                     row("ig-b", Ready, [None; 6]),
                 ],
-                required: Some(true),
-                needs_roll: true,
-                applied: false,
+                verdict: ASKS_FOR_YES,
                 warnings: &[],
             },
             Case {
                 name: "a header without STATUS is not a table",
                 text: format!("NAME NEEDUPDATE\nig-a 1\n\n{NO_ROLL}\n"),
                 rows: vec![],
-                required: Some(false),
-                needs_roll: false,
-                applied: false,
+                verdict: NOTHING_TO_ROLL,
                 warnings: &[],
             },
             Case {
                 name: "a conclusion without a table",
                 text: format!("{NO_ROLL}\n"),
                 rows: vec![],
-                required: Some(false),
-                needs_roll: false,
-                applied: false,
+                verdict: NOTHING_TO_ROLL,
                 warnings: &[],
             },
             Case {
                 name: "--force preview: kOps asks for --yes with nothing out of date",
                 text: format!("{header}\nig-a Ready 0 1 1 1 1 1\n\n{MUST_ROLL}\n"),
-                rows: vec![row(
-                    "ig-a",
-                    Ready,
-                    [Some(0), Some(1), Some(1), Some(1), Some(1), Some(1)],
-                )],
-                required: Some(true),
-                needs_roll: true,
-                applied: false,
+                rows: vec![up_to_date("ig-a")],
+                verdict: ASKS_FOR_YES,
                 warnings: &[],
             },
             Case {
@@ -608,14 +577,8 @@ mod tests {
                 text: format!(
                     "{header}\nig-a Ready 0 1 1 1 1 1\n\n{NO_ROLL}\n{header}\nig-b NeedsUpdate 1 0 1 1 1 1\n\n{MUST_ROLL}\n"
                 ),
-                rows: vec![row(
-                    "ig-a",
-                    Ready,
-                    [Some(0), Some(1), Some(1), Some(1), Some(1), Some(1)],
-                )],
-                required: Some(true),
-                needs_roll: true,
-                applied: false,
+                rows: vec![up_to_date("ig-a")],
+                verdict: ASKS_FOR_YES,
                 warnings: &[
                     "line 5: another instance-group table, not read (the table read starts at line 1): `NAME STATUS",
                     "kops printed both `Must specify --yes to rolling-update.` (line 8) and `No rolling-update required.` (line 4): taking a rolling update as required",
@@ -630,9 +593,10 @@ mod tests {
             let plan = parse_rolling_update_output(&case.text)
                 .unwrap_or_else(|e| panic!("{}: {e}", case.name));
             assert_eq!(plan.rows, case.rows, "{}", case.name);
-            assert_eq!(plan.required, case.required, "{}", case.name);
-            assert_eq!(plan.needs_roll, case.needs_roll, "{}", case.name);
-            assert_eq!(plan.applied, case.applied, "{}", case.name);
+            let Verdict(required, needs_roll, applied) = case.verdict;
+            assert_eq!(plan.required, required, "{}", case.name);
+            assert_eq!(plan.needs_roll, needs_roll, "{}", case.name);
+            assert_eq!(plan.applied, applied, "{}", case.name);
             assert_eq!(
                 plan.warnings.len(),
                 case.warnings.len(),

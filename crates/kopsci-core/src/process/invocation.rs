@@ -168,6 +168,15 @@ pub fn shell_quote(arg: &OsStr) -> String {
         .unwrap_or_else(|_| format!("'{}'", s.replace('\0', "")))
 }
 
+/// The arguments as text, for tests that assert on command lines.
+#[cfg(test)]
+pub(crate) fn argv(inv: &Invocation) -> Vec<String> {
+    inv.args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -367,9 +367,19 @@ pub fn dryrun(global: &GlobalArgs, args: DryrunArgs) -> anyhow::Result<Exit> {
     })
 }
 
-pub fn update(global: &GlobalArgs, args: UpdateArgs) -> anyhow::Result<Exit> {
+/// Runs one stage on the one cluster named on the command line.
+fn stage_on_one_cluster<O>(
+    global: &GlobalArgs,
+    cluster: &str,
+    opts: &O,
+    stage: fn(&Fleet, &Cluster, &O) -> kopsci_core::Result<Report>,
+) -> anyhow::Result<Report> {
     let fleet = fleet(global)?;
-    let cluster = one_cluster(&fleet, &args.cluster)?;
+    let cluster = one_cluster(&fleet, cluster)?;
+    Ok(stage(&fleet, cluster, opts)?)
+}
+
+pub fn update(global: &GlobalArgs, args: UpdateArgs) -> anyhow::Result<Exit> {
     let opts = UpdateOptions {
         stage: stage_options(global, args.reports, &args.stage),
         allow_stale: args.allow_stale,
@@ -377,42 +387,36 @@ pub fn update(global: &GlobalArgs, args: UpdateArgs) -> anyhow::Result<Exit> {
         allow_version_skew: args.allow_version_skew,
         kops_args: args.kops_args,
     };
-    let report = stage::update(&fleet, cluster, &opts)?;
+    let report = stage_on_one_cluster(global, &args.cluster, &opts, stage::update)?;
     finish(&report, false)
 }
 
 pub fn roll(global: &GlobalArgs, args: RollArgs) -> anyhow::Result<Exit> {
-    let fleet = fleet(global)?;
-    let cluster = one_cluster(&fleet, &args.cluster)?;
     let opts = RollOptions {
         stage: stage_options(global, args.reports, &args.stage),
         yes: args.yes,
         kops_args: args.kops_args,
     };
-    let report = stage::roll(&fleet, cluster, &opts)?;
+    let report = stage_on_one_cluster(global, &args.cluster, &opts, stage::roll)?;
     finish(&report, args.detailed_exitcode && report.changes_pending)
 }
 
 pub fn apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<Exit> {
-    let fleet = fleet(global)?;
-    let cluster = one_cluster(&fleet, &args.cluster)?;
     let opts = ApplyOptions {
         stage: stage_options(global, args.reports, &args.stage),
         allow_stale: args.allow_stale,
         prune_instance_groups: args.prune_instance_groups,
     };
-    let report = stage::apply(&fleet, cluster, &opts)?;
+    let report = stage_on_one_cluster(global, &args.cluster, &opts, stage::apply)?;
     finish(&report, false)
 }
 
 pub fn delete(global: &GlobalArgs, args: DeleteArgs) -> anyhow::Result<Exit> {
-    let fleet = fleet(global)?;
-    let cluster = one_cluster(&fleet, &args.cluster)?;
     let opts = DeleteOptions {
         stage: stage_options(global, args.reports, &args.stage),
         yes: args.yes,
     };
-    let report = stage::delete(&fleet, cluster, &opts)?;
+    let report = stage_on_one_cluster(global, &args.cluster, &opts, stage::delete)?;
     finish(&report, false)
 }
 

@@ -170,6 +170,33 @@ fn entries(dir: &Path) -> Vec<String> {
 }
 
 #[track_caller]
+/// `scripts/fetch-kops DEST` for linux/amd64.
+fn fetch_kops_amd64(dest: &Path, version: &str, sha: &str, url: &str) -> Output {
+    fetch_kops(
+        dest,
+        &[
+            ("KOPS_VERSION", version),
+            ("KOPS_SHA256", sha),
+            ("KOPS_DOWNLOAD_URL", url),
+            ("KOPS_ARCH", "amd64"),
+        ],
+    )
+}
+
+/// A sandbox with an empty `bin/`, and the path of `bin/kops`.
+fn sandbox_with_bin() -> (Sandbox, PathBuf) {
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.join("bin")).unwrap();
+    let dest = sb.join("bin/kops");
+    (sb, dest)
+}
+
+/// A failed install left the kops already at `dest` (in `bin/`) alone.
+fn assert_old_kops_kept(sb: &Sandbox, dest: &Path) {
+    assert_eq!(std::fs::read_to_string(dest).unwrap(), "old kops");
+    assert_eq!(entries(&sb.join("bin")), ["kops"]);
+}
+
 fn assert_failed(out: &Output, needles: &[&str]) {
     assert_eq!(
         out.status.code(),
@@ -191,9 +218,7 @@ fn assert_failed(out: &Output, needles: &[&str]) {
 fn fetch_kops_installs_an_executable_whose_checksum_is_pinned_and_published() {
     let sha = sha256_hex(FAKE_KOPS.as_bytes());
     let server = FileServer::start(release_files(FAKE_KOPS.as_bytes(), &sha));
-    let sb = Sandbox::new();
-    std::fs::create_dir(sb.join("bin")).unwrap();
-    let dest = sb.join("bin/kops");
+    let (sb, dest) = sandbox_with_bin();
     // An older kops already there is replaced.
     std::fs::write(&dest, "old kops").unwrap();
     let url = server.url();
@@ -240,23 +265,13 @@ fn fetch_kops_installs_an_executable_whose_checksum_is_pinned_and_published() {
 fn fetch_kops_refuses_a_download_that_is_not_the_pinned_one_and_installs_nothing() {
     let sha = sha256_hex(FAKE_KOPS.as_bytes());
     let other = sha256_hex(b"another release");
-    let sb = Sandbox::new();
-    std::fs::create_dir(sb.join("bin")).unwrap();
-    let dest = sb.join("bin/kops");
+    let (sb, dest) = sandbox_with_bin();
     std::fs::write(&dest, "old kops").unwrap();
 
     // The pin names another file than the one published (a stale pin):
     // expected vs got, and the hint that the download is what was published.
     let server = FileServer::start(release_files(FAKE_KOPS.as_bytes(), &sha));
-    let out = fetch_kops(
-        &dest,
-        &[
-            ("KOPS_VERSION", KOPS_VERSION),
-            ("KOPS_SHA256", &other),
-            ("KOPS_DOWNLOAD_URL", &server.url()),
-            ("KOPS_ARCH", "amd64"),
-        ],
-    );
+    let out = fetch_kops_amd64(&dest, KOPS_VERSION, &other, &server.url());
     let url = format!("{}/v1.34.1/kops-linux-amd64", server.url());
     assert_failed(
         &out,
@@ -268,22 +283,13 @@ fn fetch_kops_refuses_a_download_that_is_not_the_pinned_one_and_installs_nothing
             "nothing was installed",
         ],
     );
-    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old kops");
-    assert_eq!(entries(&sb.join("bin")), ["kops"]);
+    assert_old_kops_kept(&sb, &dest);
     drop(server);
 
     // The download is not what was pinned and published (a tampered or
     // corrupt file).
     let server = FileServer::start(release_files(b"#!/bin/sh\necho evil\n", &sha));
-    let out = fetch_kops(
-        &dest,
-        &[
-            ("KOPS_VERSION", KOPS_VERSION),
-            ("KOPS_SHA256", &sha),
-            ("KOPS_DOWNLOAD_URL", &server.url()),
-            ("KOPS_ARCH", "amd64"),
-        ],
-    );
+    let out = fetch_kops_amd64(&dest, KOPS_VERSION, &sha, &server.url());
     assert_failed(
         &out,
         &[
@@ -292,22 +298,13 @@ fn fetch_kops_refuses_a_download_that_is_not_the_pinned_one_and_installs_nothing
             "corrupt or was tampered with",
         ],
     );
-    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old kops");
-    assert_eq!(entries(&sb.join("bin")), ["kops"]);
+    assert_old_kops_kept(&sb, &dest);
     drop(server);
 
     // The download matches the pin but the release publishes another
     // checksum: the pin and the release disagree, so nothing is trusted.
     let server = FileServer::start(release_files(FAKE_KOPS.as_bytes(), &other));
-    let out = fetch_kops(
-        &dest,
-        &[
-            ("KOPS_VERSION", KOPS_VERSION),
-            ("KOPS_SHA256", &sha),
-            ("KOPS_DOWNLOAD_URL", &server.url()),
-            ("KOPS_ARCH", "amd64"),
-        ],
-    );
+    let out = fetch_kops_amd64(&dest, KOPS_VERSION, &sha, &server.url());
     let url = format!("{}/v1.34.1/kops-linux-amd64", server.url());
     assert_failed(
         &out,
@@ -315,8 +312,7 @@ fn fetch_kops_refuses_a_download_that_is_not_the_pinned_one_and_installs_nothing
             "{url}.sha256 publishes {other}, not the pinned {sha} (KOPS_SHA256)"
         )],
     );
-    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old kops");
-    assert_eq!(entries(&sb.join("bin")), ["kops"]);
+    assert_old_kops_kept(&sb, &dest);
 
     // A checksum file that holds no checksum.
     let mut files = release_files(FAKE_KOPS.as_bytes(), &sha);
@@ -325,15 +321,7 @@ fn fetch_kops_refuses_a_download_that_is_not_the_pinned_one_and_installs_nothing
         b"<html>rate limited</html>\n".to_vec(),
     );
     let server = FileServer::start(files);
-    let out = fetch_kops(
-        &dest,
-        &[
-            ("KOPS_VERSION", KOPS_VERSION),
-            ("KOPS_SHA256", &sha),
-            ("KOPS_DOWNLOAD_URL", &server.url()),
-            ("KOPS_ARCH", "amd64"),
-        ],
-    );
+    let out = fetch_kops_amd64(&dest, KOPS_VERSION, &sha, &server.url());
     assert_failed(&out, &["kops-linux-amd64.sha256 does not hold a SHA-256"]);
     assert_eq!(entries(&sb.join("bin")), ["kops"]);
 }
@@ -342,20 +330,10 @@ fn fetch_kops_refuses_a_download_that_is_not_the_pinned_one_and_installs_nothing
 fn fetch_kops_fails_on_a_missing_release_naming_the_url_and_leaves_nothing() {
     let sha = sha256_hex(FAKE_KOPS.as_bytes());
     let server = FileServer::start(release_files(FAKE_KOPS.as_bytes(), &sha));
-    let sb = Sandbox::new();
-    std::fs::create_dir(sb.join("bin")).unwrap();
-    let dest = sb.join("bin/kops");
+    let (sb, dest) = sandbox_with_bin();
 
     // No such release on the server.
-    let out = fetch_kops(
-        &dest,
-        &[
-            ("KOPS_VERSION", "1.99.0"),
-            ("KOPS_SHA256", &sha),
-            ("KOPS_DOWNLOAD_URL", &server.url()),
-            ("KOPS_ARCH", "amd64"),
-        ],
-    );
+    let out = fetch_kops_amd64(&dest, "1.99.0", &sha, &server.url());
     assert_failed(
         &out,
         &[&format!(
@@ -370,15 +348,7 @@ fn fetch_kops_fails_on_a_missing_release_naming_the_url_and_leaves_nothing() {
     let mut files = release_files(FAKE_KOPS.as_bytes(), &sha);
     files.remove("/v1.34.1/kops-linux-amd64.sha256");
     let server = FileServer::start(files);
-    let out = fetch_kops(
-        &dest,
-        &[
-            ("KOPS_VERSION", KOPS_VERSION),
-            ("KOPS_SHA256", &sha),
-            ("KOPS_DOWNLOAD_URL", &server.url()),
-            ("KOPS_ARCH", "amd64"),
-        ],
-    );
+    let out = fetch_kops_amd64(&dest, KOPS_VERSION, &sha, &server.url());
     assert_failed(
         &out,
         &[&format!(
@@ -394,14 +364,11 @@ fn fetch_kops_fails_on_a_missing_release_naming_the_url_and_leaves_nothing() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let out = fetch_kops(
+    let out = fetch_kops_amd64(
         &dest,
-        &[
-            ("KOPS_VERSION", KOPS_VERSION),
-            ("KOPS_SHA256", &sha),
-            ("KOPS_DOWNLOAD_URL", &format!("http://127.0.0.1:{closed}")),
-            ("KOPS_ARCH", "amd64"),
-        ],
+        KOPS_VERSION,
+        &sha,
+        &format!("http://127.0.0.1:{closed}"),
     );
     assert_failed(
         &out,
@@ -471,15 +438,7 @@ fn fetch_kops_checks_its_settings_before_downloading_anything() {
         assert_failed(&out, &[message]);
     }
     // A destination in a directory that does not exist.
-    let out = fetch_kops(
-        &sb.join("no/such/dir/kops"),
-        &[
-            ("KOPS_VERSION", KOPS_VERSION),
-            ("KOPS_SHA256", &sha),
-            ("KOPS_DOWNLOAD_URL", &url),
-            ("KOPS_ARCH", "amd64"),
-        ],
-    );
+    let out = fetch_kops_amd64(&sb.join("no/such/dir/kops"), KOPS_VERSION, &sha, &url);
     assert_failed(&out, &["the directory of", "does not exist"]);
     assert!(server.requests().is_empty(), "{:?}", server.requests());
     assert_eq!(entries(sb.path()), Vec::<String>::new());

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::harness::{Sandbox, repo_root, yaml_documents};
+use crate::harness::{Run, Sandbox, repo_root, yaml_documents};
 
 fn example_dir() -> PathBuf {
     repo_root().join("examples/gotemplate")
@@ -182,6 +182,25 @@ fn by_kind_and_name(docs: &[Value]) -> std::collections::BTreeMap<String, Value>
         .collect()
 }
 
+/// `kopsci render --values V… --template TEMPLATE EXTRA…`.
+fn render_with_values(sandbox: &Sandbox, values: &[&str], template: &str, extra: &[&str]) -> Run {
+    let mut kopsci = sandbox.kopsci().arg("render");
+    for v in values {
+        kopsci = kopsci.args(["--values", *v]);
+    }
+    kopsci.args(["--template", template]).args(extra).run()
+}
+
+/// `kopsci migrate template SOURCE --out OUT EXTRA…`, which succeeds.
+fn migrate_template(sandbox: &Sandbox, source: &str, out: &str, extra: &[&str]) -> Run {
+    sandbox
+        .kopsci()
+        .args(["migrate", "template", source, "--out", out])
+        .args(extra)
+        .run()
+        .success()
+}
+
 fn first_difference(expected: &str, actual: &str) -> String {
     for (i, (e, a)) in expected.lines().zip(actual.lines()).enumerate() {
         if e != a {
@@ -299,11 +318,7 @@ spec:
             "values.yaml",
             "clusterName: eu1\nkubernetesVersion: 1.7.1\ndnsZone: k8s.example.com\nawsRegion: eu-west-1\ncloud: aws\narchitecture: amd64\n",
         );
-    let run = sandbox
-        .kopsci()
-        .args(["migrate", "template", "cluster.tmpl.yaml", "--out", "jinja"])
-        .run()
-        .success();
+    let run = migrate_template(&sandbox, "cluster.tmpl.yaml", "jinja", &[]);
     // The channel functions are reported as values to set.
     let stderr = run.stderr();
     assert!(
@@ -316,34 +331,19 @@ spec:
         "{stderr}"
     );
     // Until they are set, the render says which value is missing.
-    sandbox
-        .kopsci()
-        .args([
-            "render",
-            "--values",
-            "values.yaml",
-            "--template",
-            "jinja/cluster.tmpl.yaml",
-        ])
-        .run()
+    render_with_values(&sandbox, &["values.yaml"], "jinja/cluster.tmpl.yaml", &[])
         .fails_with(1, &["set `channelRecommendedImage` in your values"]);
     let sandbox = sandbox.file(
         "channel.yaml",
         "channelRecommendedImage: kope.io/k8s-1.7-debian-jessie-amd64-hvm-ebs-2017-07-28\nchannelRecommendedKubernetesUpgradeVersion: 1.7.2\n",
     );
-    let run = sandbox
-        .kopsci()
-        .args([
-            "render",
-            "--values",
-            "values.yaml",
-            "--values",
-            "channel.yaml",
-            "--template",
-            "jinja/cluster.tmpl.yaml",
-        ])
-        .run()
-        .success();
+    let run = render_with_values(
+        &sandbox,
+        &["values.yaml", "channel.yaml"],
+        "jinja/cluster.tmpl.yaml",
+        &[],
+    )
+    .success();
     assert_eq!(
         run.stdout(),
         "\
@@ -505,46 +505,17 @@ minSize: {{ default \"1\" $node.min_size }}
     // As the page says, `default` on a missing key needs
     // --fail-on-missing=false; with the default, kops fails, and so does
     // the conversion's render.
-    sandbox
-        .kopsci()
-        .args(["migrate", "template", "ig.yaml", "--out", "strict"])
-        .run()
-        .success();
-    sandbox
-        .kopsci()
-        .args([
-            "render",
-            "--values",
-            "values.yaml",
-            "--template",
-            "strict/ig.yaml",
-        ])
-        .run()
+    migrate_template(&sandbox, "ig.yaml", "strict", &[]);
+    render_with_values(&sandbox, &["values.yaml"], "strict/ig.yaml", &[])
         .fails_with(1, &["undefined variable"]);
-    sandbox
-        .kopsci()
-        .args([
-            "migrate",
-            "template",
-            "ig.yaml",
-            "--out",
-            "lenient",
-            "--fail-on-missing=false",
-        ])
-        .run()
-        .success();
-    let run = sandbox
-        .kopsci()
-        .args([
-            "render",
-            "--values",
-            "values.yaml",
-            "--template",
-            "lenient/ig.yaml",
-            "--fail-on-missing=false",
-        ])
-        .run()
-        .success();
+    migrate_template(&sandbox, "ig.yaml", "lenient", &["--fail-on-missing=false"]);
+    let run = render_with_values(
+        &sandbox,
+        &["values.yaml"],
+        "lenient/ig.yaml",
+        &["--fail-on-missing=false"],
+    )
+    .success();
     assert_eq!(
         run.stdout(),
         "image: ami-12345678\nmachineType: t3.large\nmaxSize: 3\nminSize: 1\n"
@@ -559,22 +530,8 @@ fn cluster_template_tojson_example() {
             "# template\nspec:\n  kubernetesApiAccess: {{.allowedIPs | toJson }}\n",
         )
         .file("values.yaml", "allowedIPs:\n- 1.2.3.4/32\n- 4.3.2.1/32\n");
-    sandbox
-        .kopsci()
-        .args(["migrate", "template", "t.yaml", "--out", "jinja"])
-        .run()
-        .success();
-    let run = sandbox
-        .kopsci()
-        .args([
-            "render",
-            "--values",
-            "values.yaml",
-            "--template",
-            "jinja/t.yaml",
-        ])
-        .run()
-        .success();
+    migrate_template(&sandbox, "t.yaml", "jinja", &[]);
+    let run = render_with_values(&sandbox, &["values.yaml"], "jinja/t.yaml", &[]).success();
     assert_eq!(
         run.stdout(),
         "# template\nspec:\n  kubernetesApiAccess: [\"1.2.3.4/32\",\"4.3.2.1/32\"]\n"

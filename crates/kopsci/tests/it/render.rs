@@ -1,7 +1,7 @@
 //! `kopsci render` in `kops toolbox template` mode: flags, layering,
 //! output handling and every bad input.
 
-use crate::harness::{Sandbox, yaml_documents};
+use crate::harness::{Run, Sandbox, yaml_documents};
 
 const CLUSTER_TEMPLATE: &str = "\
 apiVersion: kops.k8s.io/v1alpha2
@@ -692,60 +692,25 @@ fn out_never_turns_a_committed_manifest_private() {
     );
 }
 
-/// What `terraform output -json` prints (Terraform 1.x).
-const TERRAFORM_OUTPUT: &str = r#"{
-  "cluster_name": {
-    "sensitive": false,
-    "type": "string",
-    "value": "prod.k8s.example.com"
-  },
-  "node_count": {
-    "sensitive": false,
-    "type": "number",
-    "value": 3
-  },
-  "oidc_client_secret": {
-    "sensitive": true,
-    "type": "string",
-    "value": "tf-s3cr3t-4f9a"
-  },
-  "private_subnet_ids": {
-    "sensitive": false,
-    "type": [
-      "tuple",
-      [
-        "string",
-        "string"
-      ]
-    ],
-    "value": [
-      "subnet-0a1b2c3d4e5f60001",
-      "subnet-0a1b2c3d4e5f60002"
-    ]
-  },
-  "subnets": {
-    "sensitive": false,
-    "type": [
-      "map",
-      [
-        "object",
-        {
-          "cidr": "string",
-          "id": "string"
-        }
-      ]
-    ],
-    "value": {
-      "eu-west-1a": {
-        "cidr": "10.0.32.0/19",
-        "id": "subnet-0a1b2c3d4e5f60001"
-      }
-    }
-  }
-}
-"#;
+/// What `terraform output -json` prints (Terraform 1.x); shared with the
+/// unit tests in kopsci-core's values.rs.
+const TERRAFORM_OUTPUT: &str = include_str!("../../../../tests/fixtures/terraform-output.json");
 
 const TF_SECRET: &str = "tf-s3cr3t-4f9a";
+
+/// `kopsci render --values-terraform TF ARGS…` in `sb`.
+fn render_terraform(sb: &Sandbox, tf: &str, args: &[&str]) -> Run {
+    sb.kopsci()
+        .args(["render", "--values-terraform", tf])
+        .args(args)
+        .run()
+}
+
+/// Neither output of `run` holds the sensitive Terraform output.
+fn assert_secret_not_shown(run: &Run) {
+    assert!(!run.stdout().contains(TF_SECRET), "{}", run.stdout());
+    assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
+}
 
 fn terraform_sandbox() -> Sandbox {
     Sandbox::new()
@@ -813,16 +778,7 @@ fn terraform_outputs_are_a_values_layer_in_command_line_order() {
     ]);
     assert_eq!(doc["nodes"], 3);
     // `--values-terraform` alone selects toolbox mode, like `--values`.
-    let out = sb
-        .kopsci()
-        .args([
-            "render",
-            "--values-terraform",
-            "tf.json",
-            "--config-value",
-            "node_count",
-        ])
-        .run()
+    let out = render_terraform(&sb, "tf.json", &["--config-value", "node_count"])
         .success()
         .stdout();
     assert_eq!(out, "3\n");
@@ -831,37 +787,17 @@ fn terraform_outputs_are_a_values_layer_in_command_line_order() {
 #[test]
 fn sensitive_terraform_outputs_are_never_printed() {
     let sb = terraform_sandbox();
-    let run = sb
-        .kopsci()
-        .args([
-            "render",
-            "--values-terraform",
-            "tf.json",
-            "--config-value",
-            "oidc_client_secret",
-        ])
-        .run()
+    let run = render_terraform(&sb, "tf.json", &["--config-value", "oidc_client_secret"])
         .fails_with(1, &["oidc_client_secret", "sensitive"]);
-    assert!(!run.stdout().contains(TF_SECRET), "{}", run.stdout());
-    assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
+    assert_secret_not_shown(&run);
     // A failing render that uses the value does not show it either.
     let sb = sb.file(
         "bad.j2",
         "a: {{ oidc_client_secret }}\nb: {{ oidc_client_secret ~ nope }}\nc: {{ oidc_client_secret | int }}\n",
     );
-    let run = sb
-        .kopsci()
-        .args([
-            "render",
-            "--values-terraform",
-            "tf.json",
-            "--template",
-            "bad.j2",
-        ])
-        .run()
+    let run = render_terraform(&sb, "tf.json", &["--template", "bad.j2"])
         .fails_with(1, &["bad.j2:2:", "nope"]);
-    assert!(!run.stdout().contains(TF_SECRET), "{}", run.stdout());
-    assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
+    assert_secret_not_shown(&run);
     // Nor does a template that makes the value its error message.
     for (i, template) in [
         "a: {{ sprig_fail(oidc_client_secret) }}\n",
@@ -872,16 +808,7 @@ fn sensitive_terraform_outputs_are_never_printed() {
     {
         let name = format!("fail{i}.j2");
         let sb = terraform_sandbox().file(&name, template);
-        let run = sb
-            .kopsci()
-            .args([
-                "render",
-                "--values-terraform",
-                "tf.json",
-                "--template",
-                &name,
-            ])
-            .run()
+        let run = render_terraform(&sb, "tf.json", &["--template", &name])
             .fails_with(1, &[&format!("{name}:1:"), "(sensitive)"]);
         assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
     }
@@ -895,30 +822,12 @@ fn a_file_that_is_not_terraform_output_names_file_line_and_column() {
         .file("plain.json", "{\n  \"vpc_id\": \"vpc-0123\"\n}\n")
         // `terraform output -json oidc_client_secret` prints the bare value.
         .file("one.json", &format!("\"{TF_SECRET}\"\n"));
-    sb.kopsci()
-        .args([
-            "render",
-            "--values-terraform",
-            "plain.json",
-            "--template",
-            "t.j2",
-        ])
-        .run()
+    render_terraform(&sb, "plain.json", &["--template", "t.j2"])
         .fails_with(1, &["plain.json:2:13: output `vpc_id` is a string"]);
-    let run = sb
-        .kopsci()
-        .args([
-            "render",
-            "--values-terraform",
-            "one.json",
-            "--template",
-            "t.j2",
-        ])
-        .run()
-        .fails_with(
-            1,
-            &["one.json:1:1: not the output of `terraform output -json`"],
-        );
+    let run = render_terraform(&sb, "one.json", &["--template", "t.j2"]).fails_with(
+        1,
+        &["one.json:1:1: not the output of `terraform output -json`"],
+    );
     assert!(!run.stderr().contains(TF_SECRET), "{}", run.stderr());
 }
 
