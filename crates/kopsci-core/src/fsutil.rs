@@ -1,6 +1,7 @@
 //! Filesystem helpers: atomic writes, so that a failed command never leaves
 //! a half-written file behind, and private work directories that a later
-//! run removes when the process that made them was killed.
+//! run removes when the process that made them was killed; paths compared
+//! as written (lexically) or as the filesystem resolves them.
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -227,6 +228,50 @@ fn current_uid() -> Option<u32> {
     std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
+/// `path` made absolute against `cwd` and cleaned of `.` and `..`
+/// components without touching the filesystem: git reports paths as they
+/// are in the tree (a symlink is its own path, not its target), so paths
+/// compared with git's must be cleaned the same way.
+pub fn lexical_absolute(cwd: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    };
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `path` made absolute, with its longest existing ancestor resolved
+/// (symlinks followed) and the rest appended as written.
+pub fn resolved(path: &Path) -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let absolute = lexical_absolute(&cwd, path);
+    let mut base = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = base.canonicalize() {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (base.parent(), base.file_name()) {
+            (Some(parent), Some(part)) => {
+                rest.push(part);
+                base = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +381,22 @@ mod tests {
         assert!(work.rename_to(&dest).is_err());
         assert!(!path.exists());
         assert_eq!(std::fs::read_to_string(dest.join("file")).unwrap(), "x");
+    }
+
+    #[test]
+    fn lexical_paths_resolve_dots_without_the_filesystem() {
+        let cwd = Path::new("/repo/fleet");
+        assert_eq!(
+            lexical_absolute(cwd, Path::new("../shared/./t.j2")),
+            PathBuf::from("/repo/shared/t.j2")
+        );
+        assert_eq!(
+            lexical_absolute(cwd, Path::new("/abs/x")),
+            PathBuf::from("/abs/x")
+        );
+        assert_eq!(
+            lexical_absolute(cwd, Path::new("")),
+            PathBuf::from("/repo/fleet")
+        );
     }
 }

@@ -39,8 +39,9 @@ use std::path::{Path, PathBuf};
 
 use crate::errors::{Error, Result};
 use crate::fleet::{ApplySettings, Cluster, Fleet, Overrides};
+use crate::fsutil::lexical_absolute;
 use crate::gitlab::ci_env::{BaseRevision, BaseSource};
-use crate::gitlab::git::{Git, lexical_absolute};
+use crate::gitlab::git::Git;
 use crate::render::{RenderOptions, TemplateSet};
 
 /// Files changed between a base revision and `HEAD`.

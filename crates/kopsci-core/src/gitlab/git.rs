@@ -16,7 +16,7 @@
 //! is noticed as well as the place it moved to.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::errors::{Error, Result};
 use crate::process::{Echo, Invocation, Runner};
@@ -251,33 +251,11 @@ fn find_on_path(name: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
         })
 }
 
-/// `path` made absolute against `cwd` and cleaned of `.` and `..`
-/// components without touching the filesystem: git reports paths as they
-/// are in the tree (a symlink is its own path, not its target), so the
-/// fleet's paths must be compared the same way.
-pub fn lexical_absolute(cwd: &Path, path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        cwd.join(path)
-    };
-    let mut out = PathBuf::new();
-    for part in joined.components() {
-        match part {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::process::invocation::argv;
+    use std::path::Path;
 
     #[test]
     fn invocations_are_plain_data() {
@@ -320,23 +298,6 @@ mod tests {
         };
         let err = git.toplevel().unwrap_err().to_string();
         assert!(err.contains("git is not installed"), "{err}");
-    }
-
-    #[test]
-    fn lexical_paths_resolve_dots_without_the_filesystem() {
-        let cwd = Path::new("/repo/fleet");
-        assert_eq!(
-            lexical_absolute(cwd, Path::new("../shared/./t.j2")),
-            PathBuf::from("/repo/shared/t.j2")
-        );
-        assert_eq!(
-            lexical_absolute(cwd, Path::new("/abs/x")),
-            PathBuf::from("/abs/x")
-        );
-        assert_eq!(
-            lexical_absolute(cwd, Path::new("")),
-            PathBuf::from("/repo/fleet")
-        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::errors::{Error, Result};
 use crate::fleet::{Cluster, Fleet, Timeout};
+use crate::fsutil;
 use crate::fsutil::WorkDir;
 use crate::process::Runner;
 use crate::stage::sections::Log;
@@ -96,8 +97,8 @@ fn refuse_report_dir(out: &Path, report_dir: &Path) -> Result<()> {
         )));
     };
     let parent = out.parent().unwrap_or(Path::new(""));
-    let target = resolved(parent).join(name);
-    let reports = resolved(report_dir);
+    let target = fsutil::resolved(parent).join(name);
+    let reports = fsutil::resolved(report_dir);
     if target.starts_with(&reports) {
         return Err(Error::Usage(format!(
             "refusing to write the admin kubeconfig to {}: it is inside the report directory {}, which jobs keep as artifacts; write it elsewhere (such as .kube/config)",
@@ -106,27 +107,6 @@ fn refuse_report_dir(out: &Path, report_dir: &Path) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// `path` made absolute, with its longest existing ancestor resolved
-/// (symlinks followed) and the rest appended as written.
-fn resolved(path: &Path) -> PathBuf {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let absolute = crate::gitlab::git::lexical_absolute(&cwd, path);
-    let mut base = absolute.as_path();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = base.canonicalize() {
-            return rest.iter().rev().fold(real, |p, part| p.join(part));
-        }
-        match (base.parent(), base.file_name()) {
-            (Some(parent), Some(part)) => {
-                rest.push(part);
-                base = parent;
-            }
-            _ => return absolute,
-        }
-    }
 }
 
 #[cfg(test)]
