@@ -23,18 +23,21 @@ pub struct DeleteOptions {
 
 /// Previews or performs the deletion of an `absent: true` cluster.
 pub fn delete(fleet: &Fleet, cluster: &Cluster, opts: &DeleteOptions) -> Result<Report> {
-    if !cluster.absent {
-        return Err(Error::NotAbsent {
-            cluster: cluster.name.clone(),
-            fleet: fleet.path().display().to_string(),
-        });
-    }
     run_single(
         fleet,
         cluster,
         StageKind::Delete,
         &opts.stage,
         DELETE_FILES,
+        || {
+            if cluster.absent {
+                return Ok(());
+            }
+            Err(Error::NotAbsent {
+                cluster: cluster.name.clone(),
+                fleet: fleet.path().display().to_string(),
+            })
+        },
         |run| {
             run.report.action = Some(Action::Delete);
             if !run.snapshot()?.stored.exists() {

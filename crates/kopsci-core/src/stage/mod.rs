@@ -80,7 +80,8 @@ pub struct StageOptions {
 }
 
 /// Runs one stage on one cluster: the files a previous run left are
-/// removed before anything can fail, kops is located and its version
+/// removed before anything can fail, `refuse` (the stage's own checks of
+/// its flags) and the absent check run, kops is located and its version
 /// checked, and `steps` run inside [`ClusterRun::execute`], which always
 /// writes the report.
 pub(crate) fn run_single(
@@ -89,11 +90,13 @@ pub(crate) fn run_single(
     kind: StageKind,
     options: &StageOptions,
     files: &[&str],
+    refuse: impl FnOnce() -> Result<()>,
     steps: impl FnOnce(&mut run::ClusterRun) -> Result<()>,
 ) -> Result<Report> {
     let stop = Stop::watch()?;
     clear_stage_files(&options.report_dir, kind, &[cluster], files)?;
-    // After clearing: an old report must not outlive the refusal.
+    // After clearing: an old report must not outlive a refusal.
+    refuse()?;
     if cluster.absent && kind != StageKind::Delete {
         return Err(Error::Absent {
             cluster: cluster.name.clone(),

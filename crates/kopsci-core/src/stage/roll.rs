@@ -37,13 +37,13 @@ pub struct RollOptions {
 /// Previews or runs the rolling update of one cluster. The cluster's own
 /// failures are in the report's `failed`.
 pub fn roll(fleet: &Fleet, cluster: &Cluster, opts: &RollOptions) -> Result<Report> {
-    check_extra("kops rolling-update cluster", &opts.kops_args)?;
     run_single(
         fleet,
         cluster,
         StageKind::Roll,
         &opts.stage,
         ROLL_FILES,
+        || check_extra("kops rolling-update cluster", &opts.kops_args),
         |run| {
             if opts.yes {
                 crate::stage::apply::warn_short_session(run);

@@ -60,14 +60,14 @@ pub struct UpdateOptions {
 /// kops failing) is in the returned report's `failed`; errors are for what
 /// stops before any step (no kops) and for signals.
 pub fn update(fleet: &Fleet, cluster: &Cluster, opts: &UpdateOptions) -> Result<Report> {
-    // Checked before the plan: a wrong flag must not get as far as the store.
-    check_extra("kops update cluster", &opts.kops_args)?;
     run_single(
         fleet,
         cluster,
         StageKind::Update,
         &opts.stage,
         UPDATE_FILES,
+        // Before the plan: a wrong flag must not get as far as the store.
+        || check_extra("kops update cluster", &opts.kops_args),
         |run| {
             put_reviewed(
                 run,

@@ -1435,6 +1435,18 @@ fn a_stage_stopped_before_the_cluster_leaves_no_old_plan_or_report() {
         );
         assert!(!report_path(&world, rel).exists(), "{stage} left {rel}");
     }
+
+    // A flag kopsci controls, refused before kops runs, clears them too.
+    for (stage, rel) in [
+        ("update", "update/report.json"),
+        ("roll", "roll/report.json"),
+    ] {
+        std::fs::write(report_path(&world, rel), "{\"planted\": true}\n").unwrap();
+        world
+            .run(&[stage, CLUSTER, "--", "--state=s3://elsewhere"])
+            .fails_with(64, &["--state"]);
+        assert!(!report_path(&world, rel).exists(), "{stage} left {rel}");
+    }
 }
 
 #[test]
